@@ -1,0 +1,37 @@
+"""Why a rollout step failed: the names a person, a script and the rollback logic all share.
+
+An activity that detects a failure raises a non-retryable `ApplicationError` whose `type` is one
+of these values and whose details carry the evidence (objects, events, last log lines).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FailureReason(StrEnum):
+    INVALID_SPEC = "InvalidSpec"
+    PREFLIGHT = "PreflightFailed"
+    INSUFFICIENT_CAPACITY = "InsufficientCapacity"
+    CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    MISSING_CRD = "MissingCRD"
+    APPLY_CONFLICT = "ApplyConflict"
+    APPLY_REJECTED = "ApplyRejected"
+    HELM_FAILED = "HelmFailed"
+    SECRET_MISSING = "SecretMissing"
+    IMAGE_PULL = "ImagePull"
+    CRASH_LOOP = "CrashLoop"
+    CUDA_OOM = "CudaOutOfMemory"
+    NIXL_TRANSPORT = "NixlTransportError"
+    NVSHMEM_INIT = "NvshmemInitFailure"
+    HF_UNAUTHORIZED = "HuggingFaceUnauthorized"
+    OOM_KILLED = "OOMKilled"
+    UNSCHEDULABLE = "Unschedulable"
+    CREATE_CONTAINER_CONFIG = "CreateContainerConfigError"
+    NODE_LOST = "NodeLost"
+    MODEL_LOAD_TIMEOUT = "ModelLoadBudgetExceeded"
+    ROLLOUT_TIMEOUT = "RolloutTimeout"
+    GATEWAY_NOT_PROGRAMMED = "GatewayNotProgrammed"
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
+    VERIFICATION_FAILED = "VerificationFailed"
+    ABORTED = "Aborted"
