@@ -175,7 +175,8 @@ class Role(SpecModel):
     env: list[EnvVar] = Field(default_factory=list)
     extra_args: list[str] = Field(default_factory=list)
     node_affinity: dict[str, Any] | None = Field(
-        default=None, description="A Kubernetes NodeAffinity; default from modelService.accelerator."
+        default=None,
+        description="A Kubernetes NodeAffinity; default from modelService.accelerator.",
     )
 
     @property
@@ -252,7 +253,9 @@ class RoleStrategy(SpecModel):
 
 
 class Strategy(SpecModel):
-    role_order: list[RoleName] = Field(default_factory=lambda: ["decode", "prefill"])
+    role_order: list[RoleName] = Field(
+        default_factory=lambda: list[RoleName](["decode", "prefill"])
+    )
     between_roles: Gate = Field(
         default_factory=Gate, description="Gate after the first role is rolled and verified."
     )

@@ -103,9 +103,7 @@ def parse_duration(value: object) -> timedelta:
 
 
 def _parse_iso_duration(text: str) -> timedelta:
-    match = re.fullmatch(
-        r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", text
-    )
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", text)
     if not match or text in ("P", "PT"):
         raise ValueError(f"{text!r} is not a duration (e.g. 30s, 10m, 1h30m)")
     days, hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())

@@ -114,9 +114,7 @@ def _check_release(path: str, release: HelmRelease, base_dir: Path | None) -> li
     problems = _check_chart(f"{path}.chart", release.chart, base_dir)
     for index, values_file in enumerate(release.values_files):
         if not _resolve(values_file, base_dir).is_file():
-            problems.append(
-                Problem(f"{path}.valuesFiles[{index}]", f"no such file: {values_file}")
-            )
+            problems.append(Problem(f"{path}.valuesFiles[{index}]", f"no such file: {values_file}"))
     return problems
 
 
@@ -230,7 +228,9 @@ def _check_role_strategy(path: str, strategy: RoleStrategy, role: Role) -> list[
         ("maxSurge", strategy.max_surge),
     ):
         if isinstance(value, str) and not _PERCENT.match(value):
-            problems.append(Problem(f"{path}.{field}", f"must be an integer or a percentage, got {value!r}"))
+            problems.append(
+                Problem(f"{path}.{field}", f"must be an integer or a percentage, got {value!r}")
+            )
         elif isinstance(value, int) and value < 0:
             problems.append(Problem(f"{path}.{field}", "must not be negative"))
     if _is_zero(strategy.max_unavailable) and _is_zero(strategy.max_surge):

@@ -1,0 +1,26 @@
+# The llmd-rollout worker image: Python 3.11, the project, and the pinned helm and kubectl.
+# Built by docker-compose.yml (`docker compose build worker`); runs `python -m worker`, which reads
+# TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and LLMD_TASK_QUEUE, and KUBECONFIG for the cluster.
+# No secret is baked in: HF_TOKEN and the kubeconfig come from the container's environment.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    VIRTUAL_ENV=/app/.venv \
+    PATH=/app/.venv/bin:$PATH
+
+WORKDIR /app
+RUN python -m venv /app/.venv
+
+# helm and kubectl first: they change less often than the code, so this layer stays cached.
+COPY scripts/install_tools.py scripts/install_tools.py
+RUN python scripts/install_tools.py --venv /app/.venv && rm -rf /app/.venv/cache
+
+COPY . .
+RUN pip install . && useradd --create-home --uid 10001 llmd
+
+USER llmd
+ENV KUBECONFIG=/etc/llmd/kubeconfig
+CMD ["python", "-m", "worker"]

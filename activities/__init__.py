@@ -1,0 +1,1 @@
+"""Rollout side effects as Temporal activities, one module per system touched."""

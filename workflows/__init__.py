@@ -1,0 +1,1 @@
+"""Deterministic rollout orchestration: Temporal workflows only (no I/O, no Kubernetes imports)."""
