@@ -1,0 +1,22 @@
+"""The model-service objects a rollout applies, rendered from its spec, and the project's own CRDs.
+
+The orchestrator owns these objects itself instead of installing llm-d's modelservice chart, so
+it can roll prefill and decode separately, canary a partition, snapshot what it applied and put
+it back. See manifests/README.md for what is rendered and how it differs from the chart.
+"""
+
+from manifests.crds import CrdBundleName, builtin_crds
+from manifests.documents import object_key, to_yaml
+from manifests.labels import spec_revision
+from manifests.render import render_model_service, render_role, render_shared
+
+__all__ = [
+    "CrdBundleName",
+    "builtin_crds",
+    "object_key",
+    "render_model_service",
+    "render_role",
+    "render_shared",
+    "spec_revision",
+    "to_yaml",
+]
