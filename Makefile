@@ -1,7 +1,8 @@
 # llmd-rollout developer commands. Every target that runs code first makes sure .venv exists and
 # is installed; on an installed tree that check takes well under a second.
 #
-#   make demo    run the demo (for now: validate the demo rollout spec)
+#   make demo    run the demo: Temporal, a simulated H200 cluster, a worker, a rollout and an
+#                upgrade (DEMO_ARGS=--exit stops at the end instead of waiting for Ctrl-C)
 #   make test    run the test suite
 #   make lint    ruff, mypy --strict and the import-layer contracts
 #   make bench   run the benchmarks in bench/
@@ -17,9 +18,10 @@ BIN := $(VENV)/bin
 # Touched after a successful `pip install`; pip runs again only when pyproject.toml is newer.
 INSTALL_STAMP := $(VENV)/.llmd-install-stamp
 
-PRODUCT_PACKAGES := spec workflows activities manifests embedded clustersim
+PRODUCT_PACKAGES := spec workflows activities manifests embedded clustersim cli
 ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: venv test lint demo bench clean
 
@@ -50,11 +52,11 @@ lint: venv
 		echo "lint: an entry point imports clustersim; the product must not"; exit 1; fi
 
 demo: venv
-	$(BIN)/llmd-rollout validate -f examples/demo.yaml
+	$(BIN)/llmd-rollout demo $(DEMO_ARGS)
 
 bench: venv
-	@shopt -s nullglob; benchmarks=(bench/bench_*.py); \
-	if (( $${#benchmarks[@]} == 0 )); then echo "bench: no bench/bench_*.py yet"; exit 1; fi; \
+	@shopt -s nullglob; benchmarks=(bench/*.py); \
+	if (( $${#benchmarks[@]} == 0 )); then echo "bench: no benchmarks in bench/ yet"; exit 1; fi; \
 	for benchmark in "$${benchmarks[@]}"; do $(BIN)/python "$$benchmark"; done
 
 clean:

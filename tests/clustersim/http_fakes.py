@@ -1,0 +1,108 @@
+"""Tiny loopback HTTP servers the API server talks to in tests: a kubelet and a pod backend.
+
+Both run `ThreadingHTTPServer` on a thread and are stopped (with a bounded join) by the
+fixtures that start them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+from urllib.parse import parse_qs, urlparse
+
+LOG_LINES = [f"line {i}" for i in range(1, 6)]
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+class KubeletHandler(_Quiet):
+    """Serves `/containerLogs/{ns}/{pod}/{container}` like a kubelet, recording each query."""
+
+    requests: ClassVar[list[tuple[str, dict[str, list[str]]]]] = []
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        type(self).requests.append((url.path, query))
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "containerLogs":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        _, namespace, pod, container = parts
+        if container == "broken":
+            body = f'previous terminated container "{container}" in pod "{pod}" not found'
+            self.send_response(400)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+            return
+        lines = [f"{namespace}/{pod}/{container} {line}" for line in LOG_LINES]
+        if "tailLines" in query:
+            lines = lines[-int(query["tailLines"][0]) :]
+        follow = query.get("follow", ["false"])[0] == "true"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for line in lines + (["followed 1", "followed 2"] if follow else []):
+            chunk = (line + "\n").encode()
+            self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.flush()
+            if follow:
+                time.sleep(0.05)
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class EchoHandler(_Quiet):
+    """Answers every request with a JSON description of it (method, path, query, headers)."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        answer = json.dumps(
+            {
+                "method": self.command,
+                "path": self.path,
+                "body": body,
+                "server": f"{self.server.server_address[0]}:{self.server.server_address[1]}",
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Backend", "echo")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+
+@contextmanager
+def serving(
+    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+) -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

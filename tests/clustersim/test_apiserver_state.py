@@ -1,0 +1,120 @@
+"""`serve --state FILE`: the cluster survives a SIGTERM and restart; the CLI's own contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from tests.clustersim.conftest import REPO, start_server, stop_process
+
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {"size": {"type": "integer", "default": 1}},
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_state_file_survives_sigterm_and_restart(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    process, kubeconfig = start_server(tmp_path / "first", "--state", str(state))
+    try:
+        api = k8s_config.new_client_from_config(str(kubeconfig))
+        core = k8s.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "kept"}})
+        core.create_namespaced_config_map("kept", {"metadata": {"name": "cm"}, "data": {"k": "v"}})
+        service = core.create_namespaced_service(
+            "kept", {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}
+        )
+        k8s.ApiextensionsV1Api(api).create_custom_resource_definition(CRD)
+        custom = k8s.CustomObjectsApi(api)
+        custom.create_namespaced_custom_object(
+            "example.com",
+            "v1",
+            "kept",
+            "widgets",
+            {
+                "apiVersion": "example.com/v1",
+                "kind": "Widget",
+                "metadata": {"name": "w"},
+                "spec": {},
+            },
+        )
+        last = int(core.read_namespaced_config_map("cm", "kept").metadata.resource_version)
+    finally:
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    saved = json.loads(state.read_text())
+    assert saved["resourceVersion"] >= last
+
+    process, kubeconfig = start_server(tmp_path / "second", "--state", str(state))
+    try:
+        api = k8s_config.new_client_from_config(str(kubeconfig))
+        core = k8s.CoreV1Api(api)
+        assert core.read_namespaced_config_map("cm", "kept").data == {"k": "v"}
+        widget = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+            "example.com", "v1", "kept", "widgets", "w"
+        )
+        assert widget["spec"] == {"size": 1}
+        again = core.create_namespaced_service(
+            "kept", {"metadata": {"name": "other"}, "spec": {"ports": [{"port": 80}]}}
+        )
+        assert again.spec.cluster_ip != service.spec.cluster_ip
+        fresh = core.create_namespaced_config_map("kept", {"metadata": {"name": "new"}})
+        assert int(fresh.metadata.resource_version) > saved["resourceVersion"]
+    finally:
+        stop_process(process)
+
+
+def test_port_zero_picks_a_free_port_written_to_the_kubeconfig(tmp_path: Path) -> None:
+    process, kubeconfig = start_server(tmp_path)
+    try:
+        config = k8s_config.new_client_from_config(str(kubeconfig)).configuration
+        assert config.host.startswith("https://127.0.0.1:")
+        assert not config.host.endswith(":0")
+        version = k8s.VersionApi(k8s_config.new_client_from_config(str(kubeconfig)))
+        assert version.get_code().minor == "35"
+    finally:
+        stop_process(process)
+
+
+def test_serve_help_lists_the_documented_options() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "clustersim", "serve", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0
+    for option in ("--port", "--kubeconfig-out", "--state", "--token-file", "--insecure-http"):
+        assert option in result.stdout
