@@ -1,14 +1,47 @@
 """The activities this project's workers run.
 
 Where it sits: worker.py registers everything `activities()` returns; the activity modules
-(kube, helm, serving, preflight) add their functions here as they are written. A function rather
-than a constant so that activities needing configuration (a kubeconfig, a clock) can be built
-when the worker starts instead of at import time.
+(kube, waits, helm, serving, preflight, specfile) define them. A function rather than a
+constant so that activities needing configuration (a kubeconfig, a clock) can be built when the
+worker starts instead of at import time. Every activity takes and returns models from
+spec/activity_io.py (load_spec_file takes a path and returns the spec).
 """
 
 from collections.abc import Callable
 from typing import Any
 
+from activities import helm, kube, preflight, serving, specfile, waits
+
 
 def activities() -> list[Callable[..., Any]]:
-    return []
+    return [
+        # the spec a scheduled rollout reads from a file
+        specfile.load_spec_file,
+        # preflight (phase 1)
+        preflight.preflight,
+        preflight.check_capacity,
+        # Kubernetes objects (phases 2, 4, 6, 9 and rollback)
+        kube.apply_objects,
+        kube.apply_model_service,
+        kube.ensure_namespace,
+        kube.apply_crds,
+        kube.ensure_hf_token_secret,
+        kube.snapshot_objects,
+        kube.read_last_known_good,
+        kube.mark_last_known_good,
+        kube.restore_snapshot,
+        kube.delete_objects,
+        # waits
+        waits.wait_for_lws_rollout,
+        waits.wait_for_deployment,
+        waits.wait_for_gateway,
+        waits.wait_for_route,
+        # Helm releases (phases 2, 3, 5 and rollback)
+        helm.helm_upgrade_install,
+        helm.helm_rollback,
+        helm.helm_uninstall,
+        helm.helm_release_status,
+        # serving (phases 7 and 8)
+        serving.wait_for_model_load,
+        serving.verify_gateway,
+    ]

@@ -30,6 +30,8 @@ class FailureReason(StrEnum):
     CREATE_CONTAINER_CONFIG = "CreateContainerConfigError"
     NODE_LOST = "NodeLost"
     MODEL_LOAD_TIMEOUT = "ModelLoadBudgetExceeded"
+    # Weight loading stopped advancing long before the budget would run out.
+    MODEL_LOAD_STALLED = "ModelLoadStalled"
     ROLLOUT_TIMEOUT = "RolloutTimeout"
     GATEWAY_NOT_PROGRAMMED = "GatewayNotProgrammed"
     ROUTE_NOT_ACCEPTED = "RouteNotAccepted"

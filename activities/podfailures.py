@@ -1,0 +1,126 @@
+"""Failing a wait the moment its pods show a failure: diagnosis plus the evidence fetched for it.
+
+Where it sits: the LWS, Deployment and model-load waits call `PodFailureCheck.check` on every
+watch event with the pods (and nodes) their informers hold. It classifies each pod with
+activities/diagnosis.py; for a container that exited it reads that container's previous log
+(once per restart) to name the error; a decisive finding becomes the non-retryable
+`ApplicationError` with the pods, their events and the last log lines as evidence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from temporalio.exceptions import ApplicationError
+
+from activities.diagnosis import PodFinding, crash_finding, diagnose_pod, evidence
+from activities.failures import failure
+from activities.kubeclient import KubeClient, KubeError
+from spec.reasons import FailureReason
+
+LOG_TAIL = 100
+# Container exits (without a known fatal error) of one role's pods that make a crash loop: the
+# LWS recreates the whole group on a restart, so the same pod seldom reaches CrashLoopBackOff.
+CRASH_LIMIT = 2
+
+
+class PodFailureCheck:
+    """Checks a set of pods for failures; remembers which crash logs it already read."""
+
+    def __init__(self, client: KubeClient, namespace: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self._crash_logs: dict[tuple[str, str, int], list[str]] = {}
+        self._crashes: dict[tuple[str, str, str], PodFinding] = {}
+        self.last_finding: PodFinding | None = None
+
+    async def check(
+        self,
+        pods: Sequence[Mapping[str, Any]],
+        nodes: Mapping[str, Mapping[str, Any]] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Raise the failure the pods show, if any is decisive."""
+        terminating = any((p.get("metadata") or {}).get("deletionTimestamp") for p in pods)
+        for pod in pods:
+            finding = diagnose_pod(pod, nodes, terminating)
+            if finding is None:
+                continue
+            lines: list[str] = []
+            if finding.container and finding.reason in (
+                FailureReason.CRASH_LOOP,
+                FailureReason.OOM_KILLED,
+            ):
+                lines = await self._logs(pod, finding.container)
+            decided = (
+                crash_finding(finding, lines)
+                if finding.reason == FailureReason.CRASH_LOOP
+                else finding
+            )
+            if decided is None:
+                self.last_finding = finding
+                self._crashes[_crash_key(pod, finding)] = finding
+                if len(self._crashes) < CRASH_LIMIT:
+                    continue
+                decided = PodFinding(
+                    FailureReason.CRASH_LOOP,
+                    f"{finding.message}; {len(self._crashes)} container exits so far "
+                    "(the group is recreated after each)",
+                    finding.pod,
+                    finding.container,
+                    data={**finding.data, "exits": len(self._crashes)},
+                )
+            raise await self._failure(decided, pods, lines, extra)
+
+    async def _logs(self, pod: Mapping[str, Any], container: str) -> list[str]:
+        name = str(pod["metadata"]["name"])
+        restarts = _restart_count(pod, container)
+        key = (str(pod["metadata"].get("uid", name)), container, restarts)
+        if key not in self._crash_logs:
+            self._crash_logs[key] = await asyncio.to_thread(self._read_logs, name, container)
+        return self._crash_logs[key]
+
+    def _read_logs(self, pod: str, container: str) -> list[str]:
+        try:
+            lines = self.client.pod_log(self.namespace, pod, container, True, LOG_TAIL)
+            if not lines:
+                lines = self.client.pod_log(self.namespace, pod, container, False, LOG_TAIL)
+        except KubeError:
+            return []
+        return lines or []
+
+    async def _failure(
+        self,
+        finding: PodFinding,
+        pods: Sequence[Mapping[str, Any]],
+        lines: list[str],
+        extra: Mapping[str, Any] | None,
+    ) -> ApplicationError:
+        try:
+            events, _ = await asyncio.to_thread(
+                self.client.list_objects, "v1", "Event", self.namespace
+            )
+        except KubeError:
+            events = []
+        found = evidence(finding, pods, events, lines, extra)
+        return failure(finding.reason, finding.message, found)
+
+
+def _crash_key(pod: Mapping[str, Any], finding: PodFinding) -> tuple[str, str, str]:
+    """One container exit, the same whether it shows as `state` or, restarted, `lastState`."""
+    uid = str((pod.get("metadata") or {}).get("uid", finding.pod))
+    container = finding.container or ""
+    exit_id = finding.data.get("exit") or _restart_count(pod, container)
+    return uid, container, str(exit_id)
+
+
+def _restart_count(pod: Mapping[str, Any], container: str) -> int:
+    status = pod.get("status") or {}
+    for item in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        if item.get("name") == container:
+            return int(item.get("restartCount") or 0)
+    return 0

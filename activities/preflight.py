@@ -1,0 +1,195 @@
+"""Preflight: can this rollout run here at all? Checked before any change to the cluster.
+
+Where it sits: phase 1 of a rollout. It reads the API server's version, checks for the CRDs the
+spec says are already installed, checks the helm binary, and plans capacity: every pod of every
+group of the roles being (re)created, plus the surge groups an update creates first, against
+what the nodes can still hold (activities/capacity.py). An impossible plan fails with
+InsufficientCapacity and the plan, node by node, as evidence; an unreachable API server is a
+retryable error, never a failure reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+import manifests
+from activities.capacity import (
+    RolePlan,
+    plan_capacity,
+    resolve_surge,
+    resolve_unavailable,
+    template_changed,
+)
+from activities.failures import failure
+from activities.helm import helm_version
+from activities.kubeclient import ApiUnavailable, KubeClient, KubeError
+from activities.readiness import is_true
+from activities.watching import run_blocking
+from spec.activity_io import (
+    CapacityPlan,
+    CrdCheck,
+    FailureEvidence,
+    ObjectRef,
+    PreflightInput,
+    PreflightReport,
+)
+from spec.reasons import FailureReason
+from spec.rollout import RoleName, RolloutSpec
+
+GATEWAY_API_CRDS = (
+    "gatewayclasses.gateway.networking.k8s.io",
+    "gateways.gateway.networking.k8s.io",
+    "httproutes.gateway.networking.k8s.io",
+)
+INFERENCE_EXTENSION_CRDS = (
+    "inferencepools.inference.networking.x-k8s.io",
+    "inferencemodels.inference.networking.x-k8s.io",
+)
+LWS_CRDS = ("leaderworkersets.leaderworkerset.x-k8s.io",)
+
+
+def required_crds(spec: RolloutSpec) -> list[str]:
+    """The CRDs the spec says are already installed (so no phase of ours installs them)."""
+    dependencies = spec.dependencies
+    names: list[str] = []
+    if dependencies.gateway_api_crds.already_installed:
+        names += GATEWAY_API_CRDS
+    if dependencies.inference_extension_crds.already_installed:
+        names += INFERENCE_EXTENSION_CRDS
+    if dependencies.leader_worker_set.already_installed:
+        names += LWS_CRDS
+    return names
+
+
+def check_crds(client: KubeClient, names: list[str]) -> list[CrdCheck]:
+    checks = []
+    for name in names:
+        crd = client.get(
+            ObjectRef(
+                api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition", name=name
+            )
+        )
+        checks.append(
+            CrdCheck(name=name, present=crd is not None, established=is_true(crd, "Established"))
+        )
+    return checks
+
+
+def role_plans(client: KubeClient, spec: RolloutSpec, roles: list[RoleName]) -> list[RolePlan]:
+    """Each role's rendered LWS and the surge its update would need (none on first install or
+    when the template does not change)."""
+    plans = []
+    for role in roles:
+        lws = manifests.render_role(spec, role)
+        existing = _existing_lws(client, lws)
+        strategy = spec.strategy.for_role(role)
+        replicas = spec.model_service.role(role).replicas
+        surge = 0
+        if existing is not None and template_changed(
+            lws["spec"]["leaderWorkerTemplate"],
+            (existing.get("spec") or {}).get("leaderWorkerTemplate"),
+        ):
+            surge = resolve_surge(strategy.max_surge, replicas)
+        plans.append(
+            RolePlan(
+                role=role,
+                lws=lws,
+                surge_groups=surge,
+                may_drop_surge=resolve_unavailable(strategy.max_unavailable, replicas) > 0,
+            )
+        )
+    return plans
+
+
+def _existing_lws(client: KubeClient, lws: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return client.get(ObjectRef.of(lws))
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def capacity_sync(client: KubeClient, spec: RolloutSpec, roles: list[RoleName]) -> CapacityPlan:
+    nodes, _ = client.list_objects("v1", "Node")
+    pods, _ = client.list_objects("v1", "Pod")
+    return plan_capacity(role_plans(client, spec, roles), nodes, pods, spec.target.namespace)
+
+
+def refuse(plan: CapacityPlan) -> ApplicationError:
+    message = (
+        f"insufficient capacity: the rollout asks {plan.gpus_asked} GPUs, the nodes it may use "
+        f"have {plan.gpus_available} free\n{plan.render()}"
+    )
+    return failure(
+        FailureReason.INSUFFICIENT_CAPACITY,
+        message,
+        FailureEvidence(
+            reason=FailureReason.INSUFFICIENT_CAPACITY.value,
+            message=message,
+            data={"plan": plan.model_dump(mode="json"), "plan_text": plan.render()},
+        ),
+    )
+
+
+def _unreachable(error: ApiUnavailable) -> ApplicationError:
+    return ApplicationError(
+        f"the Kubernetes API server is unreachable: {error.message}",
+        type=FailureReason.CLUSTER_UNREACHABLE.value,
+        non_retryable=False,
+    )
+
+
+@activity.defn
+async def check_capacity(input: PreflightInput) -> CapacityPlan:
+    """Plan where every pod goes; refuse (InsufficientCapacity) when they do not all fit."""
+    client = KubeClient.for_target(input.spec.target)
+    try:
+        plan = await run_blocking(
+            lambda: capacity_sync(client, input.spec, list(input.roles)), "capacity plan"
+        )
+    except ApiUnavailable as error:
+        raise _unreachable(error) from None
+    finally:
+        client.close()
+    if not plan.fits:
+        raise refuse(plan)
+    return plan
+
+
+@activity.defn
+async def preflight(input: PreflightInput) -> PreflightReport:
+    """API reachable (and its version), required CRDs, helm, and the capacity plan."""
+    spec = input.spec
+    client = KubeClient.for_target(spec.target)
+    try:
+        version = await run_blocking(client.server_version, "API server version")
+        crds = await run_blocking(lambda: check_crds(client, required_crds(spec)), "CRDs")
+        missing = [c.name for c in crds if not (c.present and c.established)]
+        if missing:
+            raise failure(
+                FailureReason.MISSING_CRD,
+                "the spec says these CRDs are already installed, but they are missing or not "
+                f"Established: {', '.join(missing)}",
+                missing=missing,
+            )
+        helm = await helm_version()
+        plan = await run_blocking(
+            lambda: capacity_sync(client, spec, list(input.roles)), "capacity plan"
+        )
+    except ApiUnavailable as error:
+        raise _unreachable(error) from None
+    finally:
+        client.close()
+    if not plan.fits:
+        raise refuse(plan)
+    return PreflightReport(
+        server_version=str(version.get("gitVersion", "")),
+        helm_version=helm.text,
+        crds=crds,
+        capacity=plan,
+    )

@@ -1,0 +1,615 @@
+"""Serving activities: wait until vLLM serves on every new pod, and verify through the gateway.
+
+Where it sits: phase 7 (model load) and phase 8 (verify) of a rollout, and again for the old
+version after a rollback. The reference pods have no probes, so an LWS turns Available long
+before the model is loaded: the model-load wait asks vLLM itself (/health, then /v1/models,
+through the API server's pod proxy) on every pod of the role's current revision, follows each
+pod's vLLM log for the weight-loading percentage (reported in heartbeats, and "API server up"
+triggers the probe at once), and fails the moment a pod shows a failure. Verification sends one
+completion through the gateway and checks, from both roles' vLLM counters, that prefill and
+decode both served it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from temporalio import activity
+
+from activities.diagnosis import pod_summary
+from activities.failures import failure
+from activities.kubeclient import KubeClient, KubeError
+from activities.metrics import (
+    GENERATION_TOKENS,
+    PROMPT_TOKENS,
+    REQUEST_SUCCESS,
+    counter_sums,
+    delta,
+)
+from activities.podfailures import PodFailureCheck
+from activities.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
+from activities.vllmlog import LoadLog
+from activities.waits import LWS_API, informer_failure, nodes_by_name
+from activities.watching import (
+    HEARTBEAT_SECONDS,
+    Collection,
+    Heartbeater,
+    Informer,
+    LogFollower,
+    Wakeup,
+    previous_progress,
+)
+from manifests.labels import role_labels
+from manifests.lws import vllm_port
+from spec.activity_io import (
+    CheckResult,
+    FailureEvidence,
+    ModelLoadInput,
+    ModelLoadProgress,
+    ModelLoadResult,
+    ObjectEvidence,
+    ObjectRef,
+    PodLoadPhase,
+    PodLoadState,
+    PodServing,
+    RoleTraffic,
+    VerificationResult,
+    VerifyInput,
+)
+from spec.reasons import FailureReason
+from spec.rollout import ROLES, RoleName, RolloutSpec
+
+# Without a log line saying the server is up, probe a running pod this often (real seconds).
+PROBE_FALLBACK_SECONDS = 10.0
+# After the log says the server is up, a probe that fails is retried this soon.
+PROBE_RETRY_SECONDS = 1.0
+# A silence in weight loading shorter than this share of the budget is never a stall.
+STALL_BUDGET_SHARE = 0.01
+RESPONSE_EXCERPT = 2000
+GATEWAY_RETRIES = 4
+
+
+def vllm_container(role: RoleName) -> str:
+    return f"vllm-worker-{role}"
+
+
+@dataclass
+class PodWatch:
+    """What the model-load wait knows of one pod (by uid: a recreated pod starts over)."""
+
+    name: str
+    log: LoadLog = field(default_factory=LoadLog)
+    follower: LogFollower | None = None
+    follower_restarts: int = -1
+    next_probe: float = 0.0
+    probing: bool = False
+    probe_task: asyncio.Future[None] | None = None
+    probed_after_start: bool = False
+    probed_after_ready: bool = False
+    models: list[str] | None = None
+    probe_detail: str = ""
+
+
+def _container_status(pod: Mapping[str, Any], container: str) -> Mapping[str, Any] | None:
+    for item in (pod.get("status") or {}).get("containerStatuses") or []:
+        if item.get("name") == container:
+            found: Mapping[str, Any] = item
+            return found
+    return None
+
+
+def _phase(pod: Mapping[str, Any], container: str, watch: PodWatch | None) -> PodLoadPhase:
+    if watch is not None and watch.models is not None:
+        return "serving"
+    status = _container_status(pod, container)
+    if not (pod.get("spec") or {}).get("nodeName"):
+        return "pending"
+    if status is None or "running" not in (status.get("state") or {}):
+        waiting = ((status or {}).get("state") or {}).get("waiting") or {}
+        return "pulling" if waiting.get("reason") in (None, "ContainerCreating") else "starting"
+    if watch is not None and watch.log.server_started:
+        return "serving-probe"
+    if watch is not None and watch.log.percent is not None:
+        return "loading"
+    return "starting"
+
+
+class ModelLoadWait:
+    """The state and steps of one model-load wait (see the module docstring)."""
+
+    def __init__(self, input: ModelLoadInput, client: KubeClient) -> None:
+        spec = input.spec
+        self.input = input
+        self.spec = spec
+        self.client = client
+        self.role = input.role
+        self.namespace = spec.target.namespace
+        self.lws_name = spec.model_service.lws_name(input.role)
+        self.port = vllm_port(spec, input.role)
+        self.container = vllm_container(input.role)
+        self.model = spec.model_service.model_name
+        self.budget = spec.budgets.model_load.total_seconds()
+        previous = previous_progress(ModelLoadProgress)
+        self.started_at = (
+            previous.started_at if isinstance(previous, ModelLoadProgress) else datetime.now(UTC)
+        )
+        self.wakeup = Wakeup()
+        self.checker = PodFailureCheck(client, self.namespace)
+        self.pods: dict[str, PodWatch] = {}
+        self.heartbeater = Heartbeater()
+        self.progress = ModelLoadProgress(started_at=self.started_at, role=self.role)
+        selector = f"{LWS_NAME}={self.lws_name}"
+        self.lws = Informer(
+            client,
+            Collection(
+                LWS_API, "LeaderWorkerSet", self.namespace, None, f"metadata.name={self.lws_name}"
+            ),
+            self.wakeup.set,
+        )
+        self.statefulsets = Informer(
+            client, Collection("apps/v1", "StatefulSet", self.namespace, selector), self.wakeup.set
+        )
+        self.pod_informer = Informer(
+            client, Collection("v1", "Pod", self.namespace, selector), self.wakeup.set
+        )
+        self.nodes = Informer(client, Collection("v1", "Node"), self.wakeup.set)
+        self.required = [self.lws, self.statefulsets, self.pod_informer]
+
+    def stop(self) -> None:
+        for informer in [*self.required, self.nodes]:
+            informer.stop()
+        for watch in self.pods.values():
+            if watch.follower is not None:
+                watch.follower.stop()
+            if watch.probe_task is not None:
+                watch.probe_task.cancel()
+
+    async def run(self) -> ModelLoadResult:
+        for informer in [*self.required, self.nodes]:
+            informer.start()
+        deadline = self.started_at.timestamp() + self.budget
+        while True:
+            for informer in self.required:
+                if informer.error is not None:
+                    raise informer_failure(informer.error, f"{self.lws_name} ({self.role})")
+            if all(i.synced for i in self.required):
+                result = await self._step()
+                if result is not None:
+                    return result
+            elif self.pod_informer.synced:
+                # The pods alone can already show a failure: do not wait for the other lists.
+                await self.checker.check(self.pod_informer.objects(), nodes_by_name(self.nodes))
+            self.heartbeater.beat(self.progress)
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise self._budget_exceeded()
+            await self.wakeup.wait(min(remaining, self._next_wakeup()))
+
+    def _next_wakeup(self) -> float:
+        """Seconds until the next fallback probe or stall check is due (events come sooner)."""
+        now = time.monotonic()
+        floor = self.budget * STALL_BUDGET_SHARE
+        due = [now + HEARTBEAT_SECONDS]
+        for watch in self.pods.values():
+            if watch.models is not None:
+                continue
+            if watch.next_probe:
+                due.append(watch.next_probe)
+            if watch.log.progress_times:
+                due.append(watch.log.progress_times[-1] + watch.log.stall_after(floor) + 0.01)
+        return max(0.05, min(due) - now)
+
+    async def _step(self) -> ModelLoadResult | None:
+        pods = self.pod_informer.objects()
+        await self.checker.check(
+            pods,
+            nodes_by_name(self.nodes),
+            {"role": self.role, "progress": self.progress.model_dump(mode="json")},
+        )
+        lws = self.lws.get(f"{self.namespace}/{self.lws_name}")
+        state = lws_state(
+            lws, self.statefulsets.objects(), pods, self.input.partition, require_pods_ready=False
+        )
+        expected = set(state.expected_pods) or set(self._expected_names(lws))
+        live = {
+            str(p["metadata"].get("uid")): p
+            for p in pods
+            if p["metadata"].get("name") in expected and not p["metadata"].get("deletionTimestamp")
+        }
+        for uid in [u for u in self.pods if u not in live]:
+            gone = self.pods.pop(uid)
+            if gone.follower is not None:
+                gone.follower.stop()
+        for uid, pod in live.items():
+            self._track(uid, pod)
+        self._record_progress(state.revision, sorted(expected), live)
+        self._check_stalls()
+        current = {str(p["metadata"].get("uid")) for p in state.current_pods}
+        if state.done and current and all(self._serving(uid) for uid in current):
+            return self._result(state.revision, [live[u] for u in current if u in live])
+        return None
+
+    def _check_stalls(self) -> None:
+        now = time.monotonic()
+        floor = self.budget * STALL_BUDGET_SHARE
+        for watch in self.pods.values():
+            silent = None if watch.models is not None else watch.log.stalled_for(now, floor)
+            if silent is None:
+                continue
+            message = (
+                f"{self.role} pod {watch.name}: weight loading stopped at "
+                f"{watch.log.percent:.0f}% and has not advanced for {silent:.1f}s (its pace "
+                "was several times faster); the load is hung"
+            )
+            raise failure(
+                FailureReason.MODEL_LOAD_STALLED,
+                message,
+                self._evidence(FailureReason.MODEL_LOAD_STALLED, message, list(watch.log.tail)),
+            )
+
+    def _expected_names(self, lws: Mapping[str, Any] | None) -> list[str]:
+        if lws is None:
+            return []
+        spec = lws.get("spec") or {}
+        size = int((spec.get("leaderWorkerTemplate") or {}).get("size", 1))
+        return expected_pod_names(
+            self.lws_name, int(spec.get("replicas", 1)), size, self.input.partition
+        )
+
+    def _serving(self, uid: str) -> bool:
+        watch = self.pods.get(uid)
+        return watch is not None and watch.models is not None
+
+    def _track(self, uid: str, pod: Mapping[str, Any]) -> None:
+        """Follow the pod's log while its vLLM container runs; probe it when it may serve (in
+        the background: a slow probe never holds up heartbeats or failure detection)."""
+        name = str(pod["metadata"]["name"])
+        watch = self.pods.setdefault(uid, PodWatch(name=name))
+        status = _container_status(pod, self.container)
+        running = status is not None and "running" in (status.get("state") or {})
+        if not running:
+            return
+        restarts = int((status or {}).get("restartCount") or 0)
+        if watch.follower is None or (watch.follower.done and restarts != watch.follower_restarts):
+            watch.follower_restarts = restarts
+            watch.follower = LogFollower(
+                self.client,
+                self.namespace,
+                name,
+                self.container,
+                functools.partial(self._on_line, watch),
+                self.wakeup.set,
+            ).start()
+            if not watch.next_probe:
+                watch.next_probe = time.monotonic() + PROBE_FALLBACK_SECONDS
+        if watch.models is not None or watch.probing or not self._probe_due(watch, pod):
+            return
+        watch.probing = True
+        watch.probe_task = asyncio.ensure_future(self._probe(watch, pod_ready(pod)))
+
+    @staticmethod
+    def _probe_due(watch: PodWatch, pod: Mapping[str, Any]) -> bool:
+        """Probe when the log says the server is up, when the pod turns Ready (a startup probe
+        on /health passed), or when the fallback timer is due; never on every event."""
+        if watch.log.server_started and not watch.probed_after_start:
+            return True
+        if pod_ready(pod) and not watch.probed_after_ready:
+            return True
+        return bool(watch.next_probe) and time.monotonic() >= watch.next_probe
+
+    def _on_line(self, watch: PodWatch, line: str) -> None:
+        if watch.log.feed(line):
+            self.wakeup.set()
+
+    async def _probe(self, watch: PodWatch, ready: bool) -> None:
+        started = watch.log.server_started
+        try:
+            models, detail = await asyncio.to_thread(self._probe_sync, watch.name)
+        finally:
+            watch.probing = False
+            self.wakeup.set()
+        watch.probed_after_start = watch.probed_after_start or started
+        watch.probed_after_ready = watch.probed_after_ready or ready
+        watch.probe_detail = detail
+        retry = PROBE_RETRY_SECONDS if started else PROBE_FALLBACK_SECONDS
+        watch.next_probe = time.monotonic() + retry
+        if models is not None and self.model in models:
+            watch.models = models
+            if watch.follower is not None:
+                watch.follower.stop()
+
+    def _probe_sync(self, pod: str) -> tuple[list[str] | None, str]:
+        """vLLM's /health, then /v1/models; (served models, detail)."""
+        try:
+            status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/health")
+            if status != 200:
+                return None, f"/health answered {status}"
+            status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/v1/models")
+        except KubeError as error:
+            return None, f"probe failed: {error.message}"
+        if status != 200:
+            return None, f"/v1/models answered {status}"
+        try:
+            models = [str(m.get("id")) for m in json.loads(body).get("data") or []]
+        except (ValueError, AttributeError):
+            return None, "/v1/models did not answer JSON"
+        if self.model not in models:
+            return models, f"serves {models}, not {self.model}"
+        return models, "serving"
+
+    def _record_progress(
+        self, revision: str | None, expected: list[str], live: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        states = []
+        for uid, pod in sorted(live.items(), key=lambda item: str(item[1]["metadata"]["name"])):
+            watch = self.pods.get(uid)
+            states.append(
+                PodLoadState(
+                    name=str(pod["metadata"]["name"]),
+                    group=group_of(pod),
+                    node=(pod.get("spec") or {}).get("nodeName"),
+                    phase=_phase(pod, self.container, watch),
+                    weights_percent=watch.log.percent if watch else None,
+                    detail=watch.probe_detail if watch else "",
+                )
+            )
+        self.progress = ModelLoadProgress(
+            started_at=self.started_at,
+            role=self.role,
+            revision_hash=revision,
+            pods=states,
+            serving=sum(1 for s in states if s.phase == "serving"),
+            expected=len(expected),
+        )
+
+    def _result(self, revision: str | None, pods: list[Mapping[str, Any]]) -> ModelLoadResult:
+        serving = []
+        for pod in sorted(pods, key=lambda p: str(p["metadata"]["name"])):
+            watch = self.pods[str(pod["metadata"]["uid"])]
+            serving.append(
+                PodServing(
+                    name=watch.name,
+                    group=group_of(pod),
+                    node=(pod.get("spec") or {}).get("nodeName"),
+                    port=self.port,
+                    models=watch.models or [],
+                )
+            )
+        return ModelLoadResult(
+            role=self.role,
+            revision_hash=revision,
+            pods=serving,
+            elapsed_seconds=time.time() - self.started_at.timestamp(),
+            api_requests=self.client.requests,
+        )
+
+    def _budget_exceeded(self) -> Exception:
+        lagging = [w for w in self.pods.values() if w.models is None]
+        message = (
+            f"{self.role} did not serve within the model-load budget "
+            f"({self.budget:.0f}s, budgets.modelLoad): {self.progress.summary()}"
+        )
+        tail = list(lagging[0].log.tail) if lagging else []
+        reason = FailureReason.MODEL_LOAD_TIMEOUT
+        return failure(reason, message, self._evidence(reason, message, tail))
+
+    def _evidence(
+        self, reason: FailureReason, message: str, log_lines: list[str]
+    ) -> FailureEvidence:
+        return FailureEvidence(
+            reason=reason.value,
+            message=message,
+            objects=[
+                ObjectEvidence(
+                    ref=ObjectRef.of({"apiVersion": "v1", "kind": "Pod", **p}),
+                    status=pod_summary(p),
+                )
+                for p in self.pod_informer.objects()
+            ],
+            log_lines=log_lines[-20:],
+            data={"progress": self.progress.model_dump(mode="json")},
+        )
+
+
+@activity.defn
+async def wait_for_model_load(input: ModelLoadInput) -> ModelLoadResult:
+    """Wait until vLLM serves the model on every pod of the role's current revision."""
+    client = KubeClient.for_target(input.spec.target)
+    wait = ModelLoadWait(input, client)
+    try:
+        return await wait.run()
+    finally:
+        wait.stop()
+        client.close()
+
+
+# --- verification ------------------------------------------------------------------------------
+
+
+class Gateway:
+    """The gateway as verification reaches it: a URL, or the Service through the API proxy."""
+
+    def __init__(self, spec: RolloutSpec, client: KubeClient) -> None:
+        self.spec = spec
+        self.client = client
+        self.access = spec.verification.gateway
+        self.timeout = spec.verification.request_timeout.total_seconds()
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """One request, retried a few times while the gateway answers 502/503/504 (no healthy
+        upstream yet); the last answer otherwise."""
+        status, data = 0, b""
+        for attempt in range(GATEWAY_RETRIES):
+            status, data = self._once(method, path, body)
+            if status not in (502, 503, 504):
+                break
+            time.sleep(min(2.0, 0.25 * 2**attempt))
+        return status, data
+
+    def _once(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
+        if self.access.url:
+            url = self.access.url.rstrip("/") + path
+            try:
+                response = httpx.request(method, url, json=body, timeout=self.timeout)
+            except httpx.HTTPError as error:
+                return 0, str(error).encode()
+            return response.status_code, response.content
+        return self.client.service_proxy(
+            self.spec.target.namespace,
+            self.spec.gateway_service,
+            self.access.port,
+            path,
+            method,
+            body,
+            self.timeout,
+        )
+
+
+def _role_metrics(
+    client: KubeClient, spec: RolloutSpec
+) -> dict[RoleName, tuple[list[str], dict[str, float]]]:
+    """Each role's pods and their vLLM counters summed (read through each pod's proxy)."""
+    found: dict[RoleName, tuple[list[str], dict[str, float]]] = {}
+    for role in ROLES:
+        selector = ",".join(f"{k}={v}" for k, v in role_labels(spec, role).items())
+        pods, _ = client.list_objects("v1", "Pod", spec.target.namespace, selector)
+        names = sorted(
+            str(p["metadata"]["name"])
+            for p in pods
+            if not p["metadata"].get("deletionTimestamp")
+            and (p.get("status") or {}).get("phase") == "Running"
+        )
+        totals: dict[str, float] = {}
+        for name in names:
+            status, body = client.pod_proxy(
+                spec.target.namespace, name, vllm_port(spec, role), "/metrics"
+            )
+            if status == 200:
+                for key, value in counter_sums(body.decode(errors="replace")).items():
+                    totals[key] = totals.get(key, 0.0) + value
+        found[role] = (names, totals)
+    return found
+
+
+def _excerpt(data: bytes) -> str:
+    return data[:RESPONSE_EXCERPT].decode("utf-8", errors="replace")
+
+
+def verify_sync(spec: RolloutSpec, client: KubeClient) -> VerificationResult:
+    verification = spec.verification
+    expect = verification.expect
+    model = spec.model_service.model_name
+    gateway = Gateway(spec, client)
+    checks: list[CheckResult] = []
+    status, data = gateway.call("GET", "/v1/models")
+    models: list[str] = []
+    try:
+        models = [str(m.get("id")) for m in json.loads(data).get("data") or []]
+    except (ValueError, AttributeError):
+        models = []
+    listed = status == 200 and model in models
+    if expect.model_listed:
+        checks.append(
+            CheckResult(
+                name="models",
+                passed=listed,
+                detail=f"GET /v1/models: HTTP {status}, models {models}"
+                + ("" if listed else f"; {model} is not listed"),
+                response=None if listed else _excerpt(data),
+            )
+        )
+    before = _role_metrics(client, spec) if expect.disaggregation else {}
+    request = {"model": model, "prompt": verification.prompt, "max_tokens": verification.max_tokens}
+    status, data = gateway.call("POST", "/v1/completions", request)
+    text, tokens = "", 0
+    try:
+        document = json.loads(data)
+        text = str(((document.get("choices") or [{}])[0]).get("text") or "")
+        tokens = int((document.get("usage") or {}).get("completion_tokens") or 0)
+    except (ValueError, AttributeError, TypeError, IndexError):
+        document = None
+    completed = status == 200 and tokens >= expect.min_completion_tokens and document is not None
+    checks.append(
+        CheckResult(
+            name="completion",
+            passed=completed,
+            detail=f"POST /v1/completions: HTTP {status}, {tokens} completion tokens "
+            f"(at least {expect.min_completion_tokens} expected)",
+            response=None if completed else _excerpt(data),
+        )
+    )
+    traffic: list[RoleTraffic] = []
+    if expect.disaggregation:
+        after = _role_metrics(client, spec)
+        for role in ROLES:
+            moved = delta(before[role][1], after[role][1])
+            traffic.append(
+                RoleTraffic(
+                    role=role,
+                    pods=after[role][0],
+                    prompt_tokens=moved.get(PROMPT_TOKENS, 0.0),
+                    generation_tokens=moved.get(GENERATION_TOKENS, 0.0),
+                    requests=moved.get(REQUEST_SUCCESS, 0.0),
+                )
+            )
+        by_role = {t.role: t for t in traffic}
+        prefill_served = by_role["prefill"].prompt_tokens > 0 or by_role["prefill"].requests > 0
+        decode_served = by_role["decode"].generation_tokens > 0
+        checks.append(
+            CheckResult(
+                name="disaggregation",
+                passed=prefill_served and decode_served,
+                detail=(
+                    f"prefill pods {by_role['prefill'].pods}: +{by_role['prefill'].prompt_tokens:g}"
+                    f" prompt tokens, +{by_role['prefill'].requests:g} requests; decode pods "
+                    f"{by_role['decode'].pods}: +{by_role['decode'].generation_tokens:g} "
+                    "generation tokens"
+                    + ("" if prefill_served else "; prefill did not serve the request")
+                    + ("" if decode_served else "; decode did not serve the request")
+                ),
+            )
+        )
+    return VerificationResult(
+        checks=checks,
+        models=models,
+        completion_text=text,
+        completion_tokens=tokens,
+        traffic=traffic,
+    )
+
+
+@activity.defn
+async def verify_gateway(input: VerifyInput) -> VerificationResult:
+    """GET /v1/models, POST /v1/completions through the gateway, and check that prefill and
+    decode both served the request; a failed check fails with VerificationFailed and says which
+    check and what came back."""
+    client = KubeClient.for_target(input.spec.target)
+    try:
+        task = asyncio.ensure_future(asyncio.to_thread(verify_sync, input.spec, client))
+        while not task.done():
+            await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+            activity.heartbeat({"step": "verifying through the gateway"})
+        result = task.result()
+    finally:
+        client.close()
+    failed = [c for c in result.checks if not c.passed]
+    if failed:
+        message = "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+        raise failure(
+            FailureReason.VERIFICATION_FAILED,
+            message,
+            FailureEvidence(
+                reason=FailureReason.VERIFICATION_FAILED.value,
+                message=message,
+                data={"result": result.model_dump(mode="json")},
+            ),
+        )
+    return result

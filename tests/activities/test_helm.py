@@ -1,0 +1,245 @@
+"""Helm releases through the real helm v4 and v3 CLIs on clustersim: re-runs make no new
+revision, rollback and uninstall are idempotent, and a release a killed helm left locked in
+pending-upgrade or pending-install is repaired before the retry succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities import helm
+from spec.activity_io import (
+    HelmReleaseInput,
+    HelmRollbackInput,
+    HelmStatusInput,
+    HelmUninstallInput,
+)
+from spec.rollout import ChartRef, HelmRelease, Target
+from tests.activities.conftest import REPO, SimCluster
+from tests.activities.specs import environment
+
+BINARIES = {"helm4": REPO / ".venv" / "bin" / "helm", "helm3": REPO / ".venv" / "bin" / "helm3"}
+TIMEOUT = timedelta(seconds=60)
+
+CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: probe\nversion: 0.1.0\n",
+    "values.yaml": "replicas: 1\nnodeSelector: {}\nmessage: hello\n",
+    "templates/all.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-config
+data:
+  message: {{ .Values.message | quote }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-app
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      nodeSelector: {{ toJson .Values.nodeSelector }}
+      containers:
+        - name: app
+          image: registry.k8s.io/pause:3.9
+""",
+}
+# A Deployment no node can take: `helm --wait` waits on it until killed.
+NEVER_AVAILABLE = {"nodeSelector": {"llmd-rollout.test/no-such-node": "true"}}
+
+
+@pytest.fixture(params=sorted(BINARIES))
+def helm_binary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    binary = BINARIES[request.param]
+    if not binary.is_file():
+        pytest.skip(f"{binary} is missing: run scripts/install_tools.py")
+    monkeypatch.setenv(helm.HELM_ENV, str(binary))
+    yield binary
+
+
+@pytest.fixture
+def chart(tmp_path: Path) -> Path:
+    for name, text in CHART.items():
+        path = tmp_path / "probe" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return tmp_path / "probe"
+
+
+def release(chart: Path, name: str, **values: Any) -> HelmRelease:
+    return HelmRelease(release_name=name, chart=ChartRef(path=str(chart)), values=values)
+
+
+def target(cluster: SimCluster, binary: Path) -> Target:
+    return cluster.target(f"helm-{binary.name}")
+
+
+def history(binary: Path, cluster: SimCluster, name: str, namespace: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [
+            str(binary),
+            "history",
+            name,
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return json.loads(done.stdout) if done.returncode == 0 else []
+
+
+def kill_helm_mid_upgrade(
+    binary: Path, cluster: SimCluster, chart: Path, name: str, namespace: str, tmp_path: Path
+) -> None:
+    """Start an upgrade that waits on a Deployment that never becomes available and SIGKILL
+    helm once the release is marked pending: what a crashed worker leaves behind."""
+    values = tmp_path / "never.json"
+    values.write_text(json.dumps(NEVER_AVAILABLE))
+    wait = "--wait=watcher" if binary.name == "helm" else "--wait"
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "upgrade",
+            "--install",
+            name,
+            str(chart),
+            "-n",
+            namespace,
+            "--create-namespace",
+            "--values",
+            str(values),
+            wait,
+            "--timeout",
+            "300s",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(
+            r["status"].startswith("pending-") for r in history(binary, cluster, name, namespace)
+        ):
+            assert time.monotonic() < deadline, "helm never marked the release pending"
+            time.sleep(0.2)
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+async def test_rerun_makes_no_new_revision_and_rollback_and_uninstall_are_idempotent(
+    cluster: SimCluster, helm_binary: Path, chart: Path
+) -> None:
+    env = environment()
+    where = target(cluster, helm_binary)
+    first = await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, "app"), timeout=TIMEOUT),
+    )
+    assert (first.action, first.revision, first.status) == ("installed", 1, "deployed")
+    assert first.helm_version.startswith("v4" if helm_binary.name == "helm" else "v3")
+    again = await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, "app"), timeout=TIMEOUT),
+    )
+    assert (again.action, again.revision) == ("unchanged", 1)
+    changed = await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(
+            target=where, release=release(chart, "app", message="bye"), timeout=TIMEOUT
+        ),
+    )
+    assert (changed.action, changed.revision) == ("upgraded", 2)
+
+    rollback = HelmRollbackInput(
+        target=where, release_name="app", namespace=where.namespace, revision=1, timeout=TIMEOUT
+    )
+    back = await env.run(helm.helm_rollback, rollback)
+    assert (back.action, back.revision, back.status) == ("rolled-back", 3, "deployed")
+    assert (await env.run(helm.helm_rollback, rollback)).action == "unchanged"
+    state = await env.run(
+        helm.helm_release_status,
+        HelmStatusInput(target=where, release_name="app", namespace=where.namespace),
+    )
+    assert [r.revision for r in state.history] == [1, 2, 3]
+
+    uninstall = HelmUninstallInput(
+        target=where, release_name="app", namespace=where.namespace, timeout=TIMEOUT
+    )
+    assert (await env.run(helm.helm_uninstall, uninstall)).action == "uninstalled"
+    assert (await env.run(helm.helm_uninstall, uninstall)).action == "absent"
+
+
+async def test_release_stuck_in_pending_upgrade_is_repaired_then_upgraded(
+    cluster: SimCluster, helm_binary: Path, chart: Path, tmp_path: Path
+) -> None:
+    env = environment()
+    where = target(cluster, helm_binary)
+    await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, "stuck"), timeout=TIMEOUT),
+    )
+    kill_helm_mid_upgrade(helm_binary, cluster, chart, "stuck", where.namespace, tmp_path)
+    assert (
+        history(helm_binary, cluster, "stuck", where.namespace)[-1]["status"] == "pending-upgrade"
+    )
+    result = await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(
+            target=where, release=release(chart, "stuck", message="v2"), timeout=TIMEOUT
+        ),
+    )
+    assert result.repaired == "rolled back to revision 1 (was pending-upgrade)"
+    assert (result.action, result.status) == ("upgraded", "deployed")
+    assert history(helm_binary, cluster, "stuck", where.namespace)[-1]["status"] == "deployed"
+
+
+async def test_release_stuck_in_pending_install_is_uninstalled_then_installed(
+    cluster: SimCluster, helm_binary: Path, chart: Path, tmp_path: Path
+) -> None:
+    env = environment()
+    where = target(cluster, helm_binary)
+    kill_helm_mid_upgrade(helm_binary, cluster, chart, "fresh", where.namespace, tmp_path)
+    result = await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, "fresh"), timeout=TIMEOUT),
+    )
+    assert result.repaired == "uninstalled (was pending-install)"
+    assert (result.action, result.revision, result.status) == ("installed", 1, "deployed")
+
+
+async def test_a_broken_chart_fails_with_helm_failed(
+    cluster: SimCluster, helm_binary: Path, tmp_path: Path
+) -> None:
+    where = target(cluster, helm_binary)
+    missing = HelmRelease(release_name="broken", chart=ChartRef(path=str(tmp_path / "nothing")))
+    with pytest.raises(ApplicationError) as raised:
+        await environment().run(
+            helm.helm_upgrade_install,
+            HelmReleaseInput(target=where, release=missing, timeout=TIMEOUT),
+        )
+    assert raised.value.type == "HelmFailed" and raised.value.non_retryable

@@ -1,0 +1,127 @@
+"""The demo stack end to end through the activities on clustersim: Helm releases for the gateway
+provider and the infra chart, the Gateway Programmed, the model service applied, the HTTPRoute
+accepted, the EPP available, vLLM serving on every pod, and verification through the gateway
+showing that prefill and decode both served the request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio.exceptions import ApplicationError
+
+from activities import helm, kube, serving, waits
+from manifests.labels import epp_name
+from spec.activity_io import (
+    ApplyModelServiceInput,
+    DeleteObjectsInput,
+    FailureEvidence,
+    HelmReleaseInput,
+    HelmUninstallInput,
+    HfTokenSecretInput,
+    ModelLoadInput,
+    VerifyInput,
+    WaitForObjectInput,
+)
+from spec.rollout import RolloutSpec
+from tests.activities.conftest import REPO, SimCluster
+from tests.activities.specs import environment, prepared
+
+TIMEOUT = timedelta(seconds=60)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stack(cluster: SimCluster) -> AsyncIterator[RolloutSpec]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_TOKEN", "hf_serving_test_token")
+        patch.setenv(helm.HELM_ENV, str(REPO / ".venv" / "bin" / "helm"))
+        spec = await prepared(cluster.kubeconfig, "llm-d-wide-ep", startup_probe=False)
+        spec = spec.model_copy(
+            update={"budgets": spec.budgets.model_copy(update={"model_load": TIMEOUT})}
+        )
+        env = environment()
+        releases = [*spec.gateway_provider.releases, spec.infra]
+        for release in releases:
+            await env.run(
+                helm.helm_upgrade_install,
+                HelmReleaseInput(target=spec.target, release=release, timeout=TIMEOUT),
+            )
+        await env.run(
+            kube.ensure_hf_token_secret,
+            HfTokenSecretInput(target=spec.target, hf_token=spec.model_service.hf_token),
+        )
+        await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=spec))
+        yield spec
+        await env.run(
+            kube.delete_objects,
+            DeleteObjectsInput(target=spec.target, rollout=spec.metadata.name, timeout=TIMEOUT),
+        )
+        for release in reversed(releases):
+            await env.run(
+                helm.helm_uninstall,
+                HelmUninstallInput(
+                    target=spec.target,
+                    release_name=release.release_name,
+                    namespace=release.namespace or spec.target.namespace,
+                    timeout=TIMEOUT,
+                ),
+            )
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_gateway_route_and_epp_become_ready(stack: RolloutSpec) -> None:
+    env = environment()
+    gateway = await env.run(
+        waits.wait_for_gateway,
+        WaitForObjectInput(target=stack.target, name=stack.infra.gateway, timeout=TIMEOUT),
+    )
+    assert "Programmed=True" in gateway.detail
+    route = await env.run(
+        waits.wait_for_route,
+        WaitForObjectInput(
+            target=stack.target, name=stack.model_service.full_name, timeout=TIMEOUT
+        ),
+    )
+    assert "ResolvedRefs=True" in route.detail
+    epp = await env.run(
+        waits.wait_for_deployment,
+        WaitForObjectInput(target=stack.target, name=epp_name(stack), timeout=TIMEOUT),
+    )
+    assert "1/1 available" in epp.detail
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_verification_shows_prefill_and_decode_both_served(stack: RolloutSpec) -> None:
+    env = environment()
+    for role in stack.strategy.role_order:
+        await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
+    result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    assert result.passed, result.checks
+    assert stack.model_service.model_name in result.models
+    assert result.completion_tokens >= 1
+    traffic = {t.role: t for t in result.traffic}
+    assert traffic["prefill"].prompt_tokens > 0
+    assert traffic["decode"].generation_tokens > 0
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_gateway_answering_503_fails_verification_with_the_response(
+    stack: RolloutSpec, cluster: SimCluster
+) -> None:
+    env = environment()
+    for role in stack.strategy.role_order:
+        await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
+    cluster.fault("gateway-503", "--duration", "100000")
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    finally:
+        cluster.fault("clear")
+    assert raised.value.type == "VerificationFailed"
+    assert "models: GET /v1/models: HTTP 503" in str(raised.value)
+    evidence = FailureEvidence.from_details(raised.value.details)
+    assert evidence is not None
+    checks = {c["name"]: c for c in evidence.data["result"]["checks"]}
+    assert "no healthy upstream" in checks["models"]["response"]
