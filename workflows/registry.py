@@ -1,7 +1,11 @@
 """The workflows this project's workers run.
 
-Where it sits: worker.py registers every class listed here; the workflow modules add themselves
-to the list as they are written. Imported by the worker, never by workflow code.
+Where it sits: worker.py registers every class listed here (and the replay tests replay stored
+histories against the same list). Imported by the worker and the tests, never by workflow code.
 """
 
-WORKFLOWS: list[type] = []
+from workflows.rollout import RolloutWorkflow
+from workflows.teardown import TeardownWorkflow
+from workflows.upgrade import UpgradeWorkflow
+
+WORKFLOWS: list[type] = [RolloutWorkflow, UpgradeWorkflow, TeardownWorkflow]

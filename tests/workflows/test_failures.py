@@ -1,0 +1,62 @@
+"""How a failure is named: activity reasons and evidence, timeouts, aborts, foreign errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    TimeoutError,
+    TimeoutType,
+)
+
+from spec.reasons import FailureReason
+from spec.workflow_io import Phase
+from workflows.failures import MAX_EVIDENCE_LIST, describe_failure
+
+
+def activity_error(cause: BaseException) -> ActivityError:
+    error = ActivityError(
+        "activity failed", scheduled_event_id=5, started_event_id=6, identity="worker",
+        activity_type="wait_for_model_load", activity_id="7",
+        retry_state=RetryState.NON_RETRYABLE_FAILURE,
+    )
+    error.__cause__ = cause
+    return error
+
+
+def test_an_activity_reason_and_its_evidence_are_kept() -> None:
+    lines = [f"line {i}" for i in range(100)]
+    cause = ApplicationError(
+        "decode pod crash loops", {"reason": "CrashLoop", "message": "m", "log_lines": lines},
+        type=FailureReason.CRASH_LOOP.value, non_retryable=True,
+    )
+    report = describe_failure(activity_error(cause), Phase.MODEL_LOAD, "model-load/decode")
+    assert report.reason == FailureReason.CRASH_LOOP
+    assert report.message == "decode pod crash loops"
+    assert report.step == "model-load/decode"
+    assert report.evidence["log_lines"] == lines[-MAX_EVIDENCE_LIST:]
+
+
+def test_an_unknown_error_type_falls_back_to_the_phase_reason_and_names_the_type() -> None:
+    cause = ApplicationError("helm said no", type="HelmCommandError")
+    report = describe_failure(activity_error(cause), Phase.INFRA, "infra")
+    assert report.reason == FailureReason.HELM_FAILED
+    assert report.evidence["errorType"] == "HelmCommandError"
+
+
+def test_a_timeout_in_model_load_is_the_model_load_budget() -> None:
+    cause = TimeoutError("timed out", type=TimeoutType.SCHEDULE_TO_CLOSE, last_heartbeat_details=[])
+    report = describe_failure(activity_error(cause), Phase.MODEL_LOAD, "model-load/prefill")
+    assert report.reason == FailureReason.MODEL_LOAD_TIMEOUT
+    assert "schedule_to_close" in report.message
+
+
+def test_cancellation_is_an_abort_with_who_and_why() -> None:
+    report = describe_failure(
+        asyncio.CancelledError(), Phase.GATE, "decode/step-1", "aborted by dan: bad canary"
+    )
+    assert report.reason == FailureReason.ABORTED
+    assert report.message == "aborted by dan: bad canary"

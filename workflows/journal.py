@@ -1,0 +1,107 @@
+"""The step history of a workflow run: what ran, in which phase, how it ended, how long it took.
+
+Where it sits: the workflows write to it as steps start and end (times from `workflow.now()`, so
+replay rebuilds the same journal); the progress query and the result read it, and the result's
+phase list is summarized from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from spec.workflow_io import Phase, PhaseSummary, StepRecord, StepStatus
+
+# How a phase with several steps is summarized: the first status found in this order wins. A
+# phase whose changes were all no-ops reads `unchanged` even though its checks `passed`.
+_PHASE_PRECEDENCE = (
+    StepStatus.FAILED,
+    StepStatus.CANCELLED,
+    StepStatus.RUNNING,
+    StepStatus.WAITING,
+    StepStatus.CHANGED,
+    StepStatus.UNCHANGED,
+    StepStatus.PASSED,
+    StepStatus.SKIPPED,
+)
+
+
+@dataclass
+class _Entry:
+    name: str
+    phase: Phase
+    status: StepStatus
+    started_at: datetime
+    finished_at: datetime | None = None
+    detail: str = ""
+
+    def record(self) -> StepRecord:
+        duration = (
+            (self.finished_at - self.started_at).total_seconds()
+            if self.finished_at is not None
+            else None
+        )
+        return StepRecord(
+            name=self.name,
+            phase=self.phase,
+            status=self.status,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            duration_seconds=duration,
+            detail=self.detail,
+        )
+
+
+class Journal:
+    def __init__(self) -> None:
+        self._entries: list[_Entry] = []
+
+    def start(
+        self,
+        phase: Phase,
+        name: str,
+        now: datetime,
+        status: StepStatus = StepStatus.RUNNING,
+        detail: str = "",
+    ) -> int:
+        self._entries.append(_Entry(name, phase, status, now, detail=detail))
+        return len(self._entries) - 1
+
+    def finish(
+        self, index: int, status: StepStatus, now: datetime, detail: str | None = None
+    ) -> None:
+        entry = self._entries[index]
+        entry.status = status
+        entry.finished_at = now
+        if detail is not None:
+            entry.detail = detail
+
+    def add(self, phase: Phase, name: str, status: StepStatus, now: datetime, detail: str) -> None:
+        """A step that took no time of its own (skipped, or decided without a call)."""
+        index = self.start(phase, name, now, status, detail)
+        self._entries[index].finished_at = now
+
+    def records(self) -> list[StepRecord]:
+        return [entry.record() for entry in self._entries]
+
+    def phases(self) -> list[PhaseSummary]:
+        """One summary per phase, in the order phases first appeared. Phases interleave (each
+        partition step applies, waits and verifies), so a phase's duration adds up its steps."""
+        order: list[Phase] = []
+        for entry in self._entries:
+            if entry.phase not in order:
+                order.append(entry.phase)
+        summaries = []
+        for phase in order:
+            entries = [e for e in self._entries if e.phase == phase]
+            statuses = {e.status for e in entries}
+            status = next(s for s in _PHASE_PRECEDENCE if s in statuses)
+            busy = sum(
+                (e.finished_at - e.started_at).total_seconds()
+                for e in entries
+                if e.finished_at is not None
+            )
+            summaries.append(
+                PhaseSummary(phase=phase, status=status, duration_seconds=busy, steps=len(entries))
+            )
+        return summaries

@@ -1,0 +1,138 @@
+"""Client side: a target's upgrade schedule (create, describe, pause, unpause, trigger, delete).
+
+Where it sits: the CLI's `schedule ...` commands call these. One schedule per target, ID
+`upgrade/<target>`, runs UpgradeWorkflow with:
+- overlap SKIP: a firing while the previous upgrade still runs is dropped, not queued;
+- pause on failure: a failed (rolled-back) upgrade stops the schedule until a person unpauses it,
+  so a broken spec is not retried every night;
+- a short catch-up window: after a Temporal outage, a missed firing older than that is dropped
+  rather than run at a surprising hour.
+The per-target guard against a CLI rollout lives in UpgradeWorkflow (it starts the rollout under
+the target's workflow ID), since a schedule's workflow IDs carry a timestamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionExecutionStartWorkflow,
+    ScheduleActionStartWorkflow,
+    ScheduleHandle,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleState,
+)
+
+from spec.workflow_io import UpgradeInput
+from workflows.ids import upgrade_schedule_id
+from workflows.upgrade import UpgradeWorkflow
+
+DEFAULT_CATCHUP_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """What `llmd-rollout schedule describe` shows."""
+
+    schedule_id: str
+    target: str
+    paused: bool
+    note: str
+    next_runs: list[datetime]
+    recent_runs: list[tuple[datetime, str]]
+    running: list[str]
+    skipped_overlap: int
+    actions: int
+
+
+async def create_upgrade_schedule(
+    client: Client,
+    request: UpgradeInput,
+    *,
+    task_queue: str,
+    cron: Sequence[str] = (),
+    every: timedelta | None = None,
+    catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW,
+    paused: bool = False,
+    note: str = "",
+) -> ScheduleHandle:
+    """Create the target's upgrade schedule, firing on `cron` expressions and/or `every`."""
+    if not cron and every is None:
+        raise ValueError("an upgrade schedule needs cron expressions or an interval (every)")
+    schedule_id = upgrade_schedule_id(request.target)
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            UpgradeWorkflow.run,
+            request,
+            id=schedule_id,
+            task_queue=task_queue,
+            static_summary=f"scheduled upgrade of {request.target}",
+        ),
+        spec=ScheduleSpec(
+            cron_expressions=list(cron),
+            intervals=[ScheduleIntervalSpec(every=every)] if every is not None else [],
+        ),
+        policy=SchedulePolicy(
+            overlap=ScheduleOverlapPolicy.SKIP,
+            catchup_window=catchup_window,
+            pause_on_failure=True,
+        ),
+        state=ScheduleState(paused=paused, note=note or None),
+    )
+    return await client.create_schedule(schedule_id, schedule)
+
+
+def upgrade_schedule(client: Client, target: str) -> ScheduleHandle:
+    return client.get_schedule_handle(upgrade_schedule_id(target))
+
+
+async def describe_upgrade_schedule(client: Client, target: str) -> ScheduleStatus:
+    description = await upgrade_schedule(client, target).describe()
+    info = description.info
+    recent = [
+        (result.started_at, result.action.workflow_id)
+        for result in info.recent_actions
+        if isinstance(result.action, ScheduleActionExecutionStartWorkflow)
+    ]
+    running = [
+        action.workflow_id
+        for action in info.running_actions
+        if isinstance(action, ScheduleActionExecutionStartWorkflow)
+    ]
+    return ScheduleStatus(
+        schedule_id=description.id,
+        target=target,
+        paused=description.schedule.state.paused,
+        note=description.schedule.state.note or "",
+        next_runs=list(info.next_action_times),
+        recent_runs=recent,
+        running=running,
+        skipped_overlap=info.num_actions_skipped_overlap,
+        actions=info.num_actions,
+    )
+
+
+async def pause_upgrade_schedule(client: Client, target: str, note: str = "") -> None:
+    await upgrade_schedule(client, target).pause(note=note or "paused by llmd-rollout")
+
+
+async def unpause_upgrade_schedule(client: Client, target: str, note: str = "") -> None:
+    await upgrade_schedule(client, target).unpause(note=note or "unpaused by llmd-rollout")
+
+
+async def trigger_upgrade_schedule(client: Client, target: str) -> None:
+    """Fire the schedule now, under its own overlap policy (skipped while an upgrade runs)."""
+    await upgrade_schedule(client, target).trigger(overlap=ScheduleOverlapPolicy.SKIP)
+
+
+async def delete_upgrade_schedule(client: Client, target: str) -> None:
+    """Delete the schedule; an upgrade it started keeps running (its rollout is abandoned,
+    never cut short)."""
+    await upgrade_schedule(client, target).delete()
