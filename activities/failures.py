@@ -13,9 +13,16 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.kubeclient import ApiUnavailable, KubeError, UnknownKind
+from activities.kubeclient import (
+    ApiUnavailable,
+    KubeClient,
+    KubeConfigError,
+    KubeError,
+    UnknownKind,
+)
 from spec.activity_io import FailureEvidence, ObjectEvidence, ObjectRef
 from spec.reasons import FailureReason
+from spec.rollout import Target
 
 API_UNAVAILABLE = "KubernetesApiUnavailable"
 
@@ -29,6 +36,22 @@ def failure(
     """A non-retryable error named `reason`, carrying `evidence` (or one built from `data`)."""
     found = evidence or FailureEvidence(reason=reason.value, message=message, data=data)
     return ApplicationError(message, found.to_details(), type=reason.value, non_retryable=True)
+
+
+def kube_client(target: Target) -> KubeClient:
+    """The target's client; a client configuration that cannot work (kubeconfig missing,
+    malformed, without the context) is the non-retryable KubeconfigInvalid failure, not
+    something Temporal retries for the whole budget."""
+    try:
+        return KubeClient.for_target(target)
+    except KubeConfigError as error:
+        raise failure(
+            FailureReason.KUBECONFIG_INVALID,
+            str(error),
+            kubeconfig=error.kubeconfig,
+            context=error.context,
+            problem=error.problem,
+        ) from None
 
 
 def api_unavailable(error: ApiUnavailable) -> ApplicationError:

@@ -23,14 +23,16 @@ import yaml
 from temporalio import activity
 
 import manifests
-from activities.failures import api_unavailable, apply_failure, failure
+from activities.failures import api_unavailable, apply_failure, failure, kube_client
 from activities.kubeclient import ApiUnavailable, KubeClient, KubeError, UnknownKind
 from activities.readiness import is_true
 from activities.snapshot import (
     REVISION_KEY,
     SnapshotError,
     decode_snapshot,
+    decode_spec,
     encode_snapshot,
+    holds_configuration,
     last_known_good,
     last_known_good_name,
     snapshot_digest,
@@ -122,7 +124,7 @@ def apply_all(
 @activity.defn
 async def apply_objects(input: ApplyObjectsInput) -> ApplyResult:
     """Server-side apply the given objects (forced only when the caller owns them)."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     try:
         return await run_blocking(
             lambda: apply_all(client, input.objects, input.force, input.target.namespace),
@@ -162,7 +164,7 @@ def _set_surge(spec: RolloutSpec, lws: dict[str, Any], role: RoleName, surge: in
 async def apply_model_service(input: ApplyModelServiceInput) -> ApplyModelServiceResult:
     """Render (manifests/) and server-side apply the model-service objects, forced: ours."""
     objects = model_service_objects(input)
-    client = KubeClient.for_target(input.spec.target)
+    client = kube_client(input.spec.target)
     try:
         result = await run_blocking(
             lambda: apply_all(client, objects, True, input.spec.target.namespace),
@@ -199,7 +201,7 @@ def ensure_namespace_sync(client: KubeClient, name: str) -> ObjectOutcome:
 @activity.defn
 async def ensure_namespace(input: EnsureNamespaceInput) -> ApplyResult:
     """Create the namespace unless it exists (an existing one is left as it is)."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     name = input.namespace or input.target.namespace
     try:
         outcome = await run_blocking(lambda: ensure_namespace_sync(client, name), name)
@@ -292,7 +294,7 @@ async def wait_crds_established(client: KubeClient, names: list[str], timeout: f
 @activity.defn
 async def apply_crds(input: ApplyCrdsInput) -> CrdsResult:
     """Install (or, when already installed, check) a CRD bundle and wait until Established."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     bundle = input.bundle
     try:
         if bundle.already_installed:
@@ -405,7 +407,7 @@ def hf_secret_sync(client: KubeClient, input: HfTokenSecretInput) -> SecretResul
 async def ensure_hf_token_secret(input: HfTokenSecretInput) -> SecretResult:
     """Create/update the HF token Secret from the worker's environment, or verify an existing
     one. The value is read here only and never leaves this function."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     try:
         return await run_blocking(lambda: hf_secret_sync(client, input), "HF token Secret")
     except ApiUnavailable as error:
@@ -437,7 +439,7 @@ def snapshot_sync(client: KubeClient, input: SnapshotInput) -> SnapshotRef:
     namespace = input.target.namespace
     objects = list_owned(client, namespace, input.rollout)
     try:
-        config_map = encode_snapshot(input.rollout, input.revision, namespace, objects)
+        config_map = encode_snapshot(input.rollout, input.revision, namespace, objects, input.spec)
     except SnapshotError as error:
         raise failure(FailureReason.APPLY_REJECTED, str(error)) from None
     name = config_map["metadata"]["name"]
@@ -455,13 +457,15 @@ def snapshot_sync(client: KubeClient, input: SnapshotInput) -> SnapshotRef:
         namespace=namespace,
         objects=refs,
         action=action,
+        spec=input.spec,
     )
 
 
 @activity.defn
 async def snapshot_objects(input: SnapshotInput) -> SnapshotRef:
-    """Store every object the rollout owns in a snapshot ConfigMap in the target namespace."""
-    client = KubeClient.for_target(input.target)
+    """Store the applied configuration of every object the rollout owns (and the spec, when
+    given) in a snapshot ConfigMap in the target namespace."""
+    client = kube_client(input.target)
     try:
         return await run_blocking(lambda: snapshot_sync(client, input), "snapshot")
     except ApiUnavailable as error:
@@ -485,6 +489,7 @@ def read_snapshot(
         return None
     try:
         objects = decode_snapshot(config_map)
+        spec = decode_spec(config_map)
     except SnapshotError as error:
         raise failure(FailureReason.APPLY_REJECTED, str(error)) from None
     ref = SnapshotRef(
@@ -493,6 +498,7 @@ def read_snapshot(
         config_map=config_map["metadata"]["name"],
         namespace=namespace,
         objects=sorted((ObjectRef.of(o) for o in objects), key=str),
+        spec=spec,
     )
     return ref, objects
 
@@ -500,7 +506,7 @@ def read_snapshot(
 @activity.defn
 async def read_last_known_good(input: SnapshotLookupInput) -> LastKnownGood:
     """The recorded last-known-good revision (or the snapshot of `input.revision`)."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     try:
         found = await run_blocking(
             lambda: read_snapshot(client, input.target, input.rollout, input.revision), "lookup"
@@ -511,7 +517,10 @@ async def read_last_known_good(input: SnapshotLookupInput) -> LastKnownGood:
         client.close()
     if found is None:
         return LastKnownGood(rollout=input.rollout, revision=None)
-    return LastKnownGood(rollout=input.rollout, revision=found[0].revision, snapshot=found[0])
+    snapshot = found[0]
+    return LastKnownGood(
+        rollout=input.rollout, revision=snapshot.revision, snapshot=snapshot, spec=snapshot.spec
+    )
 
 
 def mark_sync(client: KubeClient, input: MarkLastKnownGoodInput) -> LastKnownGood:
@@ -528,6 +537,7 @@ def mark_sync(client: KubeClient, input: MarkLastKnownGoodInput) -> LastKnownGoo
         rollout=input.rollout,
         revision=input.revision,
         snapshot=found[0],
+        spec=found[0].spec,
         action="created"
         if outcome.action == "created"
         else "configured"
@@ -539,7 +549,7 @@ def mark_sync(client: KubeClient, input: MarkLastKnownGoodInput) -> LastKnownGoo
 @activity.defn
 async def mark_last_known_good(input: MarkLastKnownGoodInput) -> LastKnownGood:
     """Record `revision` as the one a later rollback returns to (kept in the cluster)."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     try:
         return await run_blocking(lambda: mark_sync(client, input), "last-known-good")
     except ApiUnavailable as error:
@@ -611,7 +621,7 @@ def _key(ref: ObjectRef) -> str:
 @activity.defn
 async def delete_objects(input: DeleteObjectsInput) -> DeleteResult:
     """Delete the given objects (and/or all a rollout owns) and wait until they are gone."""
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     try:
         refs = list(input.refs)
         if input.rollout:
@@ -644,7 +654,11 @@ def restore_sync(client: KubeClient, input: RestoreInput) -> tuple[RestoreResult
             f"{input.target.namespace} to restore",
         )
     snapshot, objects = found
-    applied = apply_all(client, objects, True, input.target.namespace)
+    # The applied configurations, re-applied under our field manager: ownership ends up as the
+    # original apply left it. An object we never applied (identity only) is kept, not applied.
+    applied = apply_all(
+        client, [o for o in objects if holds_configuration(o)], True, input.target.namespace
+    )
     keep = {str(ObjectRef.of(o)) for o in objects}
     extra = [
         ObjectRef.of(o)
@@ -658,9 +672,10 @@ def restore_sync(client: KubeClient, input: RestoreInput) -> tuple[RestoreResult
 
 @activity.defn
 async def restore_snapshot(input: RestoreInput) -> RestoreResult:
-    """Put the rollout's objects back as a snapshot holds them: apply them (forced), delete what
-    the rollout owns now that the snapshot does not hold, and wait until that is gone."""
-    client = KubeClient.for_target(input.target)
+    """Put the rollout's objects back as a snapshot holds them: apply their applied
+    configurations (forced, our field manager), delete what the rollout owns now that the
+    snapshot does not hold, and wait until that is gone."""
+    client = kube_client(input.target)
     try:
         result, gone = await run_blocking(lambda: restore_sync(client, input), "restoring")
         await wait_gone(client, gone, input.timeout.total_seconds())

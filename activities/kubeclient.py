@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import platform
 import random
 import threading
 import time
@@ -24,8 +26,10 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import urllib3
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
 
 from spec.activity_io import FIELD_MANAGER, ObjectRef
 from spec.rollout import Target
@@ -89,6 +93,61 @@ class UnknownKind(KubeError):
     """The API server serves no such kind (its CRD is not installed)."""
 
 
+class KubeConfigError(ConfigException):
+    """No client can be built for the target: the kubeconfig is missing, empty or malformed,
+    names no such context, or references files that do not exist; or (in-cluster) the worker
+    does not run in a pod. Retrying cannot fix it. It is a `ConfigException`, so callers that
+    catch the loader's own error still catch it; the message names the file, the context and
+    what to fix."""
+
+    def __init__(self, target: Target, problem: str) -> None:
+        self.kubeconfig = kubeconfig_source(target)
+        self.context = target.context
+        self.problem = problem.strip().rstrip(".")
+        super().__init__(_config_message(target, self.problem))
+
+
+def kubeconfig_source(target: Target) -> str:
+    """Where the worker reads the target's client configuration from, in words."""
+    if target.in_cluster:
+        return "in-cluster service account"
+    if target.kubeconfig:
+        return target.kubeconfig
+    env = os.environ.get("KUBECONFIG")
+    return f"$KUBECONFIG={env}" if env else "~/.kube/config (default; $KUBECONFIG unset)"
+
+
+def _config_message(target: Target, problem: str) -> str:
+    if target.in_cluster:
+        return (
+            f"the in-cluster configuration cannot be loaded ({problem}): the worker is not "
+            "running in a pod with a service account; set target.kubeconfig (and "
+            "target.context) in the spec instead of target.inCluster"
+        )
+    source = kubeconfig_source(target)
+    context = f"context {target.context!r}" if target.context else "its current-context"
+    hint = ""
+    path = target.kubeconfig
+    if path and not os.path.isfile(os.path.expanduser(path)):
+        hint = f" (no such file on the worker, host {platform.node()})"
+    elif target.context and "Expected object with name" in problem:
+        known = _context_names(path)
+        hint = f" (contexts in it: {', '.join(known)})" if known else ""
+    return (
+        f"the kubeconfig {source}{hint}, {context}, cannot be used: {problem}. Fix the file "
+        "on the worker, or point target.kubeconfig and target.context in the spec at a valid "
+        "kubeconfig and one of its contexts; retrying cannot help"
+    )
+
+
+def _context_names(path: str | None) -> list[str]:
+    try:
+        contexts, _ = _CONFIG.list_kube_config_contexts(config_file=path)
+    except Exception:  # only a hint for the message
+        return []
+    return [str(c.get("name")) for c in contexts or [] if isinstance(c, dict)]
+
+
 @dataclass(frozen=True)
 class Resource:
     """Where a kind lives in the REST API."""
@@ -116,14 +175,26 @@ _DISCOVERED_LOCK = threading.Lock()
 
 def api_client_for(target: Target) -> k8s_client.ApiClient:
     """The official client for a target: in-cluster, a kubeconfig (and context), or the default
-    loading rules ($KUBECONFIG, then ~/.kube/config)."""
-    if target.in_cluster:
-        configuration = k8s_client.Configuration()
-        _CONFIG.load_incluster_config(client_configuration=configuration)
-        return k8s_client.ApiClient(configuration)
-    api: k8s_client.ApiClient = _CONFIG.new_client_from_config(
-        config_file=target.kubeconfig, context=target.context, persist_config=False
-    )
+    loading rules ($KUBECONFIG, then ~/.kube/config). A configuration no client can be built
+    from raises `KubeConfigError`."""
+    try:
+        if target.in_cluster:
+            configuration = k8s_client.Configuration()
+            _CONFIG.load_incluster_config(client_configuration=configuration)
+            return k8s_client.ApiClient(configuration)
+        api: k8s_client.ApiClient = _CONFIG.new_client_from_config(
+            config_file=target.kubeconfig, context=target.context, persist_config=False
+        )
+    except ConfigException as error:
+        raise KubeConfigError(target, str(error)) from error
+    except yaml.YAMLError as error:
+        raise KubeConfigError(target, f"not valid YAML: {error}") from error
+    except OSError as error:
+        raise KubeConfigError(target, f"cannot be read: {error}") from error
+    except (TypeError, AttributeError, KeyError, ValueError) as error:
+        # The loader indexes the parsed YAML as it expects a kubeconfig to be shaped.
+        problem = f"not a kubeconfig ({type(error).__name__}: {error})"
+        raise KubeConfigError(target, problem) from error
     return api
 
 

@@ -24,7 +24,7 @@ from activities.capacity import (
     resolve_unavailable,
     template_changed,
 )
-from activities.failures import failure
+from activities.failures import failure, kube_client
 from activities.helm import helm_version
 from activities.kubeclient import ApiUnavailable, KubeClient, KubeError
 from activities.readiness import is_true
@@ -147,7 +147,7 @@ def _unreachable(error: ApiUnavailable) -> ApplicationError:
 @activity.defn
 async def check_capacity(input: PreflightInput) -> CapacityPlan:
     """Plan where every pod goes; refuse (InsufficientCapacity) when they do not all fit."""
-    client = KubeClient.for_target(input.spec.target)
+    client = kube_client(input.spec.target)
     try:
         plan = await run_blocking(
             lambda: capacity_sync(client, input.spec, list(input.roles)), "capacity plan"
@@ -165,7 +165,7 @@ async def check_capacity(input: PreflightInput) -> CapacityPlan:
 async def preflight(input: PreflightInput) -> PreflightReport:
     """API reachable (and its version), required CRDs, helm, and the capacity plan."""
     spec = input.spec
-    client = KubeClient.for_target(spec.target)
+    client = kube_client(spec.target)
     try:
         version = await run_blocking(client.server_version, "API server version")
         crds = await run_blocking(lambda: check_crds(client, required_crds(spec)), "CRDs")

@@ -25,7 +25,7 @@ import httpx
 from temporalio import activity
 
 from activities.diagnosis import pod_summary
-from activities.failures import failure
+from activities.failures import failure, kube_client
 from activities.kubeclient import KubeClient, KubeError
 from activities.metrics import (
     GENERATION_TOKENS,
@@ -422,7 +422,7 @@ class ModelLoadWait:
 @activity.defn
 async def wait_for_model_load(input: ModelLoadInput) -> ModelLoadResult:
     """Wait until vLLM serves the model on every pod of the role's current revision."""
-    client = KubeClient.for_target(input.spec.target)
+    client = kube_client(input.spec.target)
     wait = ModelLoadWait(input, client)
     try:
         return await wait.run()
@@ -591,7 +591,7 @@ async def verify_gateway(input: VerifyInput) -> VerificationResult:
     """GET /v1/models, POST /v1/completions through the gateway, and check that prefill and
     decode both served the request; a failed check fails with VerificationFailed and says which
     check and what came back."""
-    client = KubeClient.for_target(input.spec.target)
+    client = kube_client(input.spec.target)
     try:
         task = asyncio.ensure_future(asyncio.to_thread(verify_sync, input.spec, client))
         while not task.done():

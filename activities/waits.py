@@ -17,7 +17,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.failures import failure, object_evidence
+from activities.failures import failure, kube_client, object_evidence
 from activities.kubeclient import KubeClient, KubeError, UnknownKind
 from activities.podfailures import PodFailureCheck
 from activities.readiness import (
@@ -167,7 +167,7 @@ async def wait_for_lws_rollout(input: WaitForLwsInput) -> WaitResult:
     ref = ObjectRef(
         api_version=LWS_API, kind="LeaderWorkerSet", name=input.name, namespace=namespace
     )
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     checker = PodFailureCheck(client, namespace)
     try:
         with WaitLoop(
@@ -212,7 +212,7 @@ async def wait_for_deployment(input: WaitForObjectInput) -> WaitResult:
     """Wait until a Deployment is Available with every replica updated."""
     namespace = input.namespace or input.target.namespace
     ref = ObjectRef(api_version="apps/v1", kind="Deployment", name=input.name, namespace=namespace)
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     checker = PodFailureCheck(client, namespace)
     try:
         with WaitLoop(
@@ -259,7 +259,7 @@ async def _wait_for_condition(
 ) -> WaitResult:
     namespace = input.namespace or input.target.namespace
     ref = ObjectRef(api_version=GATEWAY_API, kind=kind, name=input.name, namespace=namespace)
-    client = KubeClient.for_target(input.target)
+    client = kube_client(input.target)
     try:
         with WaitLoop(client, ref, reason, input.timeout.total_seconds()) as loop:
             watched = loop.watch(

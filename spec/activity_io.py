@@ -191,12 +191,17 @@ class DeleteResult(IOModel):
 class SnapshotInput(IOModel):
     """Store every object `rollout` owns in the target namespace in a ConfigMap of ours,
     `llmd-rollout-snapshot-<rollout>-<revision>`, so a rollback can restore them even if the
-    Temporal history is gone. `revision` names what the objects are (e.g. the spec revision
-    that produced them). Re-taking the same revision replaces it only when the objects changed."""
+    Temporal history is gone. What is stored of each object is its applied configuration: the
+    fields field manager `llmd-rollout` applied (its managedFields entry), never what the server
+    or a webhook defaulted (activities/snapshot.py). `revision` names what the objects are (e.g.
+    the spec revision that produced them); `spec`, the spec that produced them, is stored too
+    (it holds no secret: only the name of the HF token's environment variable). Re-taking the
+    same revision replaces it only when the objects or the spec changed."""
 
     target: Target
     rollout: str
     revision: str
+    spec: RolloutSpec | None = None
 
 
 class SnapshotRef(IOModel):
@@ -206,6 +211,9 @@ class SnapshotRef(IOModel):
     namespace: str
     objects: list[ObjectRef] = Field(default_factory=list)
     action: Literal["created", "configured", "unchanged", "found"] = "found"
+    spec: RolloutSpec | None = Field(
+        default=None, description="The spec stored with the snapshot (None: taken without one)."
+    )
 
 
 class SnapshotLookupInput(IOModel):
@@ -227,11 +235,21 @@ class LastKnownGood(IOModel):
     revision: str | None = Field(description="None: nothing recorded yet for this rollout.")
     snapshot: SnapshotRef | None = None
     action: Literal["created", "configured", "unchanged", "found"] = "found"
+    spec: RolloutSpec | None = Field(
+        default=None,
+        description=(
+            "The spec of that revision, as stored with its snapshot (None: nothing recorded, or "
+            "a snapshot taken without one): a rollback waits for and verifies the old version "
+            "under its own names."
+        ),
+    )
 
 
 class RestoreInput(IOModel):
-    """Server-side apply (forced) the objects of a snapshot and delete objects the rollout owns
-    now that the snapshot does not hold. `revision=None` restores the last-known-good one."""
+    """Server-side apply (forced, field manager `llmd-rollout`) the applied configurations a
+    snapshot holds, so field ownership ends up exactly as after the original apply, and delete
+    objects the rollout owns now that the snapshot does not hold. `revision=None` restores the
+    last-known-good one."""
 
     target: Target
     rollout: str

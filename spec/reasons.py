@@ -14,6 +14,9 @@ class FailureReason(StrEnum):
     PREFLIGHT = "PreflightFailed"
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    # The worker cannot build a Kubernetes client for the target: a kubeconfig that is missing,
+    # malformed or lacks the context (or no in-cluster environment). Never retried.
+    KUBECONFIG_INVALID = "KubeconfigInvalid"
     MISSING_CRD = "MissingCRD"
     APPLY_CONFLICT = "ApplyConflict"
     APPLY_REJECTED = "ApplyRejected"

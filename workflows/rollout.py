@@ -212,8 +212,7 @@ class RolloutWorkflow:
             detail=lambda r: f"revision {r.revision}" if r.revision else "nothing recorded",
         )
         self._previous = previous
-        # Older records carry no spec; the plan then treats every role as changed.
-        self._previous_spec = getattr(previous, "spec", None)
+        self._previous_spec = _previous_spec(previous, spec)
         plan = plan_rollout(spec, previous.revision, self._previous_spec)
         self._planned_steps = len(plan.steps)
         report = await self._call(
@@ -400,7 +399,11 @@ class RolloutWorkflow:
         revision = self._revision or ""
         await self._call(
             Phase.RECORD, "snapshot", calls.SNAPSHOT_OBJECTS,
-            SnapshotInput(target=spec.target, rollout=spec.metadata.name, revision=revision),
+            # The spec goes with the snapshot: a later rollback to this revision waits for and
+            # verifies it under its own names (LWS names, model name), not the failed spec's.
+            SnapshotInput(
+                target=spec.target, rollout=spec.metadata.name, revision=revision, spec=spec
+            ),
             budget=timeout, summary=f"snapshot revision {revision}",
             status=lambda r: (
                 StepStatus.UNCHANGED if r.action in ("unchanged", "found") else StepStatus.CHANGED
@@ -920,6 +923,17 @@ class RolloutWorkflow:
             finished_at=finished,
             duration_seconds=(finished - started).total_seconds(),
         )
+
+
+def _previous_spec(previous: LastKnownGood, desired: RolloutSpec) -> RolloutSpec | None:
+    """The spec of the last-known-good revision, as stored with its snapshot, on the desired
+    spec's target: the same cluster, namespace and rollout (the record was read there), reached
+    the way this worker reaches it now (a kubeconfig path recorded by an earlier worker may be
+    gone). None for records taken without a spec: the plan then treats every role as changed and
+    the rollback waits for the restored version under the desired spec's names."""
+    if previous.revision is None or previous.spec is None:
+        return None
+    return previous.spec.model_copy(update={"target": desired.target})
 
 
 def _helm_compensation(

@@ -35,7 +35,7 @@ from spec.activity_io import (
     SnapshotInput,
     SnapshotLookupInput,
 )
-from spec.rollout import CrdBundle, HfToken, RolloutSpec
+from spec.rollout import CrdBundle, EnvVar, HfToken, RolloutSpec
 from tests.activities.conftest import SimCluster
 from tests.activities.specs import demo_spec, environment, prepared
 
@@ -207,14 +207,17 @@ async def test_hf_token_secret_never_shows_its_value(
     # The rest of a rollout's objects, and their snapshot, only name the Secret.
     applied = await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=spec))
     snapshot = await env.run(
-        kube.snapshot_objects, SnapshotInput(target=spec.target, rollout="wide-ep", revision="s1")
+        kube.snapshot_objects,
+        SnapshotInput(target=spec.target, rollout="wide-ep", revision="s1", spec=spec),
     )
     stored = kube_api.client().get(
         ObjectRef(api_version="v1", kind="ConfigMap", name=snapshot.config_map, namespace="secrets")
     )
     objects = decode_snapshot(stored or {})
+    assert snapshot.spec == spec
     everything = " ".join(
         [
+            json.dumps((stored or {}).get("data")),
             request.model_dump_json(),
             created.model_dump_json(),
             again.model_dump_json(),
@@ -262,25 +265,24 @@ async def test_restore_returns_to_the_snapshot_and_deletes_what_came_after(
     env = environment()
     await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=spec))
     good = manifests.spec_revision(spec)
-    snapshot = await env.run(
-        kube.snapshot_objects, SnapshotInput(target=spec.target, rollout="wide-ep", revision=good)
-    )
+    taking = SnapshotInput(target=spec.target, rollout="wide-ep", revision=good, spec=spec)
+    snapshot = await env.run(kube.snapshot_objects, taking)
     assert snapshot.action == "created" and len(snapshot.objects) == len(
         manifests.render_model_service(spec)
     )
-    again = await env.run(
-        kube.snapshot_objects, SnapshotInput(target=spec.target, rollout="wide-ep", revision=good)
-    )
+    again = await env.run(kube.snapshot_objects, taking)
     assert again.action == "unchanged"
     marked = await env.run(
         kube.mark_last_known_good,
         MarkLastKnownGoodInput(target=spec.target, rollout="wide-ep", revision=good),
     )
-    assert marked.revision == good
+    assert marked.revision == good and marked.spec == spec
     lookup = await env.run(
         kube.read_last_known_good, SnapshotLookupInput(target=spec.target, rollout="wide-ep")
     )
     assert lookup.revision == good and lookup.snapshot is not None
+    # The spec comes back with the record: a rollback waits for the old version by its names.
+    assert lookup.spec == spec and lookup.snapshot.spec == spec
 
     client = kube_api.client()
     decode = ObjectRef.of(manifests.render_role(spec, "decode"))
@@ -322,6 +324,112 @@ async def test_restore_returns_to_the_snapshot_and_deletes_what_came_after(
         kube.restore_snapshot, RestoreInput(target=spec.target, rollout="wide-ep")
     )
     assert not second.changed
+
+
+LWS_API = "leaderworkerset.x-k8s.io/v1"
+
+
+def with_image(spec: RolloutSpec, image: str, **decode: Any) -> RolloutSpec:
+    service = spec.model_service
+    return spec.model_copy(
+        update={
+            "model_service": service.model_copy(
+                update={"vllm_image": image, "decode": service.decode.model_copy(update=decode)}
+            )
+        }
+    )
+
+
+def comparable(obj: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    """A live object without what differs between two equal histories of writes: identity
+    (uid, creation time), versions (resourceVersion, generation), timestamps of managedFields,
+    allocated cluster IPs; `renames` map one namespace's names and revisions to the other's."""
+    text = json.dumps(obj, sort_keys=True)
+    for old, new in renames.items():
+        text = text.replace(old, new)
+    clean: dict[str, Any] = json.loads(text)
+    metadata = clean["metadata"]
+    for key in ("uid", "resourceVersion", "generation", "creationTimestamp"):
+        metadata.pop(key, None)
+    for entry in metadata.get("managedFields") or []:
+        entry.pop("time", None)
+    metadata["managedFields"] = sorted(
+        metadata.get("managedFields") or [], key=lambda e: (e["manager"], e["operation"])
+    )
+    for key in ("clusterIP", "clusterIPs"):
+        (clean.get("spec") or {}).pop(key, None)
+    return clean
+
+
+def owned_by_us(obj: dict[str, Any]) -> dict[str, Any]:
+    for entry in obj["metadata"].get("managedFields") or []:
+        if entry["manager"] == "llmd-rollout" and entry["operation"] == "Apply":
+            fields: dict[str, Any] = entry["fieldsV1"]
+            return fields
+    raise AssertionError(f"llmd-rollout applied nothing to {ObjectRef.of(obj)}")
+
+
+async def test_after_a_restore_the_next_apply_succeeds_as_after_a_direct_upgrade(
+    kube_api: SimCluster,
+) -> None:
+    """v1 -> snapshot -> v2 -> restore -> v3 leaves every object (and who owns each field)
+    as v1 -> v3 does: the restore takes no ownership of fields the server defaulted, e.g. the
+    LWS webhook's networkConfig.subdomainPolicy, which v3's apply would otherwise try to remove
+    (and the webhook refuse: ApplyRejected)."""
+    env = environment()
+    client = kube_api.client()
+    rolled = await prepared(kube_api.kubeconfig, "rolled-back")
+    direct = await prepared(kube_api.kubeconfig, "upgraded")
+    extra = [EnvVar(name="V2_ONLY", value="1")]
+
+    def versions(spec: RolloutSpec) -> tuple[RolloutSpec, RolloutSpec, RolloutSpec]:
+        return (
+            spec,
+            with_image(spec, "ghcr.io/llm-d/llm-d:v0.2.0", env=extra, replicas=2),
+            with_image(spec, "ghcr.io/llm-d/llm-d:v0.3.0"),
+        )
+
+    v1, v2, v3 = versions(rolled)
+    await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=v1, partition=0))
+    good = manifests.spec_revision(v1)
+    await env.run(
+        kube.snapshot_objects,
+        SnapshotInput(target=v1.target, rollout="wide-ep", revision=good, spec=v1),
+    )
+    decode = ObjectRef.of(manifests.render_role(v1, "decode"))
+    before = client.get(decode)
+    assert before is not None
+    # The webhook defaulted it; it is nobody's applied configuration.
+    assert before["spec"]["networkConfig"]["subdomainPolicy"] == "Shared"
+    assert "f:networkConfig" not in owned_by_us(before)["f:spec"]
+
+    await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=v2, partition=0))
+    restored = await env.run(
+        kube.restore_snapshot, RestoreInput(target=v1.target, rollout="wide-ep", revision=good)
+    )
+    assert restored.apply.count("configured") >= 1
+    after_restore = client.get(decode)
+    assert after_restore is not None
+    # Back to v1, owned exactly as v1's apply left it.
+    assert owned_by_us(after_restore) == owned_by_us(before)
+    assert comparable(after_restore, {}) == comparable(before, {})
+
+    upgraded = await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=v3, partition=0))
+    assert upgraded.apply.changed
+
+    d1, _, d3 = versions(direct)
+    await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=d1, partition=0))
+    await env.run(kube.apply_model_service, ApplyModelServiceInput(spec=d3, partition=0))
+    renames = {
+        manifests.spec_revision(v3): manifests.spec_revision(d3),
+        "rolled-back": "upgraded",
+    }
+    for rendered in manifests.render_model_service(v3):
+        ref = ObjectRef.of(rendered)
+        ours = client.get(ref)
+        theirs = client.get(ref.model_copy(update={"namespace": "upgraded"}))
+        assert ours is not None and theirs is not None, ref
+        assert comparable(ours, renames) == comparable(theirs, {}), ref
 
 
 async def test_delete_by_rollout_waits_until_gone_and_is_idempotent(kube_api: SimCluster) -> None:

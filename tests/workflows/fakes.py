@@ -104,6 +104,8 @@ def revision_of(spec: RolloutSpec) -> str:
 class FakeCluster:
     def __init__(self) -> None:
         self.calls: list[str] = []
+        # The inputs of those calls, in the same order (what the workflow asked for).
+        self.inputs: list[tuple[str, Any]] = []
         self.releases: dict[str, FakeRelease] = {}
         self.crds: set[str] = set()
         self.namespace = False
@@ -111,6 +113,8 @@ class FakeCluster:
         # The model-service objects: the revision of the shared objects and, per role, what runs.
         self.model_service: dict[str, Any] | None = None
         self.snapshots: dict[str, dict[str, Any] | None] = {}
+        # The spec stored with each snapshot (SnapshotInput.spec), as the real ConfigMap keeps it.
+        self.snapshot_specs: dict[str, RolloutSpec | None] = {}
         self.last_known_good: str | None = None
         self.capacity_fits = True
         self.faults: list[Fault] = []
@@ -158,6 +162,7 @@ class FakeCluster:
 
     async def _enter(self, name: str, arg: Any, detail: str = "", beat: Any = None) -> None:
         self.calls.append(f"{name}{':' + detail if detail else ''}")
+        self.inputs.append((name, arg))
         if name in self.started:
             self.started[name].set()
         for fault in self.faults:
@@ -341,6 +346,7 @@ class FakeCluster:
             if ref.kind == "Namespace":
                 self.namespace = self.secret = False
                 self.snapshots.clear()
+                self.snapshot_specs.clear()
                 self.last_known_good = None
         return DeleteResult(outcomes=outcomes)
 
@@ -348,6 +354,7 @@ class FakeCluster:
         return SnapshotRef(
             rollout=rollout, revision=revision, namespace="fake",
             config_map=f"llmd-rollout-snapshot-{rollout}-{revision}",
+            spec=self.snapshot_specs.get(revision),
         )
 
     @activity.defn(name=calls.SNAPSHOT_OBJECTS.name)
@@ -356,8 +363,10 @@ class FakeCluster:
         changed = (
             arg.revision not in self.snapshots
             or self.snapshots[arg.revision] != self.model_service
+            or self.snapshot_specs.get(arg.revision) != arg.spec
         )
         self.snapshots[arg.revision] = copy.deepcopy(self.model_service)
+        self.snapshot_specs[arg.revision] = arg.spec
         ref = self._snapshot_ref(arg.rollout, arg.revision)
         return ref.model_copy(update={"action": "created" if changed else "unchanged"})
 
@@ -366,9 +375,10 @@ class FakeCluster:
         await self._enter(calls.READ_LAST_KNOWN_GOOD.name, arg)
         if self.last_known_good is None:
             return LastKnownGood(rollout=arg.rollout, revision=None)
+        snapshot = self._snapshot_ref(arg.rollout, self.last_known_good)
         return LastKnownGood(
-            rollout=arg.rollout, revision=self.last_known_good,
-            snapshot=self._snapshot_ref(arg.rollout, self.last_known_good),
+            rollout=arg.rollout, revision=self.last_known_good, snapshot=snapshot,
+            spec=snapshot.spec,
         )
 
     @activity.defn(name=calls.MARK_LAST_KNOWN_GOOD.name)
@@ -376,7 +386,11 @@ class FakeCluster:
         await self._enter(calls.MARK_LAST_KNOWN_GOOD.name, arg, arg.revision)
         action = "unchanged" if self.last_known_good == arg.revision else "configured"
         self.last_known_good = arg.revision
-        return LastKnownGood(rollout=arg.rollout, revision=arg.revision, action=action)
+        snapshot = self._snapshot_ref(arg.rollout, arg.revision)
+        return LastKnownGood(
+            rollout=arg.rollout, revision=arg.revision, snapshot=snapshot, spec=snapshot.spec,
+            action=action,
+        )
 
     @activity.defn(name=calls.RESTORE_SNAPSHOT.name)
     async def restore_snapshot(self, arg: RestoreInput) -> RestoreResult:

@@ -33,6 +33,7 @@ async def installed(client: Client, cluster: FakeCluster, task_queue: str, name:
     result = await run_rollout(client, spec, task_queue)
     assert result.outcome == Outcome.SUCCEEDED, result.failure
     cluster.calls.clear()
+    cluster.inputs.clear()
     return spec
 
 

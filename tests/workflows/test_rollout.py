@@ -4,6 +4,7 @@ the phases, upgrades, gates and control updates, saga rollback, and the one-roll
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -27,6 +28,7 @@ from tests.workflows.scenarios import WAIT, crash_loop_on, installed, query, run
 from tests.workflows.specs import (
     BAD_IMAGE,
     NEW_IMAGE,
+    Change,
     between_roles,
     decode_replicas,
     decode_steps,
@@ -275,6 +277,55 @@ async def test_failed_verification_rolls_back_with_the_gateway_answer_as_evidenc
     assert result.failure.evidence["checks"][0]["response"] == "no healthy upstream"
     assert result.rollback is not None and result.rollback.verified
     assert fake_cluster.image("prefill") == old.model_service.vllm_image
+
+
+def renamed(release: str, model: str, kubeconfig: str) -> Change:
+    """A new release name (so new LWS names), a new model name, and the worker's kubeconfig
+    at a new path."""
+
+    def change(document: dict[str, Any]) -> None:
+        document["modelService"]["releaseName"] = release
+        document["modelService"]["modelName"] = model
+        document["target"]["kubeconfig"] = kubeconfig
+
+    return change
+
+
+async def test_a_rollback_waits_for_and_verifies_the_old_version_under_its_own_names(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """The spec stored with the last-known-good snapshot names the old version: after the
+    restore, the waits look for the old LeaderWorkerSets and verification asks for the old
+    model, reached through the current target (the worker's kubeconfig now)."""
+    old = await installed(
+        temporal_client, fake_cluster, fake_worker, "renamed",
+        renamed("ms-old", "old-org/old-model", "/etc/old/kubeconfig"),
+    )
+    fake_cluster.faults.append(crash_loop_on(BAD_IMAGE))
+    upgrade = demo_spec(
+        "renamed", image(BAD_IMAGE),
+        renamed("ms-new", "new-org/new-model", "/etc/new/kubeconfig"),
+    )
+
+    result = await run_rollout(temporal_client, upgrade, fake_worker)
+
+    assert result.outcome == Outcome.ROLLED_BACK, result.rollback
+    assert result.rollback is not None and result.rollback.verified
+    restored = next(
+        i for i, (name, _) in enumerate(fake_cluster.inputs) if name == "restore_snapshot"
+    )
+    after = fake_cluster.inputs[restored + 1:]
+    waited = {arg.name for name, arg in after if name == "wait_for_lws_rollout"}
+    assert waited == {old.model_service.lws_name(role) for role in ("prefill", "decode")}
+    loaded = [arg.spec for name, arg in after if name == "wait_for_model_load"]
+    verified = [arg.spec for name, arg in after if name == "verify_gateway"]
+    assert len(verified) == 1 and len(loaded) == 2
+    for spec in (*loaded, *verified):
+        assert spec.model_service.model_name == "old-org/old-model"
+        assert spec.model_service.release_name == "ms-old"
+        assert spec.target == upgrade.target
+    targets = {arg.target.kubeconfig for name, arg in after if name == "wait_for_lws_rollout"}
+    assert targets == {"/etc/new/kubeconfig"}
 
 
 async def test_abort_during_model_load_rolls_back(

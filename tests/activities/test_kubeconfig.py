@@ -1,0 +1,121 @@
+"""A kubeconfig that cannot work is a named, non-retryable failure, not a transient error that
+Temporal retries for the whole budget: missing file, malformed file, unknown context, no
+in-cluster environment. The message names the kubeconfig and the context and says what to fix."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.config.config_exception import ConfigException
+from temporalio.exceptions import ApplicationError
+
+from activities import kube, waits
+from activities.kubeclient import KubeClient, KubeConfigError
+from spec.activity_io import FailureEvidence, SnapshotLookupInput, WaitForObjectInput
+from spec.reasons import FailureReason
+from spec.rollout import Target
+from tests.activities.specs import environment
+
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: sim
+  cluster: {server: "https://127.0.0.1:1"}
+users:
+- name: admin
+  user: {token: not-a-secret}
+contexts:
+- name: sim-admin
+  context: {cluster: sim, user: admin}
+current-context: sim-admin
+"""
+
+
+def missing(tmp_path: Path) -> Target:
+    path = tmp_path / "absent" / "kubeconfig"
+    return Target(cluster="c", namespace="ns", kubeconfig=str(path))
+
+
+def malformed(tmp_path: Path) -> Target:
+    path = tmp_path / "kubeconfig"
+    path.write_text("clusters: [ {name: sim, cluster: {server: }\n")
+    return Target(cluster="c", namespace="ns", kubeconfig=str(path))
+
+
+def not_a_kubeconfig(tmp_path: Path) -> Target:
+    path = tmp_path / "kubeconfig"
+    path.write_text("- just\n- a list\n")
+    return Target(cluster="c", namespace="ns", kubeconfig=str(path))
+
+
+def unknown_context(tmp_path: Path) -> Target:
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    return Target(cluster="c", namespace="ns", kubeconfig=str(path), context="prod-admin")
+
+
+CASES: dict[str, tuple[Callable[[Path], Target], str]] = {
+    "missing-file": (missing, "no such file"),
+    "malformed-yaml": (malformed, "not valid YAML"),
+    "not-a-kubeconfig": (not_a_kubeconfig, "not a kubeconfig"),
+    "unknown-context": (unknown_context, "contexts in it: sim-admin"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_a_kubeconfig_problem_fails_at_once_naming_the_file_and_context(
+    case: str, tmp_path: Path
+) -> None:
+    make, hint = CASES[case]
+    target = make(tmp_path)
+    calls: list[tuple[Any, Any]] = [
+        (kube.read_last_known_good, SnapshotLookupInput(target=target, rollout="wide-ep")),
+        (waits.wait_for_deployment, WaitForObjectInput(target=target, name="epp")),
+    ]
+    for activity_fn, request in calls:
+        with pytest.raises(ApplicationError) as raised:
+            await environment().run(activity_fn, request)
+        error = raised.value
+        assert error.type == FailureReason.KUBECONFIG_INVALID.value == "KubeconfigInvalid"
+        assert error.non_retryable
+        message = str(error)
+        assert target.kubeconfig is not None and target.kubeconfig in message
+        assert hint in message
+        assert "target.kubeconfig" in message and "retrying cannot help" in message
+        if target.context:
+            assert repr(target.context) in message
+        evidence = FailureEvidence.from_details(error.details)
+        assert evidence is not None and evidence.reason == "KubeconfigInvalid"
+        assert evidence.data["kubeconfig"] == target.kubeconfig
+        assert evidence.data["context"] == target.context
+        assert "not-a-secret" not in message + repr(error.details)
+
+
+async def test_in_cluster_outside_a_pod_is_a_kubeconfig_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+    target = Target(cluster="c", namespace="ns", in_cluster=True)
+    with pytest.raises(ApplicationError) as raised:
+        await environment().run(
+            kube.read_last_known_good, SnapshotLookupInput(target=target, rollout="wide-ep")
+        )
+    assert raised.value.type == "KubeconfigInvalid" and raised.value.non_retryable
+    assert "in-cluster" in str(raised.value) and "target.kubeconfig" in str(raised.value)
+
+
+def test_the_default_kubeconfig_is_named_by_its_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside activities (the CLI) it is still the loader's ConfigException, now worded."""
+    path = tmp_path / "nowhere"
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    with pytest.raises(ConfigException) as raised:
+        KubeClient.for_target(Target(cluster="c", namespace="ns"))
+    assert isinstance(raised.value, KubeConfigError)
+    assert f"$KUBECONFIG={path}" in str(raised.value)
