@@ -58,20 +58,16 @@ class Informer:
             except Exception:  # a broken handler must not stop the watch
                 log.exception("handler failed for %s %s", self.resource.plural, key_of(obj))
 
-    def upsert(self, obj: KubeObject, *, from_watch: bool = False) -> None:
-        """Apply an object we just read or wrote, unless the cache already has a newer one.
+    def upsert(self, obj: KubeObject) -> None:
+        """Apply an object we just read, wrote or were sent, unless the cache already has it.
 
-        A watch event with the cached resourceVersion still applies (and a write result with
-        it does not): the watch stream is the authority on what changed.
+        Every stored change has its own resourceVersion, so an object whose version is not newer
+        than the cached one (a watch echoing our own write, or an older read) is no change.
         """
         key = key_of(obj)
         old = self.store.get(key)
         new_rv, old_rv = _rv(obj), _rv(old) if old is not None else None
-        if (
-            new_rv is not None
-            and old_rv is not None
-            and (new_rv < old_rv or (new_rv == old_rv and (not from_watch or old == obj)))
-        ):
+        if new_rv is not None and old_rv is not None and new_rv <= old_rv:
             return
         obj.setdefault("apiVersion", self.resource.api_version)
         obj.setdefault("kind", self.resource.kind)
@@ -130,7 +126,7 @@ class Informer:
                         old = self.store.pop(key_of(obj), None)
                         self._emit("DELETED", obj, old)
                     else:
-                        self.upsert(obj, from_watch=True)
+                        self.upsert(obj)
                     if self.gate is not None and not self.gate.is_set():
                         break
                 if not received and asyncio.get_running_loop().time() - started < 1.0:

@@ -4,17 +4,16 @@ Every address in 127.0.0.0/8 reaches the loopback interface on Linux, so fake se
 their pod IP without any network setup. Several simulated clusters may run on one machine (tests,
 a demo); each agent therefore claims whole /24 blocks with an advisory lock file
 (`<tmp>/clustersim-ipam/<block>.lock`, held while the agent runs and released by the OS if it
-dies), so two agents never hand out the same pod IP.
+dies; see `clustersim.ipblocks`, which the API server uses for Service IPs too), so two agents
+never hand out the same pod IP.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import ipaddress
-import os
 import pathlib
-import tempfile
+
+from clustersim.ipblocks import BlockClaims
 
 BLOCK_SIZE = 256
 
@@ -23,45 +22,24 @@ class IpExhausted(RuntimeError):
     """No free pod IP is left in the range."""
 
 
-def default_lock_dir() -> pathlib.Path:
-    return pathlib.Path(tempfile.gettempdir()) / "clustersim-ipam"
-
-
 class PodIpAllocator:
     def __init__(self, cidr: str = "127.1.0.0/16", lock_dir: pathlib.Path | None = None) -> None:
-        network = ipaddress.ip_network(cidr)
-        self._blocks = [int(b.network_address) for b in network.subnets(new_prefix=24)]
-        self._lock_dir = lock_dir or default_lock_dir()
-        self._claimed: dict[int, int] = {}
+        self._claims = BlockClaims(cidr, prefix=24, lock_dir=lock_dir)
         self._owners: dict[str, str] = {}
         self._by_owner: dict[str, str] = {}
         self._last = 0
 
-    def _try_claim(self, block: int) -> bool:
-        if block in self._claimed:
-            return True
-        self._lock_dir.mkdir(parents=True, exist_ok=True)
-        path = self._lock_dir / f"{ipaddress.ip_address(block)}.lock"
-        descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(descriptor)
-            return False
-        self._claimed[block] = descriptor
-        return True
-
     def _claim_block(self) -> None:
-        for block in self._blocks:
-            if block not in self._claimed and self._try_claim(block):
-                return
-        raise IpExhausted("every pod IP block is claimed by a running clustersim agent")
+        if self._claims.claim_next() is None:
+            raise IpExhausted("every pod IP block is claimed by a running clustersim agent")
 
     def _free_in_claimed(self) -> str | None:
         """The next free address after the last one handed out (like host-local IPAM, a freed
         address is not reused at once, so stale endpoints do not reach a new pod)."""
         candidates = [
-            block + offset for block in sorted(self._claimed) for offset in range(1, BLOCK_SIZE - 1)
+            block + offset
+            for block in self._claims.claimed()
+            for offset in range(1, BLOCK_SIZE - 1)
         ]
         start = next((i for i, value in enumerate(candidates) if value > self._last), 0)
         for value in candidates[start:] + candidates[:start]:
@@ -87,9 +65,8 @@ class PodIpAllocator:
 
     def reserve(self, owner: str, address: str) -> bool:
         """Keep an address an existing pod already has (agent restart), if its block is ours."""
-        value = int(ipaddress.ip_address(address))
-        block = value - value % BLOCK_SIZE
-        if block not in self._blocks or not self._try_claim(block):
+        block = self._claims.block_of(int(ipaddress.ip_address(address)))
+        if block is None or not self._claims.try_claim(block):
             return False
         current = self._owners.get(address)
         if current is not None and current != owner:
@@ -105,7 +82,4 @@ class PodIpAllocator:
 
     def close(self) -> None:
         """Give the claimed blocks back (the agent is stopping)."""
-        for descriptor in self._claimed.values():
-            with contextlib.suppress(OSError):
-                os.close(descriptor)
-        self._claimed.clear()
+        self._claims.release_all()

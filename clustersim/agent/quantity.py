@@ -7,60 +7,22 @@ pod asking for `cpu: 32` and a node offering `128` are compared exactly, as kube
 from __future__ import annotations
 
 import math
-import re
-from fractions import Fraction
 
-_SUFFIXES: dict[str, Fraction] = {
-    "": Fraction(1),
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 10**3),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-    "Ki": Fraction(2**10),
-    "Mi": Fraction(2**20),
-    "Gi": Fraction(2**30),
-    "Ti": Fraction(2**40),
-    "Pi": Fraction(2**50),
-    "Ei": Fraction(2**60),
-}
+from clustersim.quantity import QuantityError, parse_quantity
 
-_QUANTITY = re.compile(
-    r"^(?P<number>[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))"
-    r"(?:(?P<exponent>[eE][+-]?[0-9]+)|(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?$"
-)
+__all__ = [
+    "QuantityError",
+    "ResourceList",
+    "add_into",
+    "format_amount",
+    "max_into",
+    "parse_quantity",
+    "parse_resource_list",
+    "to_milli",
+]
 
 ResourceList = dict[str, int]
 """Resource name -> amount in milli-units (1 GPU = 1000, 1 byte = 1000)."""
-
-
-class QuantityError(ValueError):
-    """A string that is not a Kubernetes quantity."""
-
-
-def parse_quantity(value: str | int | float) -> Fraction:
-    """The exact value of a quantity; raises QuantityError for malformed input."""
-    if isinstance(value, bool):
-        raise QuantityError(f"quantities must be numbers or strings, not {value!r}")
-    if isinstance(value, int):
-        return Fraction(value)
-    if isinstance(value, float):
-        return Fraction(str(value))
-    match = _QUANTITY.match(value.strip())
-    if match is None:
-        raise QuantityError(
-            f"quantities must match the regular expression "
-            f"'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$', got {value!r}"
-        )
-    number = Fraction(match.group("number"))
-    exponent = match.group("exponent")
-    if exponent:
-        return number * Fraction(10) ** int(exponent[1:])
-    return number * _SUFFIXES[match.group("suffix") or ""]
 
 
 def to_milli(value: str | int | float) -> int:

@@ -52,6 +52,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOG = logging.getLogger(__name__)
 JSON = "application/json"
 MAX_WATCH_SECONDS = 1800
+# how often a watch with nothing to send checks that its client is still connected
+CLIENT_CHECK_SECONDS = 1.0
 ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 
@@ -606,7 +608,8 @@ class ApiHandler:
                 await sender.bookmark(self.storage.resource_version, initial_events_end=True)
             for event in backlog:
                 await self._send_event(sender, resource, event, selected)
-            await self._stream(sender, resource, watcher, selected, timeout, bookmarks)
+            await self._stream(request, sender, resource, watcher, selected, timeout,
+                               bookmarks)
         except (ConnectionResetError, _WatchCut):
             transport = request.transport
             if transport is not None and sender.cut:
@@ -636,7 +639,8 @@ class ApiHandler:
             elif before:
                 await sender.send("DELETED", shown)
 
-    async def _stream(self, sender: _EventSender, resource: ResourceType, watcher: Watcher,
+    async def _stream(self, request: web.Request, sender: _EventSender,
+                      resource: ResourceType, watcher: Watcher,
                       selected: Callable[[JsonObject], bool], timeout: float,
                       bookmarks: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -646,12 +650,17 @@ class ApiHandler:
             now = loop.time()
             if now >= deadline or (watcher.overflowed and watcher.queue.empty()):
                 return
-            wait = deadline - now
+            # a quiet watch checks now and then that its client is still there, so a client
+            # that left does not keep its watcher (and queue) until the next event
+            wait = min(deadline - now, CLIENT_CHECK_SECONDS)
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.0))
             try:
                 event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
             except TimeoutError:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    return
                 if bookmarks and loop.time() >= next_bookmark:
                     await sender.bookmark(self.storage.resource_version)
                     next_bookmark = loop.time() + self.bookmark_interval

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from clustersim.apiserver import builtin_rules, crds, lws_webhook, names, structural
+from clustersim.apiserver import builtin_rules, crds, lws_webhook, names, quantities, structural
 from clustersim.apiserver.clock import rfc3339, utc_now
 from clustersim.apiserver.errors import (
     STALE_OBJECT,
@@ -248,6 +248,7 @@ class ObjectService:
             if lws_webhook.applies_to(resource.group, resource.kind):
                 lws_webhook.default(obj)
         else:
+            quantities.normalize(resource.kind, resource.version, obj)
             builtin_rules.default_object(resource.kind, obj, creating)
             if resource.kind == "CustomResourceDefinition":
                 crds.default_crd(obj)
@@ -462,9 +463,13 @@ class ObjectService:
 
     def write_internal(self, resource: ResourceType, current: JsonObject, new: JsonObject,
                        manager: str, subresource: str = "") -> JsonObject:
-        """A write made by a controller inside the server (bypasses optimistic concurrency)."""
+        """A write made by a controller inside the server (bypasses optimistic concurrency).
+
+        `new` may share nested dicts with `current` (controllers build it as a shallow copy);
+        it is copied first so admission and field bookkeeping never touch the stored version.
+        """
         options = WriteOptions(field_manager=manager, field_validation="Ignore")
-        return self._update(resource, current, new, options, subresource, False)
+        return self._update(resource, current, _copy(new), options, subresource, False)
 
     # ------------------------------------------------------------------------------------------
     # patch and apply
@@ -537,6 +542,9 @@ class ObjectService:
             metadata.pop("namespace", None)
         applied = _applied_part(resource, applied, subresource)
         self._check_applied_fields(resource, applied, options)
+        if not resource.is_custom:
+            # compared with live values (conflicts, no-op applies) in their canonical form
+            quantities.normalize(resource.kind, resource.version, applied)
         current = self.storage.get(resource.storage_key, self._key_namespace(resource, namespace),
                                    name)
         now = self.now()
@@ -744,8 +752,8 @@ class ObjectService:
         conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
                            "lastTransitionTime": self.now()})
         status["conditions"] = conditions
-        self.storage.put(pods.storage_key, new)
-        self._notify(pods, current, new)
+        stored = self.storage.put(pods.storage_key, new)
+        self._notify(pods, current, stored)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                 "code": 201}
 

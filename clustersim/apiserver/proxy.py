@@ -8,6 +8,8 @@ IP, a ready endpoint of a Service, or a node's kubelet.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 from typing import Any
 from urllib.parse import urlencode
@@ -28,11 +30,17 @@ HOP_BY_HOP = frozenset({
 })
 LOG_PARAMETERS = ("tailLines", "sinceSeconds", "sinceTime", "timestamps", "follow", "previous",
                   "limitBytes")
-CHUNK = 64 * 1024
+# how often a relay waiting for upstream data checks whether its client is still there
+CLIENT_CHECK_SECONDS = 0.25
 
 
 def _go_list(values: list[str]) -> str:
     return "[" + " ".join(values) + "]"
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _upstream_error(response_code: int, body: str, resource: str, name: str) -> ApiError:
@@ -52,6 +60,7 @@ class Forwarder:
         self.service = service
         self._session: aiohttp.ClientSession | None = None
         self._round_robin = itertools.count()
+        self._closing = asyncio.Event()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -62,6 +71,9 @@ class Forwarder:
         return self._session
 
     async def close(self) -> None:
+        # open relays (followed logs, long proxied answers) end now rather than holding the
+        # server's shutdown
+        self._closing.set()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -144,13 +156,47 @@ class Forwarder:
             response.content_type = "text/plain"
             response.enable_chunked_encoding()
             await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-            except (aiohttp.ClientError, ConnectionResetError):
-                pass
-            await response.write_eof()
+            await self._relay(request, response, upstream)
             return response
+
+    async def _relay(self, request: web.Request, response: web.StreamResponse,
+                     upstream: aiohttp.ClientResponse) -> None:
+        """Copy the upstream body to the client as it arrives, until the upstream ends, the
+        client leaves or the server stops.
+
+        A followed log of a quiet container sends nothing for a long time, and aiohttp does not
+        cancel a handler whose client went away, so the relay checks on its client while it
+        waits; leaving closes the upstream connection, which ends the kubelet's stream too.
+        """
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            while True:
+                read = asyncio.ensure_future(upstream.content.readany())
+                try:
+                    while not read.done():
+                        await asyncio.wait({read, closing}, timeout=CLIENT_CHECK_SECONDS,
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        if not read.done() and (closing.done() or _client_gone(request)):
+                            return
+                    chunk = read.result()
+                except (aiohttp.ClientError, ConnectionResetError, TimeoutError):
+                    chunk = b""
+                finally:
+                    if not read.done():
+                        read.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+                            await read
+                if not chunk:
+                    break
+                try:
+                    await response.write(chunk)
+                except (ConnectionResetError, aiohttp.ClientError):
+                    return
+            if not _client_gone(request):
+                with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
+                    await response.write_eof()
+        finally:
+            closing.cancel()
 
     # -- proxies ----------------------------------------------------------------------------
 
@@ -173,12 +219,7 @@ class Forwarder:
                 if key.lower() not in HOP_BY_HOP:
                     response.headers.add(key, value)
             await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_chunked(CHUNK):
-                    await response.write(chunk)
-            except (aiohttp.ClientError, ConnectionResetError):
-                pass
-            await response.write_eof()
+            await self._relay(request, response, upstream)
             return response
 
     async def pod_proxy(self, request: web.Request, namespace: str, target: str,

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -19,13 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from clustersim.apiserver import kubeconfig, persistence
+from clustersim.apiserver import kubeconfig, persistence, quantities
 from clustersim.apiserver.admin import PREFIX, AdminApi
 from clustersim.apiserver.auth import TokenAuthenticator, load_or_create_tokens
-from clustersim.apiserver.errors import unauthorized
+from clustersim.apiserver.errors import ApiError, unauthorized
 from clustersim.apiserver.faults import FaultInjector
 from clustersim.apiserver.http_api import ANONYMOUS_PATHS, ApiHandler, error_response
-from clustersim.apiserver.ipam import KUBERNETES_SERVICE_IP, ServiceAddresses
+from clustersim.apiserver.ipam import ServiceAddresses
 from clustersim.apiserver.lifecycle import ControlLoops
 from clustersim.apiserver.objects import ObjectService, WriteOptions
 from clustersim.apiserver.proxy import Forwarder
@@ -56,6 +57,9 @@ class ApiServerConfig:
     bookmark_interval_seconds: float = 5.0
     access_log: bool = False
     fault_seed: int | None = None
+    # where Service IP block claims are kept (default: $TMPDIR/clustersim-ipam, shared by every
+    # clustersim server and agent on the machine)
+    ip_lock_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,7 +87,8 @@ class ApiServer:
             self.data_dir = Path(self.config.data_dir)
         self.storage = Storage(self.config.watch_history)
         self.types = TypeRegistry()
-        self.service = ObjectService(self.storage, self.types, ServiceAddresses())
+        self.service = ObjectService(self.storage, self.types,
+                                     ServiceAddresses(self.config.ip_lock_dir))
         self.faults = FaultInjector(self.config.fault_seed)
         self.forwarder = Forwarder(self.service)
         self.port = 0
@@ -162,6 +167,7 @@ class ApiServer:
             self._runner = None
         if self.config.state_file is not None:
             persistence.save(self.storage, Path(self.config.state_file))
+        self.service.addresses.close()
         if self._temporary is not None:
             self._temporary.cleanup()
             self._temporary = None
@@ -188,7 +194,12 @@ class ApiServer:
     def _load_state(self, path: Path) -> None:
         resource_version, resources = persistence.load(path)
         for key, objects in resources:
+            stored_type = self.types.by_storage_key(key)
             for obj in objects:
+                if stored_type is not None and not stored_type.is_custom:
+                    # state files written before quantities were normalised may hold numbers
+                    with contextlib.suppress(ApiError):
+                        quantities.normalize(stored_type.kind, stored_type.version, obj)
                 self.storage.restore(key, obj)
                 if key == persistence.CRD_KEY:
                     from clustersim.apiserver import crds
@@ -216,10 +227,15 @@ class ApiServer:
             elif self._loops is not None:
                 self._loops.ensure_default_service_account(name)
         if self.storage.get(services.storage_key, "default", "kubernetes") is None:
+            cluster_ip = self.service.addresses.kubernetes_service_ip()
+            if cluster_ip is None:
+                raise RuntimeError("every /24 block of 127.200.0.0/16 is claimed by a running "
+                                   "clustersim API server: no cluster IP for the kubernetes "
+                                   "Service")
             self.service.create(services, "default", {
                 "metadata": {"name": "kubernetes", "labels": {
                     "component": "apiserver", "provider": "kubernetes"}},
-                "spec": {"clusterIP": KUBERNETES_SERVICE_IP, "ports": [
+                "spec": {"clusterIP": cluster_ip, "ports": [
                     {"name": "https", "port": 443, "protocol": "TCP",
                      "targetPort": self.port}]},
             }, options)

@@ -154,12 +154,18 @@ class Storage:
         return self.resource_version
 
     def put(self, key: StorageKey, obj: JsonObject) -> JsonObject:
-        """Store a new version of an object (creating or replacing it) and notify watchers."""
+        """Store a new version of an object (creating or replacing it) and notify watchers.
+
+        Every call bumps the global resourceVersion and stamps it on the stored object, which is
+        a new dict with its own `metadata`: the caller's dict and every version stored before
+        (and the watch events that carry them) keep their own resourceVersion, even when the
+        caller built `obj` as a shallow copy of the previous version.
+        """
         resource = self._resource(key)
-        metadata = obj["metadata"]
-        object_key = (str(metadata.get("namespace") or ""), str(metadata["name"]))
         version = self.next_version()
-        metadata["resourceVersion"] = str(version)
+        obj = dict(obj)
+        obj["metadata"] = metadata = dict(obj["metadata"], resourceVersion=str(version))
+        object_key = (str(metadata.get("namespace") or ""), str(metadata["name"]))
         previous = resource.objects.get(object_key)
         resource.objects[object_key] = obj
         self._index(key, object_key, previous, obj)

@@ -38,40 +38,125 @@ def _name(obj: JsonObject) -> str:
 # -- pods ---------------------------------------------------------------------------------------
 
 
-def _pod_status(pod: JsonObject) -> str:
-    status = pod.get("status") or {}
-    reason = status.get("reason") or status.get("phase") or "Unknown"
-    for container in status.get("initContainerStatuses") or []:
-        state = container.get("state") or {}
-        if "terminated" in state and state["terminated"].get("exitCode") == 0:
-            continue
-        waiting = state.get("waiting") or {}
-        if waiting.get("reason") and waiting["reason"] != "PodInitializing":
-            reason = "Init:" + waiting["reason"]
-            break
-    else:
-        for container in reversed(status.get("containerStatuses") or []):
-            state = container.get("state") or {}
-            if (state.get("waiting") or {}).get("reason"):
-                reason = state["waiting"]["reason"]
-            elif (state.get("terminated") or {}).get("reason"):
-                reason = state["terminated"]["reason"]
-    if _meta(pod).get("deletionTimestamp"):
-        reason = "Terminating"
-    return str(reason)
+def _restartable(container: JsonObject | None) -> bool:
+    """A native sidecar: an init container with `restartPolicy: Always`."""
+    return bool(container) and (container or {}).get("restartPolicy") == "Always"
+
+
+def _later(current: str, candidate: Any) -> str:
+    # RFC 3339 UTC timestamps of one server compare in time order as strings
+    return candidate if isinstance(candidate, str) and candidate > current else current
+
+
+def _last_terminated(container: JsonObject) -> Any:
+    return (((container.get("lastState") or {}).get("terminated")) or {}).get("finishedAt")
 
 
 def _pod_cells(pod: JsonObject) -> list[Any]:
+    """The row `kubectl get pods` shows, computed as the API server's pod printer does
+    (printPod in pkg/printers/internalversion): native sidecars count in READY and RESTARTS."""
     spec = pod.get("spec") or {}
     status = pod.get("status") or {}
-    statuses = status.get("containerStatuses") or []
-    ready = sum(1 for c in statuses if c.get("ready"))
-    restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
-    gates = spec.get("readinessGates")
-    return [_name(pod), f"{ready}/{len(spec.get('containers') or [])}", _pod_status(pod),
-            restarts, _age(pod), status.get("podIP") or "<none>",
+    phase = status.get("phase") or ""
+    reason = str(status.get("reason") or phase)
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and \
+                condition.get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
+    total = len(spec.get("containers") or [])
+    init_specs = {str(c.get("name")): c for c in spec.get("initContainers") or []}
+    total += sum(1 for c in init_specs.values() if _restartable(c))
+    ready = 0
+    restarts = 0
+    sidecar_restarts = 0
+    last_restart = ""
+    last_sidecar_restart = ""
+    initializing = False
+    init_statuses = status.get("initContainerStatuses") or []
+    for index, container in enumerate(init_statuses):
+        restarts += int(container.get("restartCount") or 0)
+        last_restart = _later(last_restart, _last_terminated(container))
+        sidecar = _restartable(init_specs.get(str(container.get("name"))))
+        if sidecar:
+            sidecar_restarts += int(container.get("restartCount") or 0)
+            last_sidecar_restart = _later(last_sidecar_restart, _last_terminated(container))
+        state = container.get("state") or {}
+        terminated = state.get("terminated")
+        waiting = state.get("waiting") or {}
+        if terminated is not None and terminated.get("exitCode") == 0:
+            continue
+        if sidecar and container.get("started"):
+            if container.get("ready"):
+                ready += 1
+            continue
+        if terminated is not None:
+            if terminated.get("reason"):
+                reason = "Init:" + str(terminated["reason"])
+            elif terminated.get("signal"):
+                reason = f"Init:Signal:{terminated['signal']}"
+            else:
+                reason = f"Init:ExitCode:{terminated.get('exitCode')}"
+        elif waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            reason = "Init:" + str(waiting["reason"])
+        else:
+            reason = f"Init:{index}/{len(spec.get('initContainers') or [])}"
+        initializing = True
+        break
+    initialized = any(c.get("type") == "Initialized" and c.get("status") == "True"
+                      for c in status.get("conditions") or [])
+    if not initializing or initialized:
+        restarts = sidecar_restarts
+        last_restart = last_sidecar_restart
+        running = False
+        for container in reversed(status.get("containerStatuses") or []):
+            restarts += int(container.get("restartCount") or 0)
+            last_restart = _later(last_restart, _last_terminated(container))
+            state = container.get("state") or {}
+            waiting = state.get("waiting")
+            terminated = state.get("terminated")
+            if waiting is not None and waiting.get("reason"):
+                reason = str(waiting["reason"])
+            elif terminated is not None and terminated.get("reason"):
+                reason = str(terminated["reason"])
+            elif terminated is not None:
+                reason = f"Signal:{terminated['signal']}" if terminated.get("signal") else \
+                    f"ExitCode:{terminated.get('exitCode')}"
+            elif container.get("ready") and state.get("running") is not None:
+                running = True
+                ready += 1
+        if reason == "Completed" and running:
+            has_ready = any(c.get("type") == "Ready" for c in status.get("conditions") or [])
+            reason = "Running" if has_ready else "NotReady"
+    if _meta(pod).get("deletionTimestamp"):
+        if status.get("reason") == "NodeLost":
+            reason = "Unknown"
+        elif phase not in ("Succeeded", "Failed"):
+            reason = "Terminating"
+    shown_restarts = str(restarts)
+    if restarts and last_restart:
+        shown_restarts = f"{restarts} ({human_age(last_restart)} ago)"
+    pod_ips = status.get("podIPs") or []
+    pod_ip = (pod_ips[0].get("ip") if pod_ips else None) or status.get("podIP") or "<none>"
+    gates = spec.get("readinessGates") or []
+    gates_shown = "<none>"
+    if gates:
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        passing = sum(1 for g in gates if conditions.get(g.get("conditionType")) == "True")
+        gates_shown = f"{passing}/{len(gates)}"
+    return [_name(pod), f"{ready}/{total}", reason, shown_restarts, _age(pod), pod_ip,
             spec.get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>",
-            str(len(gates)) if gates else "<none>"]
+            gates_shown]
+
+
+def _pod_conditions(pod: JsonObject) -> list[JsonObject]:
+    phase = (pod.get("status") or {}).get("phase")
+    if phase == "Succeeded":
+        return [{"type": "Completed", "status": "True", "reason": "Succeeded",
+                 "message": "The pod has completed successfully."}]
+    if phase == "Failed":
+        return [{"type": "Completed", "status": "True", "reason": "Failed",
+                 "message": "The pod failed."}]
+    return []
 
 
 _POD_COLUMNS = [NAME_COLUMN, _column("Ready"), _column("Status"),
@@ -296,9 +381,12 @@ def _row_object(obj: JsonObject, include: str) -> JsonObject | None:
 def table(resource: ResourceType, objects: list[JsonObject], resource_version: str,
           include: str, continue_token: str = "", with_columns: bool = True) -> JsonObject:
     columns, cells = _columns(resource)
+    conditions = _pod_conditions if resource.kind == "Pod" and not resource.is_custom else None
     rows = []
     for obj in objects:
         row: JsonObject = {"cells": cells(obj)}
+        if conditions is not None and (found := conditions(obj)):
+            row["conditions"] = found
         embedded = _row_object(obj, include)
         if embedded is not None:
             row["object"] = embedded

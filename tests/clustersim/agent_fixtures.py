@@ -220,27 +220,28 @@ class SimCluster:
         http("DELETE", self.admin_url + "/faults")
 
     def gateway_url(self, namespace: str, gateway: str) -> str:
-        """The Gateway's address from its status. Should another simulated cluster on this
-        machine hold the same loopback Service IP (the agent reports the clash), the gateway
-        pod's own address stands in, so a test never talks to someone else's cluster."""
+        """The Gateway's address from its status: its Service's cluster IP, once the agent's
+        kube-proxy serves it. Each API server allocates cluster IPs from its own block, so the
+        address is never another simulated cluster's on this machine."""
         found = self.custom_object(
             "gateway.networking.k8s.io", "v1", namespace, "gateways", gateway
         )
         address = next(a["value"] for a in found["status"]["addresses"] if a["type"] == "IPAddress")
         port = found["spec"]["listeners"][0]["port"]
-        info = json.loads(http("GET", self.admin_url + "/info")[1])
-        if f"{address}:{port}" in info["serviceListeners"]:
-            return f"http://{address}:{port}"
-        pods = self.pods(namespace, f"gateway.networking.k8s.io/gateway-name={gateway}")
-        ready = [p for p in pods if is_ready(p)]
-        assert ready, f"no ready pod for gateway {namespace}/{gateway}"
-        return f"http://{ready[0]['status']['podIP']}:{port}"
+        served = f"{address}:{port}"
+
+        def listening() -> bool:
+            info = json.loads(http("GET", self.admin_url + "/info")[1])
+            assert served not in info["serviceConflicts"], info["serviceConflicts"]
+            return served in info["serviceListeners"]
+
+        wait_for(listening, 20, f"kube-proxy to serve {served}")
+        return f"http://{served}"
 
     # ---- reads ----------------------------------------------------------------------------
 
     def get_json(self, path: str, **query: str) -> Any:
-        """GET an API path and decode the JSON ourselves, without the client's typed models
-        (which reject integer quantities such as `cpu: 32` that the manifests carry)."""
+        """GET an API path and decode the JSON ourselves (for kinds the typed client lacks)."""
         credentials = load_kubeconfig(self.kubeconfig)
         context = credentials.ssl_context()
         url = credentials.server + path
@@ -261,18 +262,20 @@ class SimCluster:
             raise ApiException(status=error.code, reason=error.read().decode()) from error
 
     def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A pod read through the typed client (its quantities are strings, as on a real
+        server, even when the manifest said `cpu: 32`), as a camelCase dict."""
         try:
-            pod: dict[str, Any] = self.get_json(f"/api/v1/namespaces/{namespace}/pods/{name}")
+            typed = self.core.read_namespaced_pod(name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
+        pod: dict[str, Any] = self.api.sanitize_for_serialization(typed)
         return pod
 
     def pods(self, namespace: str, selector: str = "") -> list[dict[str, Any]]:
-        query = {"labelSelector": selector} if selector else {}
-        found = self.get_json(f"/api/v1/namespaces/{namespace}/pods", **query)
-        pods: list[dict[str, Any]] = found["items"]
+        typed = self.core.list_namespaced_pod(namespace, label_selector=selector or None)
+        pods: list[dict[str, Any]] = self.api.sanitize_for_serialization(typed)["items"]
         return pods
 
     def events(self, namespace: str, name: str | None = None) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@ fixtures that start them.
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -29,6 +31,10 @@ class KubeletHandler(_Quiet):
     """Serves `/containerLogs/{ns}/{pod}/{container}` like a kubelet, recording each query."""
 
     requests: ClassVar[list[tuple[str, dict[str, list[str]]]]] = []
+    # a followed log of the container named "quiet" sends one line, then nothing until its
+    # client leaves (at most QUIET_SECONDS); this is set when the kubelet sees it leave
+    quiet_client_left: ClassVar[threading.Event] = threading.Event()
+    QUIET_SECONDS = 20.0
 
     def do_GET(self) -> None:
         url = urlparse(self.path)
@@ -56,6 +62,11 @@ class KubeletHandler(_Quiet):
         self.send_header("Content-Type", "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if follow and container == "quiet":
+            self._write_chunk(b"started\n")
+            self._wait_for_the_client_to_leave()
+            self.close_connection = True
+            return
         for line in lines + (["followed 1", "followed 2"] if follow else []):
             chunk = (line + "\n").encode()
             self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
@@ -63,6 +74,23 @@ class KubeletHandler(_Quiet):
             if follow:
                 time.sleep(0.05)
         self.wfile.write(b"0\r\n\r\n")
+
+    def _write_chunk(self, chunk: bytes) -> None:
+        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        self.wfile.flush()
+
+    def _wait_for_the_client_to_leave(self) -> None:
+        deadline = time.monotonic() + self.QUIET_SECONDS
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable:
+                try:
+                    data = self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    data = b""
+                if not data:
+                    type(self).quiet_client_left.set()
+                    return
 
 
 class EchoHandler(_Quiet):

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import pytest
 
 from clustersim.agent.controllers.lws_rollout import GroupState, plan_rollout
 from clustersim.agent.controllers.lws_webhook import mutate_lws_pod
 from clustersim.agent.faults import FaultError, FaultSet, parse_fault, parse_fault_document
 from clustersim.agent.fit import NodeUsage, place_pod, pod_requests
+from clustersim.agent.informer import Informer
 from clustersim.agent.ipam import PodIpAllocator
+from clustersim.agent.kubeclient import Resource
 from clustersim.agent.kubelet.env import expand
 from clustersim.agent.kubelet.images import go_duration, image_id, pull_policy
 from clustersim.agent.kubelet.logs import ContainerLog, LogQuery
+from clustersim.agent.kubelet.server import KubeletServer
 from clustersim.agent.meta import merge_patch_diff
 from clustersim.agent.profile import ProfileError, TimeScale, load_profile
 from clustersim.agent.quantity import QuantityError, parse_resource_list, to_milli
@@ -425,3 +430,65 @@ def test_merge_patch_diff_removes_dropped_keys_and_replaces_lists() -> None:
         "l": [3],
         "new": True,
     }
+
+
+async def test_informer_ignores_watch_events_that_are_not_newer_than_its_cache() -> None:
+    """Each stored change has its own resourceVersion, so a watch event at the cached version
+    (the echo of a write the controller already applied) is not a change."""
+    pods = Resource("", "v1", "pods", "Pod")
+
+    def pod_at(version: int, phase: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "p", "namespace": "ns", "resourceVersion": str(version)},
+            "status": {"phase": phase},
+        }
+
+    class FakeClient:
+        async def list(self, resource: Resource) -> tuple[list[dict[str, Any]], str]:
+            return [pod_at(5, "Pending")], "5"
+
+        async def watch(self, resource: Resource, version: str) -> Any:
+            yield "MODIFIED", pod_at(5, "Unknown")  # same version: nothing changed
+            yield "MODIFIED", pod_at(4, "Failed")  # older than the cache
+            yield "MODIFIED", pod_at(6, "Running")
+            await asyncio.Event().wait()
+
+    informer = Informer(FakeClient(), pods)  # type: ignore[arg-type]
+    seen: list[tuple[str, str]] = []
+    informer.add_handler(lambda kind, obj, old: seen.append((kind, obj["status"]["phase"])))
+    task = asyncio.create_task(informer.run())
+    try:
+        for _ in range(100):
+            if len(seen) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert seen == [("ADDED", "Pending"), ("MODIFIED", "Running")]
+    informer.upsert(pod_at(6, "Succeeded"))
+    assert informer.get("ns", "p") == pod_at(6, "Running") | {"apiVersion": "v1", "kind": "Pod"}
+
+
+async def test_kubelet_ends_a_followed_log_when_its_reader_leaves() -> None:
+    """A quiet container's followed log waits for new lines; when the reader (the API server)
+    goes away the kubelet drops the stream, so stopping the agent is not held up by it."""
+    log = ContainerLog()
+    log.write("started")
+    runtime = SimpleNamespace(log=log, previous_log=None)
+    worker = SimpleNamespace(container=lambda name: runtime if name == "quiet" else None)
+    kubelet = SimpleNamespace(worker_for=lambda namespace, name: worker)
+    node = SimpleNamespace(ip="127.0.0.1", kubelet_port=0)
+    server = KubeletServer(kubelet)  # type: ignore[arg-type]
+    await server.start([node])  # type: ignore[list-item]
+    stopped = False
+    try:
+        url = f"http://127.0.0.1:{node.kubelet_port}/containerLogs/ns/p/quiet?follow=true"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert await response.content.readline() == b"started\n"
+        await asyncio.sleep(0.1)
+        await asyncio.wait_for(server.stop(), 2)
+        stopped = True
+    finally:
+        if not stopped:
+            await server.stop()

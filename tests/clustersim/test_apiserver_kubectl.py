@@ -317,3 +317,82 @@ def test_logs_are_read_through_the_node_kubelet(
     ]
     pods = kubectl.run("get", "pods", "-n", stack_namespace, "-o", "wide").stdout
     assert "decode-0" in pods and "Running" in pods and node in pods
+
+
+def _running(name: str, restarts: int = 0) -> dict[str, object]:
+    return {
+        "name": name,
+        "image": f"{name}:1",
+        "imageID": "",
+        "ready": True,
+        "started": True,
+        "restartCount": restarts,
+        "state": {"running": {"startedAt": "2025-07-26T00:00:00Z"}},
+    }
+
+
+def test_get_pods_counts_native_sidecars_in_ready(
+    kubectl: Kubectl, apiserver: RunningApiServer, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """A decode pod (routing sidecar as a `restartPolicy: Always` init container, vLLM as the
+    app container) shows 2/2 once both run, and its sidecar's restarts count."""
+    core = k8s.CoreV1Api(api_client)
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "decode"},
+            "spec": {
+                "initContainers": [
+                    {"name": "routing-proxy", "image": "proxy:1", "restartPolicy": "Always"},
+                    {"name": "setup", "image": "setup:1"},
+                ],
+                "containers": [{"name": "vllm", "image": "vllm:1"}],
+            },
+        },
+    )
+    listing = kubectl.run("get", "pods", "-n", namespace).stdout.splitlines()
+    assert listing[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert listing[1].split()[:4] == ["decode", "0/2", "Pending", "0"]
+    setup_done = {
+        "name": "setup",
+        "image": "setup:1",
+        "imageID": "",
+        "ready": False,
+        "started": False,
+        "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+    }
+    status = {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": "True"},
+        ],
+        "initContainerStatuses": [_running("routing-proxy", restarts=1), setup_done],
+        "containerStatuses": [_running("vllm")],
+    }
+    patched = apiserver.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/decode/status",
+        {"status": status},
+        content_type="application/merge-patch+json",
+    )
+    assert patched.status == 200, patched.body
+    row = kubectl.run("get", "pods", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[:4] == ["decode", "2/2", "Running", "1"]
+    # a sidecar that has not started yet keeps the pod initializing
+    status["initContainerStatuses"] = [
+        {**_running("routing-proxy"), "ready": False, "started": False,
+         "state": {"waiting": {"reason": "PodInitializing"}}},
+        {**setup_done, "state": {"waiting": {"reason": "PodInitializing"}}},
+    ]
+    status["conditions"] = [{"type": "Initialized", "status": "False"}]
+    status["containerStatuses"] = []
+    apiserver.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/pods/decode/status",
+        {"status": status},
+        content_type="application/merge-patch+json",
+    )
+    row = kubectl.run("get", "pods", "-n", namespace).stdout.splitlines()[1].split()
+    assert row[:3] == ["decode", "0/2", "Init:0/2"]

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
+from clustersim.apiserver import ApiServer, ApiServerConfig
 from tests.clustersim.conftest import RunningApiServer
 from tests.clustersim.http_fakes import EchoHandler, KubeletHandler, serving
 
@@ -282,3 +286,57 @@ def test_pod_proxy_to_a_closed_port_is_503_with_the_error(
     )
     assert response.status == 503
     assert "error trying to reach" in response.json()["message"]
+
+
+def test_a_followed_log_ends_at_the_kubelet_when_its_client_leaves(
+    apiserver: RunningApiServer,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    kubelet: ThreadingHTTPServer,
+) -> None:
+    """A quiet container sends nothing for a long time; the API server must not keep its
+    kubelet stream open once the reader has gone (kubectl logs -f interrupted)."""
+    core = k8s.CoreV1Api(api_client)
+    node = register_node(core, kubelet)
+    running_pod(apiserver, core, namespace, "quiet-pod", node, ["quiet"])
+    KubeletHandler.quiet_client_left.clear()
+    response = core.read_namespaced_pod_log(
+        "quiet-pod", namespace, follow=True, _preload_content=False
+    )
+    assert response.read(8) == b"started\n"
+    response.close()  # closes the connection (release_conn would keep it for reuse)
+    assert KubeletHandler.quiet_client_left.wait(5), "the kubelet stream is still open"
+
+
+async def test_stopping_the_server_ends_open_log_follows_at_once(tmp_path: Path) -> None:
+    with serving(KubeletHandler) as fake_kubelet:
+        server = ApiServer(ApiServerConfig(data_dir=tmp_path, insecure_http=True))
+        await server.start()
+        stopped = False
+        try:
+            headers = {"Authorization": f"Bearer {server.token}"}
+            async with aiohttp.ClientSession(base_url=server.url, headers=headers) as session:
+                port = fake_kubelet.server_address[1]
+                await session.post("/api/v1/nodes", json={"metadata": {"name": "n"}, "status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}})
+                await session.post("/api/v1/namespaces/default/pods", json={
+                    "metadata": {"name": "p"},
+                    "spec": {"nodeName": "n", "containers": [{"name": "quiet", "image": "x"}]}})
+                await session.patch(
+                    "/api/v1/namespaces/default/pods/p/status",
+                    data=json.dumps({"status": {"containerStatuses": [
+                        {"name": "quiet", "ready": True, "restartCount": 0, "image": "x",
+                         "imageID": "", "state": {"running": {}}}]}}),
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
+                follow = await session.get("/api/v1/namespaces/default/pods/p/log?follow=true")
+                assert await follow.content.readline() == b"started\n"
+                began = time.monotonic()
+                await server.stop()
+                stopped = True
+                assert time.monotonic() - began < 1.5, "an open follow held the shutdown"
+                assert await follow.content.read() == b""
+        finally:
+            if not stopped:
+                await server.stop()

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from clustersim.apiserver import ApiServer, ApiServerConfig
 from tests.clustersim.conftest import REPO, start_server, stop_process
 
 CRD = {
@@ -118,3 +121,47 @@ def test_serve_help_lists_the_documented_options() -> None:
     assert result.returncode == 0
     for option in ("--port", "--kubeconfig-out", "--state", "--token-file", "--insecure-http"):
         assert option in result.stdout
+
+
+async def test_quantities_in_an_older_state_file_are_normalised_on_load(tmp_path: Path) -> None:
+    """State files written before quantities were normalised hold numbers; after loading,
+    typed clients read them and status writes do not trip the pod spec's immutability."""
+    state = tmp_path / "state.json"
+    pod = {
+        "metadata": {"name": "old"},
+        "spec": {"containers": [{"name": "vllm", "image": "vllm:1", "resources": {
+            "requests": {"cpu": "32", "rdma/ib": "1"}}}]},
+    }
+
+    def in_thread(server: ApiServer, work: Any) -> Any:
+        api = k8s_config.new_client_from_config(str(server.kubeconfig_path))
+        return asyncio.get_running_loop().run_in_executor(None, work, k8s.CoreV1Api(api))
+
+    first = ApiServer(ApiServerConfig(data_dir=tmp_path / "first", state_file=state))
+    await first.start()
+    try:
+        await in_thread(first, lambda core: core.create_namespaced_pod("default", pod))
+    finally:
+        await first.stop()
+    # as an older server stored them
+    saved = json.loads(state.read_text())
+    for resource in saved["resources"]:
+        for obj in resource["objects"]:
+            if obj["kind"] == "Pod":
+                obj["spec"]["containers"][0]["resources"]["requests"] = {"cpu": 32, "rdma/ib": 1}
+    state.write_text(json.dumps(saved))
+
+    def check(core: k8s.CoreV1Api) -> None:
+        read = core.read_namespaced_pod("old", "default")
+        assert read.spec.containers[0].resources.requests == {"cpu": "32", "rdma/ib": "1"}
+        patched = core.patch_namespaced_pod_status(
+            "old", "default", {"status": {"phase": "Running"}}
+        )
+        assert patched.status.phase == "Running"
+
+    second = ApiServer(ApiServerConfig(data_dir=tmp_path / "second", state_file=state))
+    await second.start()
+    try:
+        await in_thread(second, check)
+    finally:
+        await second.stop()

@@ -13,6 +13,7 @@ from clustersim.apiserver.lws_webhook import max_name_length
 from clustersim.apiserver.patch import json_patch, merge_patch, strategic_merge_patch
 from clustersim.apiserver.selectors import matches_labels, parse_label_selector
 from clustersim.apiserver.shapes import builtin_shape
+from clustersim.apiserver.storage import Storage
 from clustersim.apiserver.structural import apply_defaults, prune, validate
 
 POD = builtin_shape("Pod")
@@ -147,3 +148,18 @@ def test_jsonpath_filters_for_printer_columns() -> None:
 def test_lws_name_limit_leaves_room_for_the_revision_hash_label() -> None:
     assert max_name_length(1) == 50
     assert max_name_length(11) == 49
+
+
+def test_storage_put_of_a_shallow_copy_leaves_the_previous_version_and_its_event_alone() -> None:
+    storage = Storage()
+    first = storage.put(("", "configmaps"), {"metadata": {"name": "c", "namespace": "n"}})
+    watcher, _ = storage.subscribe(("", "configmaps"), None, None)
+    second = dict(first)  # shares `metadata` with the stored version, as controllers build it
+    second["data"] = {"k": "v"}
+    stored = storage.put(("", "configmaps"), second)
+    assert first["metadata"]["resourceVersion"] == "1"
+    assert stored["metadata"]["resourceVersion"] == "2"
+    event = watcher.queue.get_nowait()
+    assert event is not None and event.type == "MODIFIED" and event.resource_version == 2
+    assert event.obj["metadata"]["resourceVersion"] == "2"
+    assert event.previous is not None and event.previous["metadata"]["resourceVersion"] == "1"

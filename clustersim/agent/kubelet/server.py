@@ -19,6 +19,7 @@ from clustersim.agent.kubelet.logs import LogQuery
 from clustersim.agent.meta import parse_time
 
 DEFAULT_KUBELET_PORT = 10250
+SHUTDOWN_SECONDS = 3.0
 
 
 def bind_socket(host: str, preferred_port: int) -> socket.socket:
@@ -110,7 +111,16 @@ class KubeletServer:
 
     async def start(self, nodes: list[SimNode]) -> None:
         """Listen on each node's IP: the standard kubelet port when free, else any free port."""
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        # A followed log of a quiet container waits for new lines; when its client (the API
+        # server) goes away the handler is cancelled, so the stream ends then and there, as the
+        # docstring says. Open follows must not hold the agent's shutdown for long either.
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=SHUTDOWN_SECONDS,
+        )
         await runner.setup()
         self._runner = runner
         for node in nodes:
