@@ -39,6 +39,7 @@ from workflows.registry import WORKFLOWS
 ACTIVITY_THREADS = 16
 # Running activities get this long to finish after a shutdown signal before they are cancelled.
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -65,6 +66,9 @@ async def run_worker(
             activities=list(activity_functions),
             activity_executor=activity_executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            # The SDK otherwise sends heartbeats at most every 0.8 x heartbeat timeout (8 s), and
+            # the live view reads per-pod load progress from them.
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         )
         running = asyncio.create_task(worker.run())
         stop_requested = asyncio.create_task(shutdown.wait())

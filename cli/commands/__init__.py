@@ -1,0 +1,1 @@
+"""One module per verb of `llmd-rollout`; each exports `run(args, output) -> int`."""

@@ -1,0 +1,400 @@
+"""`llmd-rollout plan -f SPEC`: what a rollout of the spec would change, changing nothing.
+
+It reads the cluster directly (the kubeconfig of the spec's target, or --kubeconfig) with the
+activities' own functions, not through Temporal, so nothing needs to run but the cluster:
+- the recorded last-known-good revision, hence install or upgrade, and the model-service steps
+  and gates the workflow will walk (workflows.plan, the same pure function it uses);
+- per phase: CRD bundles, Helm releases (install, upgrade or unchanged, judged by the digest
+  our installs record), namespace and Secret;
+- the rendered model-service objects against the cluster: create, configure or unchanged, by a
+  server-side apply dry run, with a unified diff of what would change;
+- the capacity plan preflight will check. It exits 5 when that plan does not fit, as the
+  rollout would be refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from kubernetes.config.config_exception import ConfigException
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.text import Text
+from temporalio.exceptions import ApplicationError
+
+from activities.helm import release_state
+from activities.helmcli import digest_of, release_digest, user_values
+from activities.kube import model_service_objects, read_snapshot
+from activities.kubeclient import ApiUnavailable, KubeClient, KubeError, UnknownKind
+from activities.preflight import (
+    GATEWAY_API_CRDS,
+    INFERENCE_EXTENSION_CRDS,
+    capacity_sync,
+    check_crds,
+)
+from cli.commands.common import load_spec_file
+from cli.errors import CliError
+from cli.exit_codes import ExitCode
+from cli.formatting import flexible, table
+from cli.output import Output
+from manifests import spec_revision
+from spec import RolloutSpec
+from spec.activity_io import (
+    FIELD_MANAGER,
+    ApplyModelServiceInput,
+    CapacityPlan,
+    ObjectRef,
+)
+from spec.rollout import HelmRelease, Target
+from workflows.plan import RolloutPlan, plan_rollout
+
+# Fields the API server owns: a diff of them says nothing about what the rollout changes.
+_SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",
+                    "selfLink")
+
+
+@dataclass(frozen=True)
+class ObjectChange:
+    ref: ObjectRef
+    action: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class ReleaseChange:
+    phase: str
+    release: str
+    namespace: str
+    chart: str
+    installed_revision: int | None
+    status: str | None
+    action: str
+
+
+@dataclass
+class ClusterView:
+    """What the cluster holds that the plan compares against (read in one blocking pass)."""
+
+    previous_revision: str | None
+    capacity: CapacityPlan
+    objects: list[ObjectChange]
+    crds: list[dict[str, Any]]
+    namespace_exists: bool
+    secret_exists: bool
+    server_version: str
+    notes: list[str] = field(default_factory=list)
+
+
+async def run(args: argparse.Namespace, output: Output) -> int:
+    spec = load_spec_file(args.file)
+    target = _target(spec.target, args.kubeconfig, args.context)
+    spec = spec.model_copy(update={"target": target})
+    try:
+        client = KubeClient.for_target(target)
+    except (ConfigException, OSError) as error:
+        raise CliError(
+            f"no usable kubeconfig for {spec.target_id} ({error}); pass --kubeconfig, set "
+            "KUBECONFIG, or set target.kubeconfig in the spec"
+        ) from None
+    try:
+        view = await asyncio.to_thread(_read_cluster, client, spec)
+    except ApiUnavailable as error:
+        raise CliError(
+            f"the Kubernetes API server of {spec.target_id} is unreachable ({error.message}); "
+            "check the kubeconfig"
+        ) from None
+    except KubeError as error:
+        raise CliError(f"the Kubernetes API server refused a read: {error.message}") from None
+    finally:
+        client.close()
+    rollout_plan = plan_rollout(spec, view.previous_revision, None)
+    releases = [await _release_change(target, *entry) for entry in _releases(spec)]
+    document = _document(args.file, spec, view, rollout_plan, releases)
+    output.document("Plan", document)
+    output.show(_view(spec, view, rollout_plan, releases))
+    return ExitCode.SUCCESS if view.capacity.fits else ExitCode.REFUSED
+
+
+def _target(target: Target, kubeconfig: str | None, context: str | None) -> Target:
+    changes: dict[str, Any] = {}
+    if kubeconfig:
+        changes["kubeconfig"] = kubeconfig
+    if context:
+        changes["context"] = context
+    return target.model_copy(update=changes) if changes else target
+
+
+def _read_cluster(client: KubeClient, spec: RolloutSpec) -> ClusterView:
+    target = spec.target
+    version = client.server_version()
+    recorded = read_snapshot(client, target, spec.metadata.name, None)
+    previous = recorded[0].revision if recorded is not None else None
+    bundles = (
+        ("gateway-api", spec.dependencies.gateway_api_crds, list(GATEWAY_API_CRDS)),
+        ("inference-extension", spec.dependencies.inference_extension_crds,
+         list(INFERENCE_EXTENSION_CRDS)),
+    )
+    crds = []
+    for name, bundle, names in bundles:
+        checks = check_crds(client, names)
+        present = sum(1 for check in checks if check.present and check.established)
+        if bundle.already_installed:
+            action = "check" if present == len(names) else "missing (preflight fails)"
+        else:
+            action = "apply" if present == len(names) else "install"
+        crds.append(
+            {"bundle": name, "version": bundle.version, "source": bundle.source,
+             "present": present, "total": len(names), "action": action}
+        )
+    namespace = ObjectRef(api_version="v1", kind="Namespace", name=target.namespace)
+    token = spec.model_service.hf_token
+    secret = ObjectRef(
+        api_version="v1", kind="Secret", name=token.secret_name, namespace=target.namespace
+    )
+    namespace_exists = client.get(namespace) is not None
+    objects = [
+        _object_change(client, obj)
+        for obj in model_service_objects(ApplyModelServiceInput(spec=spec, part="all"))
+    ]
+    # Capacity for the roles the rollout (re)creates, as preflight plans it.
+    roles = list(plan_rollout(spec, previous, None).changed_roles)
+    return ClusterView(
+        previous_revision=previous,
+        capacity=capacity_sync(client, spec, roles),
+        objects=objects,
+        crds=crds,
+        namespace_exists=namespace_exists,
+        secret_exists=namespace_exists and client.get(secret) is not None,
+        server_version=str(version.get("gitVersion", "")),
+    )
+
+
+def _object_change(client: KubeClient, rendered: dict[str, Any]) -> ObjectChange:
+    ref = ObjectRef.of(rendered)
+    try:
+        live = client.get(ref)
+    except UnknownKind:
+        live = None
+    if live is None:
+        return ObjectChange(ref, "create", _diff(str(ref), {}, rendered))
+    resource = client.resource_of(ref)
+    try:
+        merged = client.request(
+            "PATCH",
+            resource.path(ref.namespace, ref.name),
+            [("fieldManager", FIELD_MANAGER), ("force", "true"), ("dryRun", "All")],
+            body=rendered,
+            content_type="application/apply-patch+yaml",
+        )
+    except KubeError as error:
+        return ObjectChange(ref, f"rejected: {error.message}", "")
+    before, after = _comparable(live), _comparable(merged)
+    if before == after:
+        return ObjectChange(ref, "unchanged", "")
+    return ObjectChange(ref, "configure", _diff(str(ref), before, after))
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    cleaned = copy.deepcopy(obj)
+    cleaned.pop("status", None)
+    metadata = cleaned.get("metadata") or {}
+    for key in _SERVER_METADATA:
+        metadata.pop(key, None)
+    return cleaned
+
+
+def _diff(name: str, before: dict[str, Any], after: dict[str, Any]) -> str:
+    old = yaml.safe_dump(before, sort_keys=True).splitlines(keepends=True) if before else []
+    new = yaml.safe_dump(after, sort_keys=True).splitlines(keepends=True)
+    return "".join(
+        difflib.unified_diff(old, new, fromfile=f"cluster/{name}", tofile=f"rollout/{name}")
+    )
+
+
+def _releases(spec: RolloutSpec) -> list[tuple[str, HelmRelease]]:
+    found: list[tuple[str, HelmRelease]] = []
+    lws = spec.dependencies.leader_worker_set.release
+    if lws is not None:
+        found.append(("dependencies", lws))
+    found += [("gateway-provider", release) for release in spec.gateway_provider.releases]
+    found.append(("infra", spec.infra))
+    return found
+
+
+async def _release_change(target: Target, phase: str, release: HelmRelease) -> ReleaseChange:
+    namespace = release.namespace or target.namespace
+    chart = release.chart.path or release.chart.oci or (
+        f"{release.chart.repository or ''} {release.chart.name or ''}".strip()
+    )
+    if release.chart.version:
+        chart += f" {release.chart.version}"
+    base = ReleaseChange(phase, release.release_name, namespace, chart, None, None, "install")
+    try:
+        state = await release_state(target, release.release_name, namespace)
+    except ApplicationError as error:
+        return _replace(base, action=f"unknown: {error.message}")
+    if not state.exists:
+        return base
+    recorded = digest_of(state.history[-1].description) if state.history else None
+    desired = release_digest(release, user_values(release))
+    if recorded == desired and state.status == "deployed":
+        action = "unchanged"
+    elif recorded is None:
+        action = "upgrade (installed by someone else: unchanged if helm's values match)"
+    else:
+        action = "upgrade"
+    return _replace(
+        base, installed_revision=state.revision, status=state.status, action=action
+    )
+
+
+def _replace(change: ReleaseChange, **update: Any) -> ReleaseChange:
+    return ReleaseChange(**{**change.__dict__, **update})
+
+
+def _steps(rollout_plan: RolloutPlan) -> list[dict[str, Any]]:
+    return [
+        {
+            "role": step.role,
+            "name": step.name,
+            "partition": step.partition,
+            "changed": step.changed,
+            "gate": None if step.gate is None else {
+                "name": step.gate_name,
+                "approval": step.gate.approval,
+                "pause": step.gate.pause.total_seconds() if step.gate.pause else None,
+            },
+            "verifyAfter": step.verify_after,
+        }
+        for step in rollout_plan.steps
+    ]
+
+
+def _document(
+    file: str,
+    spec: RolloutSpec,
+    view: ClusterView,
+    rollout_plan: RolloutPlan,
+    releases: list[ReleaseChange],
+) -> dict[str, Any]:
+    between = rollout_plan.between_roles
+    return {
+        "target": spec.target_id,
+        "file": file,
+        "serverVersion": view.server_version,
+        "revision": spec_revision(spec),
+        "previousRevision": view.previous_revision,
+        "firstInstall": rollout_plan.first_install,
+        "changedRoles": list(rollout_plan.changed_roles),
+        "steps": _steps(rollout_plan),
+        "betweenRoles": None if between is None else {
+            "approval": between.approval,
+            "pause": between.pause.total_seconds() if between.pause else None,
+        },
+        "crds": view.crds,
+        "namespace": {
+            "name": spec.target.namespace,
+            "action": "unchanged" if view.namespace_exists else "create",
+        },
+        "hfTokenSecret": {
+            "name": spec.model_service.hf_token.secret_name,
+            "action": _secret_action(spec, view),
+        },
+        "helmReleases": [
+            {
+                "phase": change.phase, "release": change.release, "namespace": change.namespace,
+                "chart": change.chart, "installedRevision": change.installed_revision,
+                "status": change.status, "action": change.action,
+            }
+            for change in releases
+        ],
+        "objects": [
+            {**change.ref.model_dump(mode="json"), "action": change.action}
+            for change in view.objects
+        ],
+        "diff": "".join(change.diff for change in view.objects),
+        "capacity": view.capacity.model_dump(mode="json"),
+        "fits": view.capacity.fits,
+    }
+
+
+def _secret_action(spec: RolloutSpec, view: ClusterView) -> str:
+    token = spec.model_service.hf_token
+    if token.existing_secret:
+        return "check (existing Secret)"
+    source = f"from the worker's ${token.from_env}" if token.from_env else "from the worker"
+    return f"{'update' if view.secret_exists else 'create'} {source}"
+
+
+def _view(
+    spec: RolloutSpec,
+    view: ClusterView,
+    rollout_plan: RolloutPlan,
+    releases: list[ReleaseChange],
+) -> RenderableType:
+    kind = "first install" if rollout_plan.first_install else (
+        f"upgrade from revision {view.previous_revision}"
+    )
+    parts: list[RenderableType] = [
+        Text(f"plan for {spec.target_id}: {kind} to revision {spec_revision(spec)}", style="bold"),
+        Text(f"cluster: Kubernetes {view.server_version}", style="dim"),
+        Text(""),
+        Text("dependencies and releases", style="bold"),
+    ]
+    releases_table = table("PHASE", "WHAT", "ACTION")
+    flexible(releases_table, "WHAT", "ACTION")
+    for crd in view.crds:
+        releases_table.add_row(
+            "dependencies", f"{crd['bundle']} CRDs {crd['version']} ({crd['source']}, "
+            f"{crd['present']}/{crd['total']} present)", crd["action"],
+        )
+    for release in releases:
+        installed = f", revision {release.installed_revision} {release.status}" if (
+            release.installed_revision is not None) else ""
+        releases_table.add_row(
+            release.phase, f"helm release {release.release} ({release.namespace}) "
+            f"{release.chart}{installed}", release.action,
+        )
+    releases_table.add_row(
+        "namespace", f"namespace {spec.target.namespace}",
+        "unchanged" if view.namespace_exists else "create",
+    )
+    releases_table.add_row(
+        "namespace", f"Secret {spec.model_service.hf_token.secret_name}",
+        _secret_action(spec, view),
+    )
+    parts += [releases_table, Text(""), Text("model-service objects", style="bold")]
+    objects = table("ACTION", "OBJECT")
+    for change in view.objects:
+        objects.add_row(change.action, str(change.ref))
+    parts += [objects, Text(""), Text("model-service steps", style="bold")]
+    steps = table("STEP", "CHANGED", "THEN")
+    for step in rollout_plan.steps:
+        then = []
+        if step.verify_after:
+            then.append("verify")
+        if step.gate is not None:
+            if step.gate.pause is not None:
+                then.append(f"pause {step.gate.pause}")
+            if step.gate.approval:
+                then.append("wait for approval")
+        steps.add_row(step.name, "yes" if step.changed else "no", ", ".join(then) or "-")
+    parts.append(steps)
+    if rollout_plan.between_roles is not None:
+        parts.append(Text("between roles: " + (
+            "wait for approval" if rollout_plan.between_roles.approval else
+            f"pause {rollout_plan.between_roles.pause}"
+        )))
+    diff = "".join(change.diff for change in view.objects if change.action == "configure")
+    if diff:
+        parts += [Text(""), Text("diff of the objects that change", style="bold"),
+                  Syntax(diff, "diff", background_color="default")]
+    parts += [Text(""), Text(view.capacity.render(),
+                             style="" if view.capacity.fits else "bold red")]
+    return Group(*parts)

@@ -1,0 +1,297 @@
+"""Every verb against a real Temporal dev server, the simulated two-node H200 cluster and a worker.
+
+One environment serves the module and the tests run in file order, as a person would use the
+CLI: a refused rollout, the install, an upgrade held at an approval gate, plan, a failed upgrade
+rolled back, history, list, schedules, an abort, a rollback (watched on a pseudo-terminal),
+teardown. Each exit code comes from a
+real situation; outputs are compared with golden files (tests/cli/golden/) after normalising
+run IDs, times, durations, addresses and hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.exit_codes import ExitCode
+from embedded.demo import DemoEnvironment
+from spec.workflow_io import WEEKDAYS
+from tests.cli.conftest import EXAMPLES, CliRun, spec_variant
+from tests.cli.golden import assert_golden_json, assert_golden_text
+from tests.cli.terminal import run_on_terminal
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TARGET = "clustersim/llm-d-wide-ep/wide-ep"
+DEMO_SPEC = str(EXAMPLES / "demo.yaml")
+NEW_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.0"
+BROKEN_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.0-broken"
+ABORTED_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.1"
+
+Runner = Callable[..., Any]
+
+
+def upgrade(image: str, approval: bool) -> Callable[[dict[str, Any]], None]:
+    def change(document: dict[str, Any]) -> None:
+        document["modelService"]["vllmImage"] = image
+        if approval:
+            document["strategy"]["betweenRoles"] = {"approval": True}
+
+    return change
+
+
+def one_line(run: CliRun) -> str:
+    lines = [line for line in run.err.splitlines() if line.strip()]
+    assert len(lines) == 1, str(run)
+    assert "Traceback" not in run.err
+    return lines[0]
+
+
+async def test_preflight_refuses_the_as_shipped_example_on_two_nodes(cli: Runner) -> None:
+    run: CliRun = await cli(
+        "apply", "-f", str(EXAMPLES / "wide-ep-lws-as-shipped.yaml"), "--wait"
+    )
+
+    assert run.code == ExitCode.REFUSED, str(run)
+    document = run.json()
+    failure = document["result"]["failure"]
+    assert (failure["reason"], failure["phase"]) == ("InsufficientCapacity", "preflight")
+    assert "24 GPUs" in failure["message"]
+    assert document["result"]["outcome"] == "failed"
+    assert_golden_json("refused.json", document)
+
+
+async def test_apply_wait_installs_the_demo_and_exits_0(cli: Runner) -> None:
+    run: CliRun = await cli("apply", "-f", DEMO_SPEC, "--wait")
+
+    assert run.code == ExitCode.SUCCESS, str(run)
+    document = run.json()
+    assert document["result"]["outcome"] == "succeeded"
+    assert [phase["phase"] for phase in document["result"]["phases"]] == [
+        "preflight", "dependencies", "gateway-provider", "namespace", "infra", "model-service",
+        "model-load", "verify", "record",
+    ]
+    assert_golden_json("install.json", document)
+
+
+async def test_status_shows_the_finished_install_to_people_and_scripts(cli: Runner) -> None:
+    text: CliRun = await cli("status", TARGET, "-o", "text")
+    data: CliRun = await cli("status", TARGET)
+
+    assert (text.code, data.code) == (ExitCode.SUCCESS, ExitCode.SUCCESS)
+    assert_golden_text("status-installed.txt", text.out)
+    assert data.json()["executionStatus"] == "COMPLETED"
+    assert data.json()["exitCode"] == 0
+
+
+async def test_status_of_an_unknown_target_is_one_line_and_exit_1(cli: Runner) -> None:
+    run: CliRun = await cli("status", "clustersim/nowhere/nothing")
+
+    assert run.code == ExitCode.USAGE
+    assert one_line(run) == (
+        "llmd-rollout: no rollout of clustersim/nowhere/nothing is known to Temporal namespace "
+        "'default'; check the target (<cluster>/<namespace>/<name>) with 'llmd-rollout list'"
+    )
+    assert run.json()["kind"] == "Error"
+
+
+async def test_an_approval_gate_exits_2_and_refuses_a_second_rollout_with_6(
+    cli: Runner, tmp_path: Path
+) -> None:
+    spec = spec_variant(tmp_path, "upgrade.yaml", upgrade(NEW_IMAGE, approval=True))
+
+    waiting: CliRun = await cli("apply", "-f", str(spec), "--wait")
+    second: CliRun = await cli("apply", "-f", str(spec))
+    status: CliRun = await cli("status", TARGET)
+
+    assert waiting.code == ExitCode.WAITING_FOR_APPROVAL, str(waiting)
+    progress = waiting.json()["progress"]
+    assert (progress["state"], progress["gate"]["name"]) == ("waiting-for-approval",
+                                                              "between-roles")
+    assert_golden_json("approval-wait.json", waiting.json())
+    assert second.code == ExitCode.ALREADY_RUNNING
+    assert one_line(second).startswith(
+        f"llmd-rollout: a rollout of {TARGET} is already running as workflow rollout/{TARGET} "
+    )
+    assert status.code == ExitCode.WAITING_FOR_APPROVAL
+
+    approved: CliRun = await cli("approve", TARGET, "--note", "decode looks good")
+    finished: CliRun = await cli("status", TARGET, "--watch")
+
+    assert approved.code == ExitCode.SUCCESS, str(approved)
+    assert_golden_json("approve.json", approved.json())
+    assert finished.code == ExitCode.SUCCESS, str(finished)
+    assert finished.json()["result"]["outcome"] == "succeeded"
+
+
+async def test_approve_without_a_waiting_gate_is_refused_by_the_workflow(cli: Runner) -> None:
+    run: CliRun = await cli("approve", TARGET)
+
+    assert run.code == ExitCode.USAGE
+    assert one_line(run) == (
+        f"llmd-rollout: cannot approve {TARGET}: its last rollout has already finished; see "
+        f"'llmd-rollout status {TARGET}'"
+    )
+
+
+async def test_plan_shows_nothing_to_change_for_what_runs_and_the_diff_of_a_change(
+    cli: Runner, tmp_path: Path
+) -> None:
+    running = spec_variant(tmp_path, "upgrade.yaml", upgrade(NEW_IMAGE, approval=True))
+
+    same: CliRun = await cli("plan", "-f", str(running))
+    back: CliRun = await cli("plan", "-f", DEMO_SPEC, "-o", "text")
+
+    assert same.code == ExitCode.SUCCESS, str(same)
+    plan = same.json()
+    assert plan["firstInstall"] is False
+    assert {obj["action"] for obj in plan["objects"]} == {"unchanged"}
+    assert {release["action"] for release in plan["helmReleases"]} == {"unchanged"}
+    assert plan["fits"] is True and plan["diff"] == ""
+    assert_golden_json("plan-unchanged.json", plan)
+    assert back.code == ExitCode.SUCCESS, str(back)
+    assert f"-          image: {NEW_IMAGE}" in back.out
+    assert "+          image: ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1" in back.out
+    assert_golden_text("plan-back.txt", back.out)
+
+
+async def test_an_image_that_cannot_be_pulled_is_rolled_back_with_exit_3(
+    cli: Runner, demo: DemoEnvironment, tmp_path: Path
+) -> None:
+    inject = [
+        sys.executable, "-m", "clustersim", "fault", "image-pull",
+        "--admin", demo.cluster_info.admin_url, "--image", BROKEN_IMAGE, "--count", "1000",
+    ]
+    await asyncio.to_thread(subprocess.run, inject, check=True, capture_output=True, timeout=30)
+    spec = spec_variant(tmp_path, "broken.yaml", upgrade(BROKEN_IMAGE, approval=False))
+
+    run: CliRun = await cli("apply", "-f", str(spec), "--wait")
+
+    assert run.code == ExitCode.ROLLED_BACK, str(run)
+    result = run.json()["result"]
+    assert result["outcome"] == "rolled-back"
+    assert result["failure"]["reason"] == "ImagePull"
+    assert result["rollback"]["verified"] is True
+    assert result["rollback"]["restoredRevision"] == result["previousRevision"]
+
+
+async def test_history_lists_versions_outcomes_and_reasons(cli: Runner) -> None:
+    text: CliRun = await cli("history", TARGET, "-o", "text")
+    data: CliRun = await cli("history", TARGET)
+
+    assert text.code == data.code == ExitCode.SUCCESS
+    items = data.json()["items"]
+    assert [item["outcome"] for item in items] == ["rolled-back", "succeeded", "succeeded"]
+    assert items[0]["failure"]["reason"] == "ImagePull"
+    assert items[0]["rollback"] == {"restoredRevision": items[1]["revision"], "verified": True}
+    assert items[1]["image"] == NEW_IMAGE
+    assert_golden_text("history.txt", text.out)
+    assert_golden_json("history.json", data.json())
+
+
+async def test_list_shows_rollouts_with_their_outcome(cli: Runner) -> None:
+    text: CliRun = await cli("list", "-o", "text")
+    data: CliRun = await cli("list")
+
+    assert text.code == data.code == ExitCode.SUCCESS
+    targets = {item["target"] for item in data.json()["items"]}
+    assert targets == {TARGET, "h200/llm-d-wide-ep/wide-ep"}
+    assert_golden_text("list.txt", text.out)
+    assert_golden_json("list.json", data.json())
+
+
+async def test_schedule_lifecycle(cli: Runner) -> None:
+    # A maintenance window that cannot be open now: the triggered upgrade skips, changing nothing.
+    closed_day = WEEKDAYS[(datetime.now(UTC).weekday() + 3) % 7]
+    created: CliRun = await cli(
+        "schedule", "create", TARGET, "-f", DEMO_SPEC, "--every", "24h", "--paused",
+        "--note", "nightly", "--window-days", closed_day, "--window-start", "02:00",
+        "--window-duration", "4h",
+    )
+    again: CliRun = await cli("schedule", "create", TARGET, "-f", DEMO_SPEC, "--every", "1h")
+    listed: CliRun = await cli("schedule", "list", "-o", "text")
+    described: CliRun = await cli("schedule", "describe", TARGET)
+    unpaused: CliRun = await cli("schedule", "unpause", TARGET)
+    triggered: CliRun = await cli("schedule", "trigger", TARGET)
+    fired = await until_fired(cli)
+    paused: CliRun = await cli("schedule", "pause", TARGET, "--note", "freeze")
+    deleted: CliRun = await cli("schedule", "delete", TARGET)
+    missing: CliRun = await cli("schedule", "describe", TARGET)
+
+    assert created.json() == {
+        "apiVersion": "llmd-rollout/v1", "kind": "ScheduleResult", "target": TARGET,
+        "scheduleId": f"upgrade/{TARGET}", "action": "created",
+    }
+    assert again.code == ExitCode.USAGE and "already has an upgrade schedule" in one_line(again)
+    assert_golden_text("schedule-list.txt", listed.out)
+    assert described.json()["paused"] is True and described.json()["note"] == "nightly"
+    assert (unpaused.code, triggered.code, paused.code, deleted.code) == (0, 0, 0, 0)
+    assert fired["recentRuns"][0]["workflowId"].startswith(f"upgrade/{TARGET}")
+    assert missing.code == ExitCode.USAGE
+    assert one_line(missing).startswith(f"llmd-rollout: {TARGET} has no upgrade schedule")
+
+
+async def until_fired(cli: Runner) -> dict[str, Any]:
+    """The schedule's description once its triggered run shows (bounded)."""
+    for _ in range(60):
+        described: CliRun = await cli("schedule", "describe", TARGET)
+        if described.json()["recentRuns"]:
+            document: dict[str, Any] = described.json()
+            return document
+        await asyncio.sleep(0.5)
+    raise AssertionError("the triggered upgrade never showed in the schedule's recent runs")
+
+
+async def test_pause_resume_and_abort_of_a_waiting_rollout(cli: Runner, tmp_path: Path) -> None:
+    spec = spec_variant(tmp_path, "aborted.yaml", upgrade(ABORTED_IMAGE, approval=True))
+    started: CliRun = await cli("apply", "-f", str(spec))
+    waiting: CliRun = await cli("status", TARGET, "--watch")
+
+    paused: CliRun = await cli("pause", TARGET, "--reason", "lunch")
+    paused_again: CliRun = await cli("pause", TARGET)
+    resumed: CliRun = await cli("resume", TARGET)
+    aborted: CliRun = await cli("abort", TARGET, "--reason", "changed my mind", "--wait")
+
+    assert started.json()["kind"] == "RolloutStarted", str(started)
+    assert waiting.code == ExitCode.WAITING_FOR_APPROVAL, str(waiting)
+    assert (paused.json()["action"], paused.code) == ("pause", ExitCode.SUCCESS), str(paused)
+    assert paused_again.code == ExitCode.USAGE
+    assert "already paused" in one_line(paused_again)
+    assert (resumed.json()["action"], resumed.code) == ("resume", ExitCode.SUCCESS)
+    assert aborted.code == ExitCode.ROLLED_BACK, str(aborted)
+    failure = aborted.json()["result"]["failure"]
+    assert failure["reason"] == "Aborted" and "changed my mind" in failure["message"]
+
+
+async def test_rollback_returns_to_the_install_revision_with_the_live_view(
+    cli: Runner, demo: DemoEnvironment
+) -> None:
+    before: CliRun = await cli("history", TARGET)
+    install = before.json()["items"][-1]
+
+    started: CliRun = await cli("rollback", TARGET)
+    watched = await run_on_terminal(demo, ["status", TARGET, "--watch"])
+
+    assert started.code == ExitCode.SUCCESS, str(started)
+    assert started.json()["revision"] == install["revision"]
+    assert watched.code == ExitCode.SUCCESS, watched.out
+    for phase in ("preflight", "model-service", "model-load", "verify", "record", "succeeded"):
+        assert phase in watched.out
+    assert "Traceback" not in watched.out
+    # rich hides the cursor while it redraws, and shows it again when the view stops.
+    assert watched.out.count("\x1b[?25l") == watched.out.count("\x1b[?25h") >= 1
+
+
+async def test_teardown_removes_the_stack(cli: Runner) -> None:
+    run: CliRun = await cli("teardown", TARGET, "--wait")
+
+    assert run.code == ExitCode.SUCCESS, str(run)
+    assert run.json()["result"]["outcome"] == "removed"
+    assert_golden_json("teardown.json", run.json())

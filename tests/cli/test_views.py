@@ -1,0 +1,204 @@
+"""The exit-code mapping and the views, from the workflow's own payloads (no servers needed)."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rich.console import Console
+from temporalio.client import WorkflowExecutionStatus
+
+from cli import exit_codes
+from cli.exit_codes import ExitCode
+from cli.follow import Snapshot
+from cli.live import LineDisplay, progress_line
+from cli.views import snapshot_view
+from spec.reasons import FailureReason
+from spec.workflow_io import (
+    FailureReport,
+    GateStatus,
+    Outcome,
+    Phase,
+    Progress,
+    RoleProgress,
+    RolloutResult,
+    RunState,
+    StepRecord,
+    StepStatus,
+)
+
+TARGET = "clustersim/llm-d-wide-ep/wide-ep"
+STARTED = datetime(2025, 7, 14, 9, 30, tzinfo=UTC)
+
+
+def step(
+    name: str, phase: Phase, status: StepStatus, seconds: float | None, detail: str = ""
+) -> StepRecord:
+    return StepRecord(
+        name=name, phase=phase, status=status, started_at=STARTED,
+        finished_at=None if seconds is None else STARTED + timedelta(seconds=seconds),
+        duration_seconds=seconds, detail=detail,
+    )
+
+
+def loading_progress(**changes: object) -> Progress:
+    progress = Progress(
+        workflow_id=f"rollout/{TARGET}",
+        target=TARGET,
+        phase=Phase.MODEL_LOAD,
+        step="model-load/decode",
+        state=RunState.RUNNING,
+        percent=56,
+        roles=[
+            RoleProgress(role="decode", image="ghcr.io/llm-d/llm-d:v0.2.0", groups=1, pods=2,
+                         pods_ready=2, pods_loaded=0, load_percent=45.0),
+            RoleProgress(role="prefill", image="ghcr.io/llm-d/llm-d:v0.2.0", groups=1, pods=1),
+        ],
+        diagnosis="decode: 0/2 pods serving; loading weights",
+        history=[
+            step("preflight", Phase.PREFLIGHT, StepStatus.PASSED, 0.2,
+                 "16 GPUs asked, 16 available"),
+            step("infra", Phase.INFRA, StepStatus.UNCHANGED, 0.1),
+            step("model-load/decode", Phase.MODEL_LOAD, StepStatus.RUNNING, None),
+        ],
+        live={
+            "wait_for_model_load": {
+                "attempt": 1,
+                "lastFailure": None,
+                "heartbeat": {
+                    "started_at": STARTED.isoformat(),
+                    "role": "decode",
+                    "pods": [
+                        {"name": "ms-wide-ep-llm-d-modelservice-decode-0", "node": "h200-node-1",
+                         "phase": "loading", "weights_percent": 40.0},
+                        {"name": "ms-wide-ep-llm-d-modelservice-decode-0-1",
+                         "node": "h200-node-1", "phase": "loading", "weights_percent": 50.0},
+                    ],
+                    "serving": 0,
+                    "expected": 2,
+                },
+            }
+        },
+    )
+    return progress.model_copy(update=changes)
+
+
+def snapshot(progress: Progress | None = None, result: RolloutResult | None = None) -> Snapshot:
+    return Snapshot(
+        target=TARGET,
+        workflow_id=f"rollout/{TARGET}",
+        run_id="run-1",
+        workflow_type="RolloutWorkflow",
+        status=WorkflowExecutionStatus.RUNNING if result is None
+        else WorkflowExecutionStatus.COMPLETED,
+        progress=progress,
+        result=result,
+    )
+
+
+def result(outcome: Outcome, failed_in: Phase | None = None) -> RolloutResult:
+    failure = None if failed_in is None else FailureReport(
+        reason=FailureReason.INSUFFICIENT_CAPACITY, phase=failed_in, step="preflight",
+        message="the cluster cannot hold the rollout",
+    )
+    return RolloutResult(
+        workflow_id=f"rollout/{TARGET}", target=TARGET, outcome=outcome, phases=[], steps=[],
+        failure=failure, started_at=STARTED, finished_at=STARTED, duration_seconds=0.0,
+    )
+
+
+def rendered(view_of: Snapshot, width: int = 120) -> str:
+    screen = io.StringIO()
+    Console(file=screen, width=width, no_color=True).print(
+        snapshot_view(view_of, now=STARTED + timedelta(seconds=5))
+    )
+    return screen.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failed_in", "code"),
+    [
+        (Outcome.SUCCEEDED, None, ExitCode.SUCCESS),
+        (Outcome.REMOVED, None, ExitCode.SUCCESS),
+        (Outcome.ROLLED_BACK, Phase.MODEL_LOAD, ExitCode.ROLLED_BACK),
+        (Outcome.FAILED, Phase.PREFLIGHT, ExitCode.REFUSED),
+        (Outcome.FAILED, Phase.VERIFY, ExitCode.FAILED),
+        (Outcome.KEPT_FOR_INSPECTION, Phase.MODEL_LOAD, ExitCode.FAILED),
+        (Outcome.ROLLBACK_FAILED, Phase.INFRA, ExitCode.FAILED),
+    ],
+)
+def test_each_outcome_maps_to_its_documented_exit_code(
+    outcome: Outcome, failed_in: Phase | None, code: ExitCode
+) -> None:
+    assert exit_codes.for_result(result(outcome, failed_in)) == code
+
+
+def test_an_approval_wait_stops_a_watcher_with_code_2_and_plain_running_does_not() -> None:
+    waiting = loading_progress(
+        state=RunState.WAITING_FOR_APPROVAL,
+        gate=GateStatus(name="between-roles", approval=True, since=STARTED),
+    )
+
+    assert snapshot(waiting).exit_code == ExitCode.WAITING_FOR_APPROVAL
+    assert snapshot(loading_progress()).exit_code is None
+
+
+def test_live_view_shows_phases_pods_weight_loading_and_diagnosis() -> None:
+    text = rendered(snapshot(loading_progress()))
+
+    for phase in ("preflight", "dependencies", "model-load", "verify", "record"):
+        assert phase in text
+    assert "56%" in text
+    assert "16 GPUs asked, 16 available" in text
+    decode = next(line for line in text.splitlines() if line.startswith("decode"))
+    assert decode.split()[:6] == ["decode", "1", "2", "2", "0", "2"]
+    assert "45%" in decode
+    assert "ms-wide-ep-llm-d-modelservice-decode-0-1" in text and "50%" in text
+    assert "diagnosis: decode: 0/2 pods serving" in text
+
+
+def test_approval_gate_tells_the_person_what_to_run() -> None:
+    waiting = loading_progress(
+        state=RunState.WAITING_FOR_APPROVAL,
+        gate=GateStatus(name="between-roles", approval=True, since=STARTED),
+    )
+
+    text = rendered(snapshot(waiting))
+
+    assert f"waiting for approval at gate between-roles: llmd-rollout approve {TARGET}" in text
+
+
+def test_narrow_terminal_cuts_details_instead_of_wrapping() -> None:
+    text = rendered(snapshot(loading_progress()), width=70)
+
+    preflight = [line for line in text.splitlines() if "preflight" in line]
+    assert len(preflight) == 1 and preflight[0].rstrip().endswith("…")
+
+
+def test_refused_rollout_shows_the_reason_and_outcome() -> None:
+    text = rendered(snapshot(result=result(Outcome.FAILED, Phase.PREFLIGHT)))
+
+    assert "failed: InsufficientCapacity in preflight at preflight" in text
+    assert "the cluster cannot hold the rollout" in text
+
+
+def test_progress_lines_are_written_only_when_something_new_happens() -> None:
+    lines: list[str] = []
+    display = LineDisplay(lines.append)
+    infra = {"phase": Phase.INFRA, "step": "gateway-programmed", "percent": 44}
+
+    for _ in range(3):
+        display.update(snapshot(loading_progress()))
+    for detail in ("waiting for the first list", "Programmed=False") * 2:
+        display.update(snapshot(loading_progress(**infra, diagnosis=detail)))
+
+    assert lines == [
+        "[ 56%] model-load  model-load/decode  running  decode 2/2 ready, 0/2 loaded, "
+        "weights 45%",
+        "[ 44%] infra  gateway-programmed  running  (waiting for the first list)",
+        "[ 44%] infra  gateway-programmed  running  (Programmed=False)",
+    ]
+    assert progress_line(snapshot(result=result(Outcome.SUCCEEDED))) == (
+        f"[done] {TARGET}  succeeded"
+    )
