@@ -28,7 +28,15 @@ from activities.registry import activities
 from embedded.temporal import TemporalDevServer
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
-from spec.workflow_io import AbortRequest, ApproveRequest, Outcome, Phase, RunState
+from spec.workflow_io import (
+    AbortRequest,
+    ApproveRequest,
+    Outcome,
+    PauseRequest,
+    Phase,
+    ResumeRequest,
+    RunState,
+)
 from tests.workflows.e2e import (
     VENV_BIN,
     SimCluster,
@@ -42,7 +50,7 @@ from tests.workflows.specs import Change, decode_steps, image
 from workflows.observing import current_details, rollout_result
 from workflows.registry import WORKFLOWS
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import start_rollout
+from workflows.starting import TargetBusy, start_rollout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -219,3 +227,41 @@ async def test_abort_during_model_load_rolls_back(
     assert result.failure is not None and result.failure.reason == FailureReason.ABORTED
     assert result.rollback is not None and result.rollback.verified
     assert set(vllm_images(target.sim, "llm-d-wide-ep").values()) == {target.image}
+
+
+async def test_pause_holds_before_the_next_role_and_resume_finishes_the_upgrade(
+    client: Client, real_worker: str, target: Target
+) -> None:
+    new = f"{VLLM}:v0.2.2"
+    spec = target.spec(image(new))
+    handle = await start_rollout(client, spec, task_queue=real_worker)
+    decode_loading = await until(
+        query(handle),
+        lambda p: p.step.startswith("model-load/decode") or p.state == RunState.FINISHED,
+        ROLLOUT_TIMEOUT,
+    )
+    assert decode_loading.step.startswith("model-load/decode"), decode_loading.diagnosis
+    await handle.execute_update(RolloutWorkflow.pause, PauseRequest(by="e2e"))
+
+    # While it runs (paused), the target refuses a second rollout and names this one.
+    with pytest.raises(TargetBusy) as busy:
+        await start_rollout(client, spec, task_queue=real_worker)
+    assert busy.value.workflow_id == handle.id == "rollout/" + spec.target_id
+
+    paused = await until(
+        query(handle),
+        lambda p: p.state in (RunState.PAUSED, RunState.FINISHED),
+        ROLLOUT_TIMEOUT,
+    )
+    assert paused.state == RunState.PAUSED, paused.diagnosis
+    await asyncio.sleep(1.0)
+    images = vllm_images(target.sim, "llm-d-wide-ep")
+    assert all(img == target.image for n, img in images.items() if "prefill" in n), images
+    assert (await query(handle)()).state == RunState.PAUSED
+
+    await handle.execute_update(RolloutWorkflow.resume, ResumeRequest(by="e2e"))
+    result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+    assert set(vllm_images(target.sim, "llm-d-wide-ep").values()) == {new}
+    target.image = new
