@@ -1,9 +1,9 @@
-"""A child process the demo owns: started with its output in a log file, stopped by PID.
+"""A child process we own: started with its output in a log file, stopped by PID.
 
-Where it sits: under embedded.clustersim_process (the simulated cluster) and embedded.demo (the
-worker). Each child gets a session of its own, so a Ctrl-C in the terminal reaches only the demo,
-which then stops its children in order (worker first, cluster last) instead of all of them dying
-at once under a running step.
+Where it sits: under embedded.temporal (the dev server), embedded.clustersim_process (the
+simulated cluster) and embedded.demo (the worker). Each child gets a session of its own, so a
+Ctrl-C in the terminal reaches only the demo, which then stops its children in order (worker
+first, cluster last) instead of all of them dying at once under a running step.
 """
 
 from __future__ import annotations

