@@ -10,18 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
-from activities.registry import activities
-from embedded.temporal import TemporalDevServer
 from spec.workflow_io import ROLLOUT_PHASES, Outcome, Phase, StepStatus, TeardownInput
 from tests.workflows.e2e import (
     HF_TOKEN,
@@ -30,10 +23,8 @@ from tests.workflows.e2e import (
     clustersim,
     history_bytes,
     sim_spec,
-    worker_environment,
 )
 from workflows.observing import rollout_result
-from workflows.registry import WORKFLOWS
 from workflows.starting import start_rollout, start_teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -45,29 +36,6 @@ ROLLOUT_TIMEOUT = 180.0
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
     with clustersim(tmp_path_factory.mktemp("sim-install")) as cluster:
         yield cluster
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def client(temporal_server: TemporalDevServer) -> Client:
-    return await Client.connect(
-        temporal_server.address, namespace=temporal_server.namespace,
-        data_converter=pydantic_data_converter,
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def real_worker(client: Client) -> AsyncIterator[str]:
-    """An in-process worker with the real activities; the HF token in its environment."""
-    task_queue = f"e2e-install-{uuid.uuid4().hex[:8]}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("HF_TOKEN", "LLMD_HELM", "PATH"):
-            patch.setenv(name, worker_environment()[name])
-        with ThreadPoolExecutor(max_workers=16) as executor:
-            async with Worker(
-                client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities(),
-                activity_executor=executor,
-            ):
-                yield task_queue
 
 
 def helm_revisions(sim: SimCluster, release: str, namespace: str) -> list[int]:

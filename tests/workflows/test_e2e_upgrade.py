@@ -13,19 +13,14 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
-from activities.registry import activities
-from embedded.temporal import TemporalDevServer
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
 from spec.workflow_io import (
@@ -43,12 +38,10 @@ from tests.workflows.e2e import (
     clustersim,
     sim_spec,
     small_decode_pods,
-    worker_environment,
 )
 from tests.workflows.scenarios import query, until
 from tests.workflows.specs import Change, decode_steps, image
 from workflows.observing import current_details, rollout_result
-from workflows.registry import WORKFLOWS
 from workflows.rollout import RolloutWorkflow
 from workflows.starting import TargetBusy, start_rollout
 
@@ -75,28 +68,6 @@ class Target:
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
     with clustersim(tmp_path_factory.mktemp("sim-upgrade")) as cluster:
         yield cluster
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def client(temporal_server: TemporalDevServer) -> Client:
-    return await Client.connect(
-        temporal_server.address, namespace=temporal_server.namespace,
-        data_converter=pydantic_data_converter,
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def real_worker(client: Client) -> AsyncIterator[str]:
-    task_queue = f"e2e-upgrade-{uuid.uuid4().hex[:8]}"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("HF_TOKEN", "LLMD_HELM", "PATH"):
-            patch.setenv(name, worker_environment()[name])
-        with ThreadPoolExecutor(max_workers=16) as executor:
-            async with Worker(
-                client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities(),
-                activity_executor=executor,
-            ):
-                yield task_queue
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
