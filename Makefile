@@ -15,10 +15,13 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-# Touched after a successful `pip install`; pip runs again only when pyproject.toml is newer.
+# Touched after a successful `pip install`; pip runs again only when a pyproject.toml is newer.
+# clustersim is a distribution of its own (clustersim/pyproject.toml), installed editable beside
+# the product so `python -m clustersim` runs from the same venv; the product's wheel never has it.
 INSTALL_STAMP := $(VENV)/.llmd-install-stamp
 
-PRODUCT_PACKAGES := spec workflows activities manifests embedded clustersim cli
+PRODUCT_PACKAGES := spec workflows activities manifests embedded cli
+CLUSTERSIM_PACKAGE := clustersim/src/clustersim
 ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
@@ -31,8 +34,8 @@ venv: $(INSTALL_STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(INSTALL_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(INSTALL_STAMP): pyproject.toml clustersim/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e './clustersim[test]' -e '.[dev]'
 	touch $@
 
 test: venv
@@ -41,6 +44,7 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict $(PRODUCT_PACKAGES) $(ENTRY_POINTS) scripts/install_tools.py
+	$(BIN)/mypy --strict $(CLUSTERSIM_PACKAGE)
 	$(BIN)/lint-imports
 	@# import-linter graphs packages only; the entry points are modules, so their rules are
 	@# checked here: nothing imports worker/starter, and they do not import clustersim.

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from tests.clustersim.agent_fixtures import (
+from agent_fixtures import (
     MODEL,
     SimCluster,
     condition,

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from apiserver_process import RunningApiServer
+from http_fakes import KubeletHandler, serving
 from kubernetes import client as k8s
-
-from tests.clustersim.conftest import RunningApiServer
-from tests.clustersim.http_fakes import KubeletHandler, serving
-from tests.reference import reference_dir
+from shared_reference import reference_dir
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 TIMEOUT = 60

@@ -1,4 +1,4 @@
-"""Fixtures for the clustersim API server tests: one real server process per test session.
+"""A clustersim API server process for tests: start it, describe how to reach it, stop it by PID.
 
 `apiserver` runs `python -m clustersim serve --port 0` as a subprocess on loopback (HTTPS, bearer
 token, self-signed CA) and stops it by PID at the end of the session. Tests that write use their
@@ -16,13 +16,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -144,30 +141,6 @@ def describe(
         ca_path=directory / "pki" / "ca.crt",
         pid=process.pid,
     )
-
-
-@pytest.fixture(scope="session")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
-    directory = tmp_path_factory.mktemp("clustersim")
-    process, kubeconfig = start_server(directory)
-    try:
-        yield describe(process, kubeconfig, directory)
-    finally:
-        stop_process(process)
-
-
-@pytest.fixture(scope="session")
-def api_client(apiserver: RunningApiServer) -> k8s.ApiClient:
-    return apiserver.kube_api_client()
-
-
-@pytest.fixture()
-def namespace(api_client: k8s.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = k8s.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name}})
-    yield name
-    core.delete_namespace(name)
 
 
 def wait_until(predicate: object, timeout: float = 10.0, interval: float = 0.05) -> None:

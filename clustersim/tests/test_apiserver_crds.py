@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from apiserver_process import RunningApiServer, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
-
-from tests.clustersim.conftest import RunningApiServer, wait_until
 
 GROUP = "sim.example.com"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"

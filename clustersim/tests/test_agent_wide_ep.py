@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.clustersim.agent_fixtures import (
+from agent_fixtures import (
     MODEL,
     WIDE_EP_NAMESPACE,
     SimCluster,
@@ -30,7 +29,7 @@ from tests.clustersim.agent_fixtures import (
     wait_condition,
     wait_for,
 )
-from tests.reference import reference_dir
+from shared_reference import reference_dir
 
 NS = WIDE_EP_NAMESPACE
 DECODE = "ms-wide-ep-llm-d-modelservice-decode"
@@ -292,7 +291,7 @@ def test_changing_the_decode_image_rolls_the_group_through_update_in_progress(
 
 
 def _decode_container() -> dict[str, Any]:
-    from tests.clustersim.agent_fixtures import reference_manifests
+    from agent_fixtures import reference_manifests
 
     documents = reference_manifests("ms-wide-ep.rendered.yaml")
     decode = next(d for d in documents if d["metadata"]["name"] == DECODE)

@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from tests.clustersim.agent_fixtures import (
+from agent_fixtures import (
     WIDE_EP_NAMESPACE,
     SimCluster,
     condition,
@@ -16,7 +15,7 @@ from tests.clustersim.agent_fixtures import (
     start_cluster,
     wait_for,
 )
-from tests.reference import reference_dir
+from shared_reference import reference_dir
 
 NS = WIDE_EP_NAMESPACE
 UNSCHEDULABLE = (

@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from agent_fixtures import MODEL, metric
 
 from clustersim.agent.faults import parse_fault
 from clustersim.agent.kubelet.logs import ContainerLog
@@ -16,7 +17,6 @@ from clustersim.agent.workloads.detect import process_for
 from clustersim.agent.workloads.process import ExitStatus, Process, ProcessContext, ServingRegistry
 from clustersim.agent.workloads.sidecar import RoutingSidecarProcess
 from clustersim.agent.workloads.vllm import VllmProcess
-from tests.clustersim.agent_fixtures import MODEL, metric
 
 # Addresses of their own, far from what a running simulated cluster allocates.
 PREFILL_IP = "127.1.250.1"

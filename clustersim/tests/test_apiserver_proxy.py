@@ -12,12 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from apiserver_process import RunningApiServer
+from http_fakes import EchoHandler, KubeletHandler, serving
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from clustersim.apiserver import ApiServer, ApiServerConfig
-from tests.clustersim.conftest import RunningApiServer
-from tests.clustersim.http_fakes import EchoHandler, KubeletHandler, serving
 
 POD_IP = "127.1.77.10"
 

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from apiserver_process import REPO, start_server, stop_process
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from clustersim.apiserver import ApiServer, ApiServerConfig
-from tests.clustersim.conftest import REPO, start_server, stop_process
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

@@ -9,9 +9,8 @@ import json
 import uuid
 from typing import Any
 
+from apiserver_process import RunningApiServer, wait_until
 from kubernetes import client as k8s
-
-from tests.clustersim.conftest import RunningApiServer, wait_until
 
 GROUP = "rv.example.com"
 

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from apiserver_process import RunningApiServer
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
-
-from tests.clustersim.conftest import RunningApiServer
 
 CHART = Path(__file__).parent / "charts" / "demo"
 BIN = Path(sys.executable).parent

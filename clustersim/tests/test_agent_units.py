@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from agent_fixtures import reference_manifests
 
 from clustersim.agent.controllers.lws_rollout import GroupState, plan_rollout
 from clustersim.agent.controllers.lws_webhook import mutate_lws_pod
@@ -26,7 +27,6 @@ from clustersim.agent.profile import ProfileError, TimeScale, load_profile
 from clustersim.agent.quantity import QuantityError, parse_resource_list, to_milli
 from clustersim.agent.workloads.vllm import parse_vllm_command
 from clustersim.agent.workloads.vllm_logs import shard_progress_line
-from tests.clustersim.agent_fixtures import reference_manifests
 
 GPU_POD_RESOURCES = {
     "limits": {"nvidia.com/gpu": "8", "rdma/ib": 1, "memory": "512Gi"},

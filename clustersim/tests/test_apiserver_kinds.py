@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
+from apiserver_process import RunningApiServer
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
-
-from tests.clustersim.conftest import RunningApiServer
 
 
 def test_core_and_events_api_events_are_one_object_in_two_shapes(

@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-from tests.clustersim.agent_fixtures import (
+from agent_fixtures import (
     MODEL,
     REPO,
     TEST_TIME_SCALE,

@@ -7,11 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
+from apiserver_process import RunningApiServer, wait_until
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
-
-from tests.clustersim.conftest import RunningApiServer, wait_until
 
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"

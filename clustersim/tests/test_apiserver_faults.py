@@ -10,11 +10,10 @@ import urllib.error
 from collections.abc import Iterator
 
 import pytest
+from apiserver_process import REPO, RunningApiServer
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as TransportError
-
-from tests.clustersim.conftest import REPO, RunningApiServer
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from apiserver_process import RunningApiServer, wait_until
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from clustersim.quantity import canonical_quantity
-from tests.clustersim.conftest import RunningApiServer, wait_until
 
 APPLY = "application/apply-patch+yaml"
 GROUP = "qty.example.com"

@@ -27,9 +27,9 @@ from typing import Any, TypeVar
 import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
+from shared_reference import reference_dir
 
 from clustersim.agent.kubeconfig import load_kubeconfig
-from tests.reference import reference_dir
 
 REPO = Path(__file__).resolve().parents[2]
 # 600 simulated seconds (a 10-minute model load) take 1.8 s of wall time.

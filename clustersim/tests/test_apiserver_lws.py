@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from apiserver_process import RunningApiServer, wait_until
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
-
-from tests.clustersim.conftest import RunningApiServer, wait_until
-from tests.reference import reference_dir
+from shared_reference import reference_dir
 
 GROUP = "leaderworkerset.x-k8s.io"
 VERSION = "v1"
