@@ -37,19 +37,13 @@ from spec.activity_io import (
     PreflightInput,
     PreflightReport,
 )
+from spec.crds import CRD_API_VERSION, CRD_KIND, LWS_CRDS
+
+# Re-exported: `llmd-rollout plan` checks the same bundles.
+from spec.crds import GATEWAY_API_CRDS as GATEWAY_API_CRDS
+from spec.crds import INFERENCE_EXTENSION_CRDS as INFERENCE_EXTENSION_CRDS
 from spec.reasons import FailureReason
 from spec.rollout import RoleName, RolloutSpec
-
-GATEWAY_API_CRDS = (
-    "gatewayclasses.gateway.networking.k8s.io",
-    "gateways.gateway.networking.k8s.io",
-    "httproutes.gateway.networking.k8s.io",
-)
-INFERENCE_EXTENSION_CRDS = (
-    "inferencepools.inference.networking.x-k8s.io",
-    "inferencemodels.inference.networking.x-k8s.io",
-)
-LWS_CRDS = ("leaderworkersets.leaderworkerset.x-k8s.io",)
 
 
 def required_crds(spec: RolloutSpec) -> list[str]:
@@ -69,9 +63,7 @@ def check_crds(client: KubeClient, names: list[str]) -> list[CrdCheck]:
     checks = []
     for name in names:
         crd = client.get(
-            ObjectRef(
-                api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition", name=name
-            )
+            ObjectRef(api_version=CRD_API_VERSION, kind=CRD_KIND, name=name)
         )
         checks.append(
             CrdCheck(name=name, present=crd is not None, established=is_true(crd, "Established"))

@@ -44,7 +44,6 @@ import copy
 import gzip
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,10 +56,13 @@ from spec.activity_io import (
     SNAPSHOT_OF_LABEL,
     ObjectRef,
 )
+
+# Re-exported: activities/kube.py and its tests name them here.
+from spec.records import dns_name as dns_name
+from spec.records import last_known_good_name as last_known_good_name
+from spec.records import snapshot_name as snapshot_name
 from spec.rollout import RolloutSpec
 
-SNAPSHOT_PREFIX = "llmd-rollout-snapshot"
-LAST_KNOWN_GOOD_PREFIX = "llmd-rollout-last-known-good"
 OBJECTS_KEY = "objects.json.gz"
 SPEC_KEY = "spec.json"
 FORMAT_KEY = "format"
@@ -78,21 +80,6 @@ _APPLY = "Apply"
 
 class SnapshotError(ValueError):
     """A snapshot that cannot be stored or read back."""
-
-
-def dns_name(*parts: str) -> str:
-    """A DNS-1123 subdomain made of `parts` (lower-cased, other characters as '-')."""
-    joined = "-".join(parts).lower()
-    cleaned = re.sub(r"[^a-z0-9.-]+", "-", joined).strip("-.")
-    return cleaned[:253].rstrip("-.")
-
-
-def snapshot_name(rollout: str, revision: str) -> str:
-    return dns_name(SNAPSHOT_PREFIX, rollout, revision)
-
-
-def last_known_good_name(rollout: str) -> str:
-    return dns_name(LAST_KNOWN_GOOD_PREFIX, rollout)
 
 
 # --- the applied configuration ---------------------------------------------------------------

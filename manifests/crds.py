@@ -8,23 +8,16 @@ kinds the wide-EP stack uses, at the API version the stack renders.
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-CrdBundleName = Literal["gateway-api", "inference-extension", "leaderworkerset"]
+from spec.crds import BUNDLE_CRDS, crd_file_name
+from spec.crds import CrdBundleName as CrdBundleName  # re-exported: manifests names bundles
 
+# The builtin bundle files carry the upstream names of the CRDs they define.
 BUNDLE_FILES: dict[CrdBundleName, tuple[str, ...]] = {
-    "gateway-api": (
-        "gateway.networking.k8s.io_gatewayclasses.yaml",
-        "gateway.networking.k8s.io_gateways.yaml",
-        "gateway.networking.k8s.io_httproutes.yaml",
-    ),
-    "inference-extension": (
-        "inference.networking.x-k8s.io_inferencepools.yaml",
-        "inference.networking.x-k8s.io_inferencemodels.yaml",
-    ),
-    "leaderworkerset": ("leaderworkerset.x-k8s.io_leaderworkersets.yaml",),
+    bundle: tuple(crd_file_name(crd) for crd in crds) for bundle, crds in BUNDLE_CRDS.items()
 }
 
 

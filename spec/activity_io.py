@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from spec.crds import CrdBundleName
 from spec.rollout import ROLES, CrdBundle, HelmRelease, HfToken, RoleName, RolloutSpec, Target
 
 FIELD_MANAGER = "llmd-rollout"
@@ -141,7 +142,7 @@ class ApplyCrdsInput(IOModel):
 
     target: Target
     bundle: CrdBundle
-    bundle_name: Literal["gateway-api", "inference-extension", "leaderworkerset"]
+    bundle_name: CrdBundleName
     expected: list[str] = Field(default_factory=list)
     timeout: timedelta = timedelta(minutes=2)
 

@@ -2,11 +2,16 @@
 
 Where it sits: the workflows write to it as steps start and end (times from `workflow.now()`, so
 replay rebuilds the same journal); the progress query and the result read it, and the result's
-phase list is summarized from it.
+phase list is summarized from it. `Journal.step` is the one way a step that takes time is
+journaled: it opens the entry, and closes it with what the step reported, or as failed (or
+cancelled) when the step raised, re-raising.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,6 +57,18 @@ class _Entry:
         )
 
 
+@dataclass
+class StepOutcome:
+    """What the body of a journaled step reports; a body that says nothing `passed`."""
+
+    status: StepStatus = StepStatus.PASSED
+    detail: str | None = None
+
+
+def failed_status(error: BaseException, cancelled: StepStatus = StepStatus.CANCELLED) -> StepStatus:
+    return cancelled if isinstance(error, asyncio.CancelledError) else StepStatus.FAILED
+
+
 class Journal:
     def __init__(self) -> None:
         self._entries: list[_Entry] = []
@@ -80,6 +97,27 @@ class Journal:
         """A step that took no time of its own (skipped, or decided without a call)."""
         index = self.start(phase, name, now, status, detail)
         self._entries[index].finished_at = now
+
+    @contextmanager
+    def step(
+        self,
+        phase: Phase,
+        name: str,
+        clock: Callable[[], datetime],
+        status: StepStatus = StepStatus.RUNNING,
+        cancelled: StepStatus = StepStatus.CANCELLED,
+    ) -> Iterator[StepOutcome]:
+        """Journal the step run in the `with` body. An exception (cancellation included: not
+        BaseException, which the SDK uses to evict a run) closes the entry as failed, or as
+        `cancelled` on cancellation, and goes on up."""
+        index = self.start(phase, name, clock(), status)
+        outcome = StepOutcome()
+        try:
+            yield outcome
+        except (asyncio.CancelledError, Exception) as error:
+            self.finish(index, failed_status(error, cancelled), clock())
+            raise
+        self.finish(index, outcome.status, clock(), outcome.detail)
 
     def records(self) -> list[StepRecord]:
         return [entry.record() for entry in self._entries]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from spec.activity_io import HelmReleaseState, HelmResult
 from spec.rollout import HelmRelease
 
 CompensationKind = Literal[
@@ -62,3 +63,29 @@ class Saga:
 
     def __len__(self) -> int:
         return len(self._registered)
+
+
+def helm_compensation(
+    step: str,
+    release: HelmRelease,
+    namespace: str,
+    before: HelmReleaseState,
+    after: HelmResult,
+    shared: bool,
+) -> Compensation | None:
+    """The undo of one helm upgrade, judged by revisions before and after."""
+    if after.revision is not None and before.exists and before.revision == after.revision:
+        return None
+    if after.revision is None and after.action == "unchanged":
+        return None
+    previous = before.last_deployed_revision if before.exists else None
+    if previous is not None:
+        return Compensation(
+            step, "helm-rollback", release, namespace, revision=previous
+        )
+    if shared:
+        return Compensation(
+            step, "keep", release, namespace,
+            reason="a shared dependency this rollout installed; teardown removes it when asked",
+        )
+    return Compensation(step, "helm-uninstall", release, namespace)

@@ -26,6 +26,14 @@ with workflow.unsafe.imports_passed_through():
         ObjectRef,
         SnapshotLookupInput,
     )
+    from spec.crds import (
+        CRD_API_VERSION,
+        CRD_KIND,
+        GATEWAY_API_CRDS,
+        INFERENCE_EXTENSION_CRDS,
+        LWS_CRDS,
+    )
+    from spec.records import last_known_good_name
     from spec.rollout import HelmRelease, RolloutSpec
     from spec.workflow_io import (
         Outcome,
@@ -38,15 +46,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import calls, search
     from workflows.journal import Journal
-    from workflows.rollout import GATEWAY_API_CRDS, INFERENCE_EXTENSION_CRDS
 
 # One teardown step: whether it changed anything, and a line for the history.
 Step = Callable[[], Awaitable[tuple[bool, str]]]
-
-CRD_API = "apiextensions.k8s.io/v1"
-LWS_CRDS = ["leaderworkersets.leaderworkerset.x-k8s.io"]
-# activities/ names the pointer so (spec/activity_io.py, MarkLastKnownGoodInput).
-LAST_KNOWN_GOOD_PREFIX = "llmd-rollout-last-known-good-"
 
 
 @workflow.defn(name="TeardownWorkflow")
@@ -65,14 +67,9 @@ class TeardownWorkflow:
     async def run(self, request: TeardownInput) -> TeardownResult:
         started = workflow.now()
         spec = request.spec
-        workflow.upsert_search_attributes(
-            [
-                search.TARGET.value_set(spec.target_id),
-                search.MODEL.value_set(spec.model_service.model_name),
-                search.IMAGE.value_set(spec.model_service.vllm_image),
-                search.PHASE.value_set(Phase.TEARDOWN.value),
-                search.OUTCOME.value_set(Outcome.RUNNING.value),
-            ]
+        search.announce(
+            spec.target_id, spec.model_service.model_name, spec.model_service.vllm_image,
+            Phase.TEARDOWN.value,
         )
         kept: list[str] = []
         plan = self._plan(request, kept)
@@ -83,17 +80,12 @@ class TeardownWorkflow:
         except (asyncio.CancelledError, Exception):
             self._outcome = Outcome.FAILED
             self._state = RunState.FINISHED
-            workflow.upsert_search_attributes([search.OUTCOME.value_set(self._outcome.value)])
+            search.update(outcome=self._outcome.value)
             self._publish()
             raise
         self._outcome = Outcome.REMOVED
         self._state = RunState.FINISHED
-        workflow.upsert_search_attributes(
-            [
-                search.PHASE.value_set(Phase.DONE.value),
-                search.OUTCOME.value_set(self._outcome.value),
-            ]
-        )
+        search.update(phase=Phase.DONE.value, outcome=self._outcome.value)
         self._publish()
         finished = workflow.now()
         return TeardownResult(
@@ -135,7 +127,7 @@ class TeardownWorkflow:
                 lws = deps.leader_worker_set.release
                 steps.append((f"helm/{lws.release_name}", _uninstaller(spec, lws)))
             crds = INFERENCE_EXTENSION_CRDS + GATEWAY_API_CRDS + LWS_CRDS
-            refs = [_ref(CRD_API, "CustomResourceDefinition", name, None) for name in crds]
+            refs = [_ref(CRD_API_VERSION, CRD_KIND, name, None) for name in crds]
             steps.append(("crds", lambda: _delete_refs(spec, refs)))
         else:
             kept.append(
@@ -146,15 +138,13 @@ class TeardownWorkflow:
 
     async def _run_step(self, name: str, step: Step) -> None:
         self._step = name
-        entry = self._journal.start(Phase.TEARDOWN, name, workflow.now())
-        self._publish()
-        try:
-            changed, detail = await step()
-        except (asyncio.CancelledError, Exception):
-            self._journal.finish(entry, StepStatus.FAILED, workflow.now())
-            raise
-        status = StepStatus.CHANGED if changed else StepStatus.UNCHANGED
-        self._journal.finish(entry, status, workflow.now(), detail)
+        # A cancelled teardown step reads `failed`: the teardown did not finish.
+        with self._journal.step(
+            Phase.TEARDOWN, name, workflow.now, cancelled=StepStatus.FAILED
+        ) as outcome:
+            self._publish()
+            changed, outcome.detail = await step()
+            outcome.status = StepStatus.CHANGED if changed else StepStatus.UNCHANGED
         self._done += 1
 
     @workflow.query
@@ -220,7 +210,7 @@ async def _forget_last_known_good(spec: RolloutSpec) -> tuple[bool, str]:
         SnapshotLookupInput(target=spec.target, rollout=spec.metadata.name),
         budget=_budget(spec), summary="read the last-known-good record",
     )
-    refs = [_ref("v1", "ConfigMap", LAST_KNOWN_GOOD_PREFIX + spec.metadata.name, namespace)]
+    refs = [_ref("v1", "ConfigMap", last_known_good_name(spec.metadata.name), namespace)]
     if found.snapshot is not None:
         refs.append(_ref("v1", "ConfigMap", found.snapshot.config_map, namespace))
     return await _delete_refs(spec, refs)

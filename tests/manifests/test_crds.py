@@ -165,3 +165,14 @@ def test_defaults_set_by_both_schemas_agree(
                 assert node["default"] == real_paths[path]["default"], path
                 compared += 1
     assert compared >= 20
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_each_builtin_file_defines_the_crd_the_bundle_names(bundle: CrdBundleName) -> None:
+    """spec/crds.py is the one list of CRD names: the dependencies phase expects them
+    Established, preflight checks them and teardown deletes them, so the builtin files must
+    define exactly those."""
+    from spec.crds import BUNDLE_CRDS
+
+    names = [crd["metadata"]["name"] for crd in builtin_crds(bundle)]
+    assert names == list(BUNDLE_CRDS[bundle])

@@ -79,12 +79,12 @@ async def _swapped(self: RolloutWorkflow) -> None:
 
     spec = self._spec
     timeout = spec.budgets.phase_timeouts.namespace
-    await self._call(
+    await self._steps.call(
         Phase.NAMESPACE, "hf-token-secret", calls.ENSURE_HF_TOKEN_SECRET,
         HfTokenSecretInput(target=spec.target, hf_token=spec.model_service.hf_token),
         budget=timeout, summary="secret first", status=lambda r: StepStatus.CHANGED,
     )
-    await self._call(
+    await self._steps.call(
         Phase.NAMESPACE, "namespace", calls.ENSURE_NAMESPACE,
         EnsureNamespaceInput(target=spec.target),
         budget=timeout, summary="namespace second", status=lambda r: StepStatus.CHANGED,

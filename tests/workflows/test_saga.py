@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from spec.activity_io import HelmAction, HelmReleaseState, HelmResult, HelmRevision
 from tests.workflows.specs import demo_spec
-from workflows.rollout import _helm_compensation
-from workflows.saga import Compensation, Saga
+from workflows.saga import Compensation, Saga, helm_compensation
 
 SPEC = demo_spec("saga")
 INFRA = SPEC.infra
@@ -28,25 +27,25 @@ def result(action: HelmAction, revision: int | None) -> HelmResult:
 
 
 def test_an_upgrade_is_undone_by_a_rollback_to_the_revision_before() -> None:
-    undo = _helm_compensation("infra", INFRA, "ns", state(3), result("upgraded", 4), shared=False)
+    undo = helm_compensation("infra", INFRA, "ns", state(3), result("upgraded", 4), shared=False)
     assert undo is not None and undo.kind == "helm-rollback" and undo.revision == 3
     assert undo.action == "helm rollback infra-wide-ep to revision 3"
 
 
 def test_a_retried_upgrade_that_reports_unchanged_is_still_undone() -> None:
     # The first attempt upgraded to 4, the worker died, the retry found nothing to change.
-    undo = _helm_compensation("infra", INFRA, "ns", state(3), result("unchanged", 4), shared=False)
+    undo = helm_compensation("infra", INFRA, "ns", state(3), result("unchanged", 4), shared=False)
     assert undo is not None and undo.kind == "helm-rollback" and undo.revision == 3
 
 
 def test_an_unchanged_release_needs_no_undo() -> None:
-    assert _helm_compensation("infra", INFRA, "ns", state(3), result("unchanged", 3), False) is None
+    assert helm_compensation("infra", INFRA, "ns", state(3), result("unchanged", 3), False) is None
 
 
 def test_a_fresh_install_is_uninstalled_but_a_shared_one_is_kept() -> None:
-    own = _helm_compensation("infra", INFRA, "ns", state(None), result("installed", 1), False)
+    own = helm_compensation("infra", INFRA, "ns", state(None), result("installed", 1), False)
     assert own is not None and own.kind == "helm-uninstall"
-    shared = _helm_compensation("lws", INFRA, "ns", state(None), result("installed", 1), True)
+    shared = helm_compensation("lws", INFRA, "ns", state(None), result("installed", 1), True)
     assert shared is not None and shared.kind == "keep" and "shared" in shared.reason
 
 

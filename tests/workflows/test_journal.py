@@ -1,0 +1,88 @@
+"""The step history: a journaled step closes with what it reported, or as failed or cancelled
+when it raised (and the error goes on up); milestones come from the plan."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from spec.workflow_io import Phase, StepStatus
+from tests.workflows.specs import NEW_IMAGE, decode_replicas, decode_steps, demo_spec, image
+from workflows.journal import Journal
+from workflows.plan import plan_rollout
+from workflows.progress import milestones
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def test_a_step_closes_with_what_its_body_reported() -> None:
+    journal = Journal()
+    with journal.step(Phase.INFRA, "infra", Clock()) as outcome:
+        outcome.status, outcome.detail = StepStatus.CHANGED, "upgraded, revision 2"
+    [record] = journal.records()
+    assert (record.status, record.detail, record.duration_seconds) == (
+        StepStatus.CHANGED, "upgraded, revision 2", 1.0,
+    )
+
+
+def test_a_body_that_says_nothing_passed() -> None:
+    journal = Journal()
+    with journal.step(Phase.VERIFY, "verify", Clock(), StepStatus.WAITING):
+        assert journal.records()[0].status == StepStatus.WAITING
+    assert journal.records()[0].status == StepStatus.PASSED
+
+
+@pytest.mark.parametrize(
+    ("error", "cancelled", "status"),
+    [
+        (RuntimeError("boom"), StepStatus.CANCELLED, StepStatus.FAILED),
+        (asyncio.CancelledError(), StepStatus.CANCELLED, StepStatus.CANCELLED),
+        (asyncio.CancelledError(), StepStatus.FAILED, StepStatus.FAILED),
+    ],
+    ids=["error", "cancelled", "cancelled-reads-failed"],
+)
+def test_a_step_that_raises_is_closed_and_the_error_goes_on(
+    error: BaseException, cancelled: StepStatus, status: StepStatus
+) -> None:
+    journal = Journal()
+    with (
+        pytest.raises(type(error)),
+        journal.step(Phase.MODEL_LOAD, "load", Clock(), cancelled=cancelled) as outcome,
+    ):
+        outcome.status = StepStatus.CHANGED
+        raise error
+    [record] = journal.records()
+    assert record.status == status and record.finished_at is not None
+
+
+def test_milestones_follow_the_plan() -> None:
+    canary = decode_steps({"partition": 1, "approval": True})
+    spec = demo_spec("milestones", decode_replicas(2), canary, image(NEW_IMAGE))
+    assert milestones(spec, None) == (
+        "preflight", "dependencies", "gateway-provider", "namespace", "infra",
+        *spec.strategy.role_order, "verify", "record",
+    )
+    plan = plan_rollout(spec, "rev-1", demo_spec("milestones", decode_replicas(2), canary))
+    planned = milestones(spec, plan)
+    assert planned[5:-2] == tuple(step.name for step in plan.steps)
+    assert "decode/partition-1" in planned and len(planned) == 7 + len(plan.steps)
+
+
+def test_a_milestone_the_plan_does_not_hold_is_refused() -> None:
+    from workflows.progress import RolloutProgress
+
+    progress = RolloutProgress(demo_spec("milestones"))
+    progress.reached("preflight")
+    with pytest.raises(ValueError, match="not a milestone"):
+        progress.reached("dependecies")
