@@ -17,6 +17,8 @@ from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from spec.workflow_io import RolloutInput, RolloutResult
+from tests.workflows.e2e import HF_TOKEN, history_bytes
+from tests.workflows.record_real_histories import SCENARIOS as REAL_SCENARIOS
 from workflows.registry import WORKFLOWS
 from workflows.rollout import RolloutWorkflow
 
@@ -41,6 +43,15 @@ def test_there_is_a_stored_history_for_every_workflow() -> None:
 @pytest.mark.parametrize("path", STORED, ids=[p.stem for p in STORED])
 async def test_stored_history_replays_on_the_current_workflows(path: Path) -> None:
     await replayer().replay_workflow(load(path))
+
+
+def test_histories_of_real_activity_runs_are_stored_and_hold_no_secret() -> None:
+    """Runs against clustersim (record_real_histories.py) carry the real activities' answers;
+    their worker had the HF token, which must appear nowhere in what was recorded."""
+    real = {path.stem: path for path in STORED if path.stem.startswith("real-")}
+    assert set(real) == set(REAL_SCENARIOS)
+    for path in real.values():
+        assert HF_TOKEN.encode() not in history_bytes(load(path)), path.name
 
 
 # Unsandboxed: the sandbox would re-import this test module, which reads files at import.

@@ -1,0 +1,153 @@
+"""Record workflow histories of runs with the real activities against clustersim
+(tests/histories/real-*.json), which tests/workflows/test_replay.py replays beside the others.
+
+    .venv/bin/python -m tests.workflows.record_real_histories
+
+One clustersim (h200-2node) and one target, in order: a fresh install, a decode canary behind an
+approval gate, and an upgrade to an image that crash-loops, which rolls back. The stand-in
+histories of record_histories.py carry the stand-ins' answers; these carry what the real
+activities answer (helm revisions, apply results, heartbeats' last details), so a change to a
+result type or to the order of commands the real answers lead to fails replay as well.
+
+The worker runs in-process with the e2e HF token in its environment; a history that contains
+the token is not written. Re-record only on purpose (see record_histories.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.registry import activities
+from embedded.temporal import TemporalDevServer
+from spec.rollout import RolloutSpec
+from spec.workflow_io import ApproveRequest, Outcome, RolloutResult
+from tests.workflows.e2e import (
+    HF_TOKEN,
+    SimCluster,
+    clustersim,
+    history_bytes,
+    sim_spec,
+    small_decode_pods,
+    worker_environment,
+)
+from tests.workflows.scenarios import query, until
+from tests.workflows.specs import Change, decode_steps, image
+from workflows.observing import rollout_result
+from workflows.registry import WORKFLOWS
+from workflows.rollout import RolloutWorkflow
+from workflows.starting import start_rollout
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+ROLLOUT_TIMEOUT = 240.0
+NAME = "history"
+VLLM = "ghcr.io/llm-d/llm-d-dev"
+INSTALLED = f"{VLLM}:v0.2.0-rc.1"
+CANARY = decode_steps({"partition": 1, "approval": True})
+
+Handle = WorkflowHandle[Any, Any]
+Scenario = Callable[[Client, SimCluster, str], Awaitable[Handle]]
+
+
+def target_spec(sim: SimCluster, *changes: Change) -> RolloutSpec:
+    return sim_spec(NAME, sim, small_decode_pods, *changes)
+
+
+async def finished(handle: Handle, expected: Outcome) -> Handle:
+    result: RolloutResult = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+    if result.outcome != expected:
+        raise RuntimeError(f"{handle.id}: {result.outcome} (expected {expected}): {result.failure}")
+    return handle
+
+
+async def fresh_install(client: Client, sim: SimCluster, queue: str) -> Handle:
+    handle = await start_rollout(client, target_spec(sim, image(INSTALLED)), task_queue=queue)
+    return await finished(handle, Outcome.SUCCEEDED)
+
+
+async def gated_upgrade(client: Client, sim: SimCluster, queue: str) -> Handle:
+    spec = target_spec(sim, CANARY, image(f"{VLLM}:v0.2.1"))
+    handle = await start_rollout(client, spec, task_queue=queue)
+    await until(
+        query(handle),
+        lambda p: p.gate is not None and p.state == "waiting-for-approval",
+        ROLLOUT_TIMEOUT,
+    )
+    await handle.execute_update(RolloutWorkflow.approve, ApproveRequest(by="recorder"))
+    return await finished(handle, Outcome.SUCCEEDED)
+
+
+async def crash_loop_rollback(client: Client, sim: SimCluster, queue: str) -> Handle:
+    bad = f"{VLLM}:v9.crash"
+    sim.fault("crash", "--image", bad, "--count", "1000", "--after", "5")
+    try:
+        handle = await start_rollout(client, target_spec(sim, image(bad)), task_queue=queue)
+        return await finished(handle, Outcome.ROLLED_BACK)
+    finally:
+        sim.fault("clear")
+
+
+# In this order: each scenario starts from the state the one before left.
+SCENARIOS: dict[str, Scenario] = {
+    "real-rollout-fresh-install": fresh_install,
+    "real-rollout-gated-upgrade": gated_upgrade,
+    "real-rollout-crash-loop-rollback": crash_loop_rollback,
+}
+
+
+@contextlib.contextmanager
+def worker_env() -> Any:
+    """The worker's environment (HF token, helm, PATH) for the in-process activities."""
+    saved = dict(os.environ)
+    wanted = worker_environment()
+    os.environ.update({name: wanted[name] for name in ("HF_TOKEN", "LLMD_HELM", "PATH")})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+async def record(directory: Path = HISTORIES) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    with tempfile.TemporaryDirectory() as scratch, worker_env():
+        async with TemporalDevServer(Path(scratch) / "temporal.db") as server:
+            client = await Client.connect(
+                server.address, namespace=server.namespace,
+                data_converter=pydantic_data_converter,
+            )
+            queue = f"record-real-{uuid.uuid4().hex[:8]}"
+            with (
+                clustersim(Path(scratch) / "sim") as sim,
+                ThreadPoolExecutor(max_workers=16) as executor,
+            ):
+                async with Worker(
+                    client, task_queue=queue, workflows=WORKFLOWS,
+                    activities=activities(), activity_executor=executor,
+                ):
+                    for name, scenario in SCENARIOS.items():
+                        handle = await scenario(client, sim, queue)
+                        history = await handle.fetch_history()
+                        if HF_TOKEN.encode() in history_bytes(history):
+                            raise RuntimeError(f"{name}: the HF token is in the history")
+                        path = directory / f"{name}.json"
+                        path.write_text(history.to_json(), encoding="utf-8")
+                        written.append(path)
+                        print(f"{path}: {len(history.events)} events")
+    return written
+
+
+if __name__ == "__main__":
+    asyncio.run(record())
