@@ -65,10 +65,10 @@ from spec.activity_io import (
     SnapshotLookupInput,
     SnapshotRef,
 )
+from spec.crds import CRD_API_VERSION, CRD_KIND
 from spec.reasons import FailureReason
 from spec.rollout import RoleName, RolloutSpec, Target
 
-CRD_API = "apiextensions.k8s.io/v1"
 # The kinds a rollout's model-service objects come in (manifests/render.py): what a snapshot,
 # a restore and a delete-by-rollout look for under the ownership labels.
 OWNED_KINDS: tuple[tuple[str, str], ...] = (
@@ -269,7 +269,7 @@ def kubectl_apply_kustomization(target: Target, source: str) -> list[str]:
 async def wait_crds_established(client: KubeClient, names: list[str], timeout: float) -> list[str]:
     """Watch CRDs until each named one is Established; fail naming those that are not."""
     wakeup = Wakeup()
-    informer = Informer(client, Collection(CRD_API, "CustomResourceDefinition"), wakeup.set).start()
+    informer = Informer(client, Collection(CRD_API_VERSION, CRD_KIND), wakeup.set).start()
     deadline = time.monotonic() + timeout
     pending = list(names)
     try:
@@ -310,7 +310,7 @@ async def apply_crds(input: ApplyCrdsInput) -> CrdsResult:
             result = ApplyResult(
                 outcomes=[
                     ObjectOutcome(
-                        ref=ObjectRef(api_version=CRD_API, kind="CustomResourceDefinition", name=n),
+                        ref=ObjectRef(api_version=CRD_API_VERSION, kind=CRD_KIND, name=n),
                         action="configured",
                     )
                     for n in names
