@@ -15,7 +15,12 @@ history free of polling (a long model load is one activity, whatever its length)
 
 Failure result: the workflow fails with an ApplicationError whose type is the FailureReason and
 whose single detail is the RolloutResult (what failed, with evidence, and what was restored).
+
+Layout: this module keeps the phase sequence. The journaled steps live in workflows.steps, gates,
+pause and abort in workflows.control, the rollback in workflows.rollback, and what people see
+(state, milestones, UI text, the result) in workflows.progress.
 """
+
 from __future__ import annotations
 
 import asyncio
