@@ -123,9 +123,22 @@ def render_problems(path: str, release: HelmRelease, stderr: str) -> list[Proble
             problems.append(locate(path, release, *keys))
     if problems:
         return problems
-    lines = last_lines(stderr, 1)
-    message = lines[0].removeprefix("Error: ") if lines else "helm template failed"
+    message = _error_block(stderr) or "helm template failed"
     return [Problem(f"{path}.values", f"the chart does not render with these values: {message}")]
+
+
+def _error_block(stderr: str) -> str:
+    """Helm's `Error: ...` paragraph on one line (v4 spreads a template error over several)."""
+    lines = stderr.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Error: ")), None)
+    if start is None:
+        return " | ".join(last_lines(stderr, 3))
+    block = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        block.append(line.strip())
+    return " ".join(block).removeprefix("Error: ")
 
 
 def _schema_keys(line: str) -> tuple[list[str | int], str] | None:
