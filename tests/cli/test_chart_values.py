@@ -266,3 +266,22 @@ def test_without_helm_the_charts_are_not_rendered_and_the_spec_is_not_refused(
     assert code == ExitCode.SUCCESS
     assert {c["outcome"] for c in document["charts"]} == {"not-rendered"}
     assert all("helm not found" in c["note"] for c in document["charts"])
+
+
+def test_the_pinned_helm_beside_python_is_found_without_path_or_llmd_helm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not HELMS["helm"].is_file():
+        pytest.skip(f"{HELMS['helm']} is missing: run `.venv/bin/python scripts/install_tools.py`")
+    monkeypatch.delenv(helm.HELM_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no helm on PATH
+
+    assert helm.helm_binary() == str(HELMS["helm"])
+    code = starter.run(
+        ["--output", "json", "validate", "-f", str(write_spec(tmp_path, set_listener_port(0)))]
+    )
+
+    assert code == ExitCode.REFUSED
+    assert json.loads(capsys.readouterr().out)["problems"] == [
+        {"path": "infra.values.gateway.listeners[0].port", "message": "minimum: got 0, want 1"}
+    ]
