@@ -17,10 +17,13 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -68,7 +71,27 @@ _GRACE_SECONDS = 10.0
 
 
 def helm_binary() -> str:
-    return os.environ.get(HELM_ENV) or "helm"
+    """$LLMD_HELM, else `helm` on PATH, else the pinned helm `make venv` installs beside Python
+    (so the CLI run as .venv/bin/llmd-rollout finds it without an activated venv)."""
+    configured = os.environ.get(HELM_ENV)
+    if configured:
+        return configured
+    pinned = Path(sys.executable).parent / "helm"
+    if shutil.which("helm") is None and pinned.is_file():
+        return str(pinned)
+    return "helm"
+
+
+@contextlib.contextmanager
+def private_values_file(values: Mapping[str, Any]) -> Iterator[Path]:
+    """`values` in a file only this user may read, removed afterwards: values can hold secrets,
+    so they never go on a command line."""
+    with tempfile.TemporaryDirectory(prefix="llmd-helm-") as private:
+        values_file = Path(private) / "values.json"
+        descriptor = os.open(values_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(values, handle)
+        yield values_file
 
 
 @dataclass(frozen=True)
@@ -238,12 +261,7 @@ async def helm_upgrade_install(input: HelmReleaseInput) -> HelmResult:
             return base.model_copy(
                 update={"revision": state.revision, "status": state.status, "chart": state.chart}
             )
-    with tempfile.TemporaryDirectory(prefix="llmd-helm-") as private:
-        values_file = Path(private) / "values.json"
-        # mkstemp-like permissions: only this user may read the values.
-        descriptor = os.open(values_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(values, handle)
+    with private_values_file(values) as values_file:
         args = upgrade_args(
             version,
             input.target,

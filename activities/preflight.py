@@ -1,11 +1,12 @@
 """Preflight: can this rollout run here at all? Checked before any change to the cluster.
 
-Where it sits: phase 1 of a rollout. It reads the API server's version, checks for the CRDs the
-spec says are already installed, checks the helm binary, and plans capacity: every pod of every
-group of the roles being (re)created, plus the surge groups an update creates first, against
-what the nodes can still hold (activities/capacity.py). An impossible plan fails with
-InsufficientCapacity and the plan, node by node, as evidence; an unreachable API server is a
-retryable error, never a failure reason.
+Where it sits: phase 1 of a rollout. It renders every local chart with its values (a value a
+chart refuses is InvalidSpec, activities/chartcheck.py), reads the API server's version, checks
+for the CRDs the spec says are already installed, checks the helm binary, and plans capacity:
+every pod of every group of the roles being (re)created, plus the surge groups an update
+creates first, against what the nodes can still hold (activities/capacity.py). An impossible
+plan fails with InsufficientCapacity and the plan, node by node, as evidence; an unreachable API
+server is a retryable error, never a failure reason.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from activities.capacity import (
     resolve_unavailable,
     template_changed,
 )
+from activities.chartcheck import problems_of, render_charts
 from activities.failures import failure, kube_client
 from activities.helm import helm_version
 from activities.kubeclient import ApiUnavailable, KubeClient, KubeError
@@ -128,6 +130,19 @@ def refuse(plan: CapacityPlan) -> ApplicationError:
     )
 
 
+async def refuse_unrenderable_charts(spec: RolloutSpec) -> None:
+    """Every local chart renders with its values, or the rollout is refused (InvalidSpec) before
+    any change: the same check as `validate`, for specs started directly through Temporal."""
+    problems = problems_of(await render_charts(spec))
+    if problems:
+        lines = [str(problem) for problem in problems]
+        raise failure(
+            FailureReason.INVALID_SPEC,
+            f"the chart values do not render: {'; '.join(lines)}",
+            problems=lines,
+        )
+
+
 def _unreachable(error: ApiUnavailable) -> ApplicationError:
     return ApplicationError(
         f"the Kubernetes API server is unreachable: {error.message}",
@@ -155,8 +170,9 @@ async def check_capacity(input: PreflightInput) -> CapacityPlan:
 
 @activity.defn
 async def preflight(input: PreflightInput) -> PreflightReport:
-    """API reachable (and its version), required CRDs, helm, and the capacity plan."""
+    """Chart values, API reachable (and its version), required CRDs, helm, the capacity plan."""
     spec = input.spec
+    await refuse_unrenderable_charts(spec)
     client = kube_client(spec.target)
     try:
         version = await run_blocking(client.server_version, "API server version")

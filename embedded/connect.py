@@ -11,7 +11,9 @@ Every client gets the pydantic data converter: workflow inputs and results are p
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,11 @@ from temporalio.service import TLSConfig
 DEFAULT_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NAMESPACE = "default"
 DEFAULT_TASK_QUEUE = "llmd-rollout"
+
+
+# A host name as gRPC resolves it: dot-separated labels of letters, digits, '-' and '_'.
+_HOST_LABEL = r"[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?"
+_HOST_NAME = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*\.?$")
 
 
 class ConnectionSettingsError(ValueError):
@@ -113,6 +120,8 @@ def settings_from_args(
         flag_value: str | None = getattr(args, option.dest, None)
         value = flag_value if flag_value else env.get(option.environment, "")
         if value:
+            source = option.flag if flag_value else option.environment
+            _check_value(option.dest, value, source)
             values[option.dest] = value
     return ConnectionSettings(
         address=values.get("address", DEFAULT_ADDRESS),
@@ -134,6 +143,39 @@ async def connect(settings: ConnectionSettings) -> Client:
         tls=settings.tls_config(),
         data_converter=pydantic_data_converter,
     )
+
+
+def _check_value(dest: str, value: str, source: str) -> None:
+    """Refuse a setting the client would choke on, naming where it came from (flag or variable)."""
+    if dest == "address":
+        problem = address_problem(value)
+    elif dest in ("namespace", "task_queue") and (
+        value != value.strip() or any(c.isspace() or not c.isprintable() for c in value)
+    ):
+        problem = "must not contain spaces or control characters"
+    else:
+        return
+    if problem is not None:
+        raise ConnectionSettingsError(f"{source}={value!r} {problem}")
+
+
+def address_problem(address: str) -> str | None:
+    """Why `address` is not a Temporal frontend `host:port`, or None when it is one."""
+    example = "is not host:port (e.g. 127.0.0.1:7233 or temporal.example.com:7233)"
+    host, separator, port = address.rpartition(":")
+    if not separator or not host:
+        return example
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        return f"has no valid port ({port!r}; 1-65535 expected)"
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return example
+        return None
+    if len(host) > 253 or not _HOST_NAME.match(host):
+        return example
+    return None
 
 
 def _path(value: str | None) -> Path | None:

@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from spec.types import (
+    ChartName,
     DNS1035Label,
     DNS1123Label,
     DNS1123Subdomain,
     Duration,
     EnvName,
+    HelmReleaseName,
     ImageRef,
     Quantity,
     Version,
@@ -63,14 +65,14 @@ class ChartRef(SpecModel):
     """A Helm chart: a repository URL and chart name, an OCI reference, or a local path."""
 
     repository: str | None = None
-    name: str | None = None
+    name: ChartName | None = None
     oci: str | None = None
     path: str | None = None
     version: Version | None = None
 
 
 class HelmRelease(SpecModel):
-    release_name: DNS1123Label
+    release_name: HelmReleaseName
     namespace: DNS1123Label | None = Field(
         default=None, description="Defaults to the target namespace."
     )

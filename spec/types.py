@@ -15,6 +15,10 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# Helm's chart-name rule (best practices): lower case letters and digits, words joined by '-'.
+CHART_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+# Helm refuses release names longer than this: they end up in labels and object names.
+HELM_RELEASE_NAME_MAX = 53
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 # Kubernetes resource.Quantity: a signed decimal number with an optional binary/decimal suffix.
 _QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
@@ -37,7 +41,7 @@ def _dns1123_label(value: str) -> str:
     return value
 
 
-def _dns1123_subdomain(value: str) -> str:
+def dns1123_subdomain(value: str) -> str:
     if len(value) > 253 or not DNS1123_SUBDOMAIN.match(value):
         raise ValueError(
             f"{value!r} is not a valid DNS-1123 subdomain (lower case letters, digits, '-' and "
@@ -52,6 +56,33 @@ def _dns1035_label(value: str) -> str:
             f"{value!r} is not a valid DNS-1035 label (lower case letters, digits and '-', "
             "starting with a letter, ending with a letter or digit, at most 63 characters)"
         )
+    return value
+
+
+def _helm_release_name(value: str) -> str:
+    if len(value) > HELM_RELEASE_NAME_MAX or not DNS1123_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid Helm release name (lower case letters, digits and '-', "
+            f"starting and ending with a letter or digit, at most {HELM_RELEASE_NAME_MAX} "
+            "characters)"
+        )
+    return value
+
+
+def chart_name_problem(value: str) -> str | None:
+    """Why `value` is not a Helm chart name, or None when it is one."""
+    if CHART_NAME.match(value):
+        return None
+    return (
+        f"{value!r} is not a valid Helm chart name (lower case letters and digits, words "
+        "separated by '-')"
+    )
+
+
+def _chart_name(value: str) -> str:
+    problem = chart_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -129,8 +160,10 @@ def _positive(value: timedelta) -> timedelta:
 
 
 DNS1123Label = Annotated[str, AfterValidator(_dns1123_label)]
-DNS1123Subdomain = Annotated[str, AfterValidator(_dns1123_subdomain)]
+DNS1123Subdomain = Annotated[str, AfterValidator(dns1123_subdomain)]
 DNS1035Label = Annotated[str, AfterValidator(_dns1035_label)]
+HelmReleaseName = Annotated[str, AfterValidator(_helm_release_name)]
+ChartName = Annotated[str, AfterValidator(_chart_name)]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 Quantity = Annotated[str, BeforeValidator(_quantity)]
 Version = Annotated[str, AfterValidator(_version)]

@@ -21,12 +21,17 @@ from spec.rollout import (
     RoleStrategy,
     RolloutSpec,
 )
+from spec.types import chart_name_problem, dns1123_subdomain
 
 # Set by the renderer or injected by the LeaderWorkerSet webhook: a spec may not override them.
 RESERVED_ENV = frozenset(
     {"DP_SIZE", "TP_SIZE", "LWS_LEADER_ADDRESS", "LWS_GROUP_SIZE", "LWS_WORKER_INDEX"}
 )
 _PERCENT = re.compile(r"^\d+%$")
+# oci://registry[:port]/path/.../chart: a lower-case repository path whose last part is the chart.
+_OCI_REFERENCE = re.compile(r"^oci://[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
+# The llm-d-infra key naming the GatewayClass of the inference Gateway.
+INFRA_GATEWAY_CLASS_KEY = ("gateway", "gatewayClassName")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ def check_spec(spec: RolloutSpec, base_dir: Path | None = None) -> list[Problem]
     problems += _check_dependencies(spec, base_dir)
     problems += _check_gateway_provider(spec, base_dir)
     problems += _check_release("infra", spec.infra, base_dir)
+    problems += _check_infra_gateway_class(spec)
     problems += _check_model_service(spec)
     problems += _check_strategy(spec)
     problems += _check_verification(spec)
@@ -130,13 +136,45 @@ def _check_chart(path: str, chart: ChartRef, base_dir: Path | None) -> list[Prob
             problems.append(Problem(f"{path}.name", "is required with repository"))
     elif chart.name is not None:
         problems.append(Problem(f"{path}.name", "only goes with repository"))
-    if chart.oci is not None and not chart.oci.startswith("oci://"):
-        problems.append(Problem(f"{path}.oci", "must start with oci://"))
+    if chart.oci is not None:
+        problems += _check_oci(f"{path}.oci", chart.oci)
     if chart.path is None and chart.version is None:
         problems.append(Problem(f"{path}.version", "is required for a remote chart"))
     if chart.path is not None and not (_resolve(chart.path, base_dir) / "Chart.yaml").is_file():
         problems.append(Problem(f"{path}.path", f"no Chart.yaml in {chart.path}"))
     return problems
+
+
+def _check_oci(path: str, reference: str) -> list[Problem]:
+    if not reference.startswith("oci://"):
+        return [Problem(path, "must start with oci://")]
+    if not _OCI_REFERENCE.match(reference):
+        return [
+            Problem(
+                path,
+                f"{reference!r} is not an OCI chart reference (oci://registry/path/chart, "
+                "lower case path)",
+            )
+        ]
+    problem = chart_name_problem(reference.rsplit("/", 1)[-1])
+    return [Problem(path, problem)] if problem else []
+
+
+def _check_infra_gateway_class(spec: RolloutSpec) -> list[Problem]:
+    """The GatewayClass the infra chart's Gateway asks for is a Kubernetes object name."""
+    node: object = spec.infra.values
+    for key in INFRA_GATEWAY_CLASS_KEY:
+        if not isinstance(node, dict) or key not in node:
+            return []
+        node = node[key]
+    path = "infra.values." + ".".join(INFRA_GATEWAY_CLASS_KEY)
+    if not isinstance(node, str):
+        return [Problem(path, f"must be a GatewayClass name, got {node!r}")]
+    try:
+        dns1123_subdomain(node)
+    except ValueError as error:
+        return [Problem(path, str(error))]
+    return []
 
 
 def _check_model_service(spec: RolloutSpec) -> list[Problem]:

@@ -72,6 +72,24 @@ def test_client_certificate_without_its_key_is_rejected_naming_both_settings() -
         settings_from_args(parse(["--tls-cert", "client.pem"]), {})
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:7233", "temporal:7233", "my-ns.a1b2c.tmprl.cloud:7233", "[::1]:7233",
+     "temporal_frontend.internal.:443"],
+)
+def test_host_port_addresses_are_accepted(address: str) -> None:
+    assert settings_from_args(parse(["--address", address]), {}).address == address
+
+
+@pytest.mark.parametrize(
+    "address", ["not a host", "temporal", ":7233", "temporal:0", "temporal:port", "[::zz]:7233",
+                "http://temporal:7233"],
+)
+def test_a_worker_refuses_an_address_that_is_not_host_port(address: str) -> None:
+    with pytest.raises(ConnectionSettingsError, match=r"^TEMPORAL_ADDRESS="):
+        settings_from_args(parse([]), {"TEMPORAL_ADDRESS": address})
+
+
 def test_api_key_turns_tls_on_and_never_shows_in_repr() -> None:
     settings = settings_from_args(parse([]), {"TEMPORAL_API_KEY": "secret-key-value"})
 

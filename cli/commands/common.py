@@ -13,6 +13,7 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecution
 
+from activities.chartcheck import problems_of, render_charts
 from cli.documents import status_document
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
@@ -35,11 +36,24 @@ def load_spec_file(path: str) -> RolloutSpec:
     try:
         return load_spec(Path(path))
     except SpecError as error:
-        if len(error.problems) == 1:
-            message = f"{error.source}: {error.problems[0]}; the spec is refused"
-        else:
-            message = error.render()
-        raise CliError(message, ExitCode.REFUSED) from None
+        raise refusal(error) from None
+
+
+async def check_charts(spec: RolloutSpec, path: str) -> None:
+    """Render every local chart with its values (helm template); values a chart refuses are
+    refused here (exit 5), before anything reads or changes the cluster."""
+    problems = problems_of(await render_charts(spec))
+    if problems:
+        raise refusal(SpecError(path, problems))
+
+
+def refusal(error: SpecError) -> CliError:
+    """A refused spec (exit 5): one problem on one line, several one per line."""
+    if len(error.problems) == 1:
+        message = f"{error.source}: {error.problems[0]}; the spec is refused"
+    else:
+        message = error.render()
+    return CliError(message, ExitCode.REFUSED)
 
 
 async def rollout_input_of(session: Session, execution: WorkflowExecution) -> RolloutInput:

@@ -10,6 +10,8 @@ activities' own functions, not through Temporal, so nothing needs to run but the
   server-side apply dry run, with a unified diff of what would change;
 - the capacity plan preflight will check. It exits 5 when that plan does not fit, as the
   rollout would be refused.
+Before any of that, every local chart is rendered with its values (helm template): values the
+chart refuses exit 5 without reading the cluster.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from activities.preflight import (
     capacity_sync,
     check_crds,
 )
-from cli.commands.common import load_spec_file
+from cli.commands.common import check_charts, load_spec_file
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
 from cli.formatting import flexible, table
@@ -93,6 +95,7 @@ class ClusterView:
 
 async def run(args: argparse.Namespace, output: Output) -> int:
     spec = load_spec_file(args.file)
+    await check_charts(spec, args.file)
     target = _target(spec.target, args.kubeconfig, args.context)
     spec = spec.model_copy(update={"target": target})
     try:

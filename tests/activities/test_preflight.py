@@ -1,11 +1,13 @@
 """Preflight on the simulated two-node H200 cluster: the as-shipped values (24 GPUs) are refused
 before any change with the plan per node; the 16-GPU shape is accepted; an update that needs
-surge on a full cluster rolls without surge when maxUnavailable allows it, else is refused."""
+surge on a full cluster rolls without surge when maxUnavailable allows it, else is refused; chart
+values the chart refuses are refused (InvalidSpec) before the cluster is even read."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -17,12 +19,13 @@ from spec.activity_io import (
     DeleteObjectsInput,
     FailureEvidence,
     HfTokenSecretInput,
+    ObjectRef,
     PreflightInput,
     WaitForLwsInput,
 )
 from spec.rollout import RoleStrategy, RolloutSpec
 from tests.activities.conftest import REPO, SimCluster
-from tests.activities.specs import environment, example, prepared
+from tests.activities.specs import demo_spec, environment, example, prepared
 
 
 @pytest.fixture(autouse=True)
@@ -127,3 +130,59 @@ async def test_surge_on_a_full_cluster_is_refused_when_it_is_required(
         )
     assert raised.value.type == "InsufficientCapacity"
     assert "maxUnavailable is 0" in str(raised.value)
+
+
+def with_max_connections(spec: RolloutSpec, value: object) -> RolloutSpec:
+    """The spec with infra values the llm-d-infra-demo chart's schema refuses."""
+    values = {
+        **spec.infra.values,
+        "gateway": {
+            **spec.infra.values["gateway"],
+            "destinationRule": {
+                "enabled": True,
+                "host": "epp.example",
+                "trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": value}}},
+            },
+        },
+    }
+    return spec.model_copy(update={"infra": spec.infra.model_copy(update={"values": values})})
+
+
+async def test_chart_values_the_chart_refuses_are_refused_before_any_change(
+    cluster: SimCluster,
+) -> None:
+    spec = with_max_connections(demo_spec(cluster.kubeconfig, "bad-chart-values"), "eight")
+
+    with pytest.raises(ApplicationError) as raised:
+        await environment().run(preflight.preflight, PreflightInput(spec=spec))
+
+    error = raised.value
+    assert error.type == "InvalidSpec" and error.non_retryable
+    line = (
+        "infra.values.gateway.destinationRule.trafficPolicy.connectionPool.tcp.maxConnections: "
+        "got string, want integer"
+    )
+    assert error.message == f"the chart values do not render: {line}"
+    evidence = FailureEvidence.from_details(error.details)
+    assert evidence is not None and evidence.data["problems"] == [line]
+    namespace = ObjectRef(api_version="v1", kind="Namespace", name="bad-chart-values")
+    assert cluster.client().get(namespace) is None
+
+
+async def test_chart_values_are_checked_before_the_cluster_is_reached(tmp_path: Path) -> None:
+    # A kubeconfig that does not exist: any cluster access would fail as KubeconfigInvalid.
+    spec = with_max_connections(demo_spec(tmp_path / "no-kubeconfig", "unreached"), -1)
+
+    with pytest.raises(ApplicationError) as raised:
+        await environment().run(preflight.preflight, PreflightInput(spec=spec))
+
+    assert raised.value.type == "InvalidSpec"
+    assert str(raised.value).endswith("tcp.maxConnections: minimum: got -1, want 1")
+
+
+async def test_valid_chart_values_pass_the_chart_check(cluster: SimCluster) -> None:
+    spec = with_max_connections(demo_spec(cluster.kubeconfig, "good-chart-values"), 256000)
+
+    report = await environment().run(preflight.preflight, PreflightInput(spec=spec))
+
+    assert report.capacity.gpus_asked == 16

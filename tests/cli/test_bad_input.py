@@ -146,3 +146,45 @@ def test_help_documents_every_exit_code() -> None:
         "5  refused (invalid spec or preflight)", "6  a rollout of this target is already running",
     ):
         assert line in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "expected"),
+    [
+        (
+            [], {"TEMPORAL_ADDRESS": "not a host"},
+            "TEMPORAL_ADDRESS='not a host' is not host:port (e.g. 127.0.0.1:7233 or "
+            "temporal.example.com:7233)",
+        ),
+        (
+            ["--address", "127.0.0.1:99999"], {},
+            "--address='127.0.0.1:99999' has no valid port ('99999'; 1-65535 expected)",
+        ),
+        (
+            ["--address", "temporal.example.com"], {},
+            "--address='temporal.example.com' is not host:port (e.g. 127.0.0.1:7233 or "
+            "temporal.example.com:7233)",
+        ),
+        (
+            [], {"TEMPORAL_NAMESPACE": "my namespace"},
+            "TEMPORAL_NAMESPACE='my namespace' must not contain spaces or control characters",
+        ),
+        (
+            ["--task-queue", "queue\n"], {},
+            "--task-queue='queue\\n' must not contain spaces or control characters",
+        ),
+    ],
+    ids=["address-not-a-host", "port-out-of-range", "no-port", "namespace-space", "queue-newline"],
+)
+def test_connection_settings_that_do_not_parse_name_the_setting(
+    argv: list[str], environment: dict[str, str], expected: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    code, out, err = run(["list", *argv], capsys)
+
+    assert code == ExitCode.USAGE
+    assert one_line(err) == f"llmd-rollout: invalid Temporal connection settings: {expected}"
+    assert json.loads(out)["exitCode"] == ExitCode.USAGE

@@ -154,6 +154,52 @@ CASES: list[tuple[str, Mutation, str]] = [
         "infra.chart.path: no Chart.yaml in",
     ),
     (
+        "helm-release-name-too-long",
+        put("infra.releaseName", "i" * 54),
+        "infra.releaseName: '" + "i" * 54 + "' is not a valid Helm release name (lower case "
+        "letters, digits and '-', starting and ending with a letter or digit, at most 53 "
+        "characters)",
+    ),
+    (
+        "helm-release-name-upper-case",
+        put("gatewayProvider.releases.0.releaseName", "Istio-Base"),
+        "gatewayProvider.releases[0].releaseName: 'Istio-Base' is not a valid Helm release name",
+    ),
+    (
+        "chart-name-invalid",
+        put("infra.chart.name", "Bad_Name!"),
+        "infra.chart.name: 'Bad_Name!' is not a valid Helm chart name (lower case letters and "
+        "digits, words separated by '-')",
+    ),
+    (
+        "chart-oci-without-chart",
+        put("dependencies.leaderWorkerSet.release.chart.oci", "oci://registry.k8s.io"),
+        "dependencies.leaderWorkerSet.release.chart.oci: 'oci://registry.k8s.io' is not an OCI "
+        "chart reference (oci://registry/path/chart, lower case path)",
+    ),
+    (
+        "chart-oci-bad-chart-name",
+        put("gatewayProvider.releases.1.chart.oci", "oci://gcr.io/istio-testing/charts/Bad_Name"),
+        "gatewayProvider.releases[1].chart.oci: 'oci://gcr.io/istio-testing/charts/Bad_Name' is "
+        "not an OCI chart reference",
+    ),
+    (
+        "infra-gateway-class-invalid",
+        put("infra.values.gateway.gatewayClassName", "Bad_Name!"),
+        "infra.values.gateway.gatewayClassName: 'Bad_Name!' is not a valid DNS-1123 subdomain "
+        "(lower case letters, digits, '-' and '.', at most 253 characters)",
+    ),
+    (
+        "infra-gateway-class-not-a-string",
+        put("infra.values.gateway.gatewayClassName", 8),
+        "infra.values.gateway.gatewayClassName: must be a GatewayClass name, got 8",
+    ),
+    (
+        "provider-gateway-class-invalid",
+        put("gatewayProvider.gatewayClassName", "Bad_Name!"),
+        "gatewayProvider.gatewayClassName: 'Bad_Name!' is not a valid DNS-1123 subdomain",
+    ),
+    (
         "values-file-missing",
         put("infra.valuesFiles", ["missing-values.yaml"]),
         "infra.valuesFiles[0]: no such file",

@@ -11,10 +11,13 @@ import asyncio
 import json
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from temporalio.client import Client
 
+from cli.exit_codes import ExitCode, for_result
+from spec.reasons import FailureReason
 from spec.workflow_io import ROLLOUT_PHASES, Outcome, Phase, StepStatus, TeardownInput
 from tests.workflows.e2e import (
     HF_TOKEN,
@@ -90,3 +93,33 @@ async def test_teardown_removes_the_stack_and_keeps_the_shared_pieces(
     assert [s.name for s in result.steps] == ["model-service", "helm/infra-wide-ep", "namespace"]
     assert helm_revisions(sim, "istiod", "istio-system") == [1]
     assert HF_TOKEN.encode() not in history_bytes(await handle.fetch_history())
+
+
+def unrenderable_infra_values(document: dict[str, Any]) -> None:
+    """A target of its own, with a connection limit the infra chart's schema refuses."""
+    document["target"]["namespace"] = "bad-chart-values"
+    rule = document["infra"]["values"]["gateway"]["destinationRule"]
+    rule["trafficPolicy"] = {"connectionPool": {"tcp": {"maxConnections": "eight"}}}
+
+
+async def test_a_spec_whose_chart_values_do_not_render_is_refused_in_preflight(
+    client: Client, real_worker: str, sim: SimCluster
+) -> None:
+    # Started straight through Temporal, as a script would: no CLI validate in front of it.
+    spec = sim_spec("bad-values", sim, unrenderable_infra_values)
+    handle = await start_rollout(client, spec, task_queue=real_worker)
+    result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+
+    assert result.failure is not None, result.outcome
+    assert (result.failure.reason, result.failure.phase) == (
+        FailureReason.INVALID_SPEC, Phase.PREFLIGHT
+    )
+    assert result.failure.message.endswith("tcp.maxConnections: got string, want integer")
+    assert for_result(result) == ExitCode.REFUSED
+    assert result.rollback is None or result.rollback.compensations == []
+    namespace = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "get", "namespace", "bad-chart-values",
+         "--kubeconfig", str(sim.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert namespace.returncode != 0 and "NotFound" in namespace.stderr
