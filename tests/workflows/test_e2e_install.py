@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 from temporalio.client import Client
 
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout, start_teardown
 from spec.workflow_io import ROLLOUT_PHASES, Outcome, Phase, StepStatus, TeardownInput
 from tests.workflows.e2e import (
     HF_TOKEN,
@@ -24,8 +26,6 @@ from tests.workflows.e2e import (
     history_bytes,
     sim_spec,
 )
-from workflows.observing import rollout_result
-from workflows.starting import start_rollout, start_teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
