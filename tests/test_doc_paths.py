@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import re
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-PYTHON_ROOTS = (
-    "spec", "workflows", "activities", "manifests", "embedded", "rollouts", "cli",
-    "worker.py", "starter.py", "clustersim/src/clustersim",
-)
+CLUSTERSIM_PACKAGE = "clustersim/src/clustersim"
 # Directories never scanned for README.md files: environments, caches, VCS data.
 SKIPPED_DIRS = {".venv", ".git", "node_modules", "__pycache__", "build", "dist"}
 FILE_EXTENSIONS = (
@@ -134,8 +132,16 @@ def missing_paths(root: Path, references: list[Reference]) -> list[str]:
     return missing
 
 
+def python_roots(root: Path) -> list[str]:
+    """What the product wheel ships (pyproject.toml: packages and py-modules), and clustersim."""
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = [pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]]
+    modules = [f"{name}.py" for name in setuptools["py-modules"]]
+    return [*packages, *modules, CLUSTERSIM_PACKAGE]
+
+
 def python_files(root: Path) -> Iterator[Path]:
-    for name in PYTHON_ROOTS:
+    for name in python_roots(root):
         entry = root / name
         if entry.is_file():
             yield entry
@@ -161,6 +167,12 @@ def repository_references(root: Path) -> list[Reference]:
     for path in markdown_files(root):
         references += references_in(without_fences(path.read_text()), str(path.relative_to(root)))
     return references
+
+
+def test_the_scan_covers_every_product_package() -> None:
+    roots = python_roots(REPO)
+    assert {"workflows", "rollouts", "cli", "worker.py", CLUSTERSIM_PACKAGE} <= set(roots)
+    assert all((REPO / name).exists() for name in roots)
 
 
 def test_every_path_named_in_docstrings_and_readmes_exists() -> None:
