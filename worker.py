@@ -24,16 +24,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.registry import activities
-from embedded.connect import (
+from embedded import (
     ConnectionSettings,
     ConnectionSettingsError,
     add_connection_arguments,
+    configure_logging,
     connect,
+    exit_now,
     settings_from_args,
 )
-from embedded.logging import configure_logging
-from embedded.process_exit import exit_now
-from workflows.registry import WORKFLOWS
+from workflows import WORKFLOWS
 
 # Activities that call the (synchronous) Kubernetes client or helm run on these threads.
 ACTIVITY_THREADS = 16

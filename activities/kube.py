@@ -1,10 +1,11 @@
 """Kubernetes activities: apply, namespaces, CRDs, the HF token Secret, snapshots, delete.
 
 Where it sits: called by the rollout workflows for phases 2, 4, 6 and 9 and for rollback (see
-DESIGN.md). Every write is a server-side apply with field manager `llmd-rollout`, so running an
-activity twice leaves the cluster as one run did and reports "unchanged" the second time (each
-object is read first and its resourceVersion compared after). The waits live in
-activities/waits.py; the blocking client runs on threads while the activity heartbeats.
+docs/architecture.md, "Phases"). Every write is a server-side apply with field manager
+`llmd-rollout`, so running an activity twice leaves the cluster as one run did and reports
+"unchanged" the second time (each object is read first and its resourceVersion compared after).
+The waits live in activities/waits.py; the blocking client runs on threads while the activity
+heartbeats.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ from activities import kube, waits  # noqa: E402
 from activities.kubeclient import KubeClient  # noqa: E402
 from activities.serving import ModelLoadWait  # noqa: E402
 from activities.watching import Collection, Informer  # noqa: E402
-from manifests.labels import epp_name  # noqa: E402
-from spec import load_spec  # noqa: E402
+from manifests import epp_name  # noqa: E402
+from spec import RolloutSpec, load_spec  # noqa: E402
 from spec.activity_io import (  # noqa: E402
     ApplyCrdsInput,
     ApplyModelServiceInput,
@@ -55,7 +55,7 @@ from spec.activity_io import (  # noqa: E402
     ObjectRef,
     WaitForObjectInput,
 )
-from spec.rollout import CrdBundle, RolloutSpec  # noqa: E402
+from spec.rollout import CrdBundle  # noqa: E402
 
 TIME_SCALE = 0.01
 BUDGET = timedelta(seconds=60)

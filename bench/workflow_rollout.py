@@ -47,13 +47,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.registry import activities  # noqa: E402
-from embedded.temporal import TemporalDevServer  # noqa: E402
-from spec import RolloutSpec  # noqa: E402
-from spec.loader import parse_spec  # noqa: E402
+from embedded import TemporalDevServer  # noqa: E402
+from rollouts import rollout_result, start_rollout  # noqa: E402
+from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.workflow_io import Outcome, RolloutResult  # noqa: E402
-from workflows.observing import rollout_result  # noqa: E402
-from workflows.registry import WORKFLOWS  # noqa: E402
-from workflows.starting import start_rollout  # noqa: E402
+from workflows import WORKFLOWS  # noqa: E402
 
 SCALES = (0.01, 0.005)
 REPEATS = 2

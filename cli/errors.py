@@ -12,9 +12,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.exit_codes import ExitCode
-from embedded.connect import ConnectionSettingsError
+from embedded import ConnectionSettingsError
+from rollouts import TargetBusy
 from spec import SpecError
-from workflows.starting import TargetBusy
 
 
 class CliError(Exception):

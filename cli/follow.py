@@ -2,7 +2,7 @@
 
 Where it sits: `status`, `apply --wait`, `teardown --wait` and the demo read rollouts through
 here. The reading itself (the progress query with live heartbeat figures, the result of a failed
-run) is workflows.observing's; this module adds what a command line needs: which run, whether it
+run) is rollouts.observing's; this module adds what a command line needs: which run, whether it
 still runs, what to tell a person when no worker answers, and the exit code to end with.
 """
 
@@ -27,8 +27,8 @@ from cli.errors import NoSuchRollout
 from cli.exit_codes import ExitCode
 from cli.session import Session
 from cli.targets import workflow_id_of
+from rollouts import fetch_progress, rollout_result
 from spec.workflow_io import Progress, RolloutResult, TeardownResult
-from workflows.observing import fetch_progress, rollout_result
 
 # A worker answers a query in milliseconds; this long without an answer means none is polling.
 QUERY_TIMEOUT = timedelta(seconds=5)

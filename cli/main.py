@@ -19,8 +19,7 @@ from cli.errors import CliError, explain
 from cli.exit_codes import ExitCode
 from cli.output import Output
 from cli.parser import Handler, UsageError, build_parser
-from embedded.connect import ConnectionSettingsError, settings_from_args
-from embedded.process_exit import exit_now
+from embedded import ConnectionSettingsError, exit_now, settings_from_args
 
 INTERRUPTED = 130
 DEBUG_ENV = "LLMD_DEBUG"

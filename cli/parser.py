@@ -26,7 +26,7 @@ from cli.commands import (
 )
 from cli.exit_codes import EXIT_CODES_HELP
 from cli.output import Output
-from embedded.connect import add_connection_arguments
+from embedded import add_connection_arguments
 
 Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from temporalio.client import Client
 
 from cli.errors import explain
-from embedded.connect import ConnectionSettings, connect, settings_from_args
+from embedded import ConnectionSettings, connect, settings_from_args
 
 
 @dataclass(frozen=True)

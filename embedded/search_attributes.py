@@ -2,8 +2,8 @@
 
 Where it sits: the embedded dev server registers them at start (`embedded.temporal`),
 docker-compose.yml registers the same names through a one-shot admin-tools service (a test keeps
-the two in step), and workflows upsert them. This module imports nothing, so workflow code can use
-it inside the sandbox.
+the two in step), and workflows upsert them through their own typed keys (workflows/search.py,
+kept in step by tests/workflows/test_rollout.py): workflow code never imports this package.
 """
 
 from collections.abc import Mapping

@@ -34,9 +34,9 @@ class IoModel(BaseModel):
 
 
 class Phase(StrEnum):
-    """Where a rollout is. The first nine are the phases of DESIGN.md, in order; `gate` is a
-    pause or approval between model-service steps (kept apart so waiting for a person does not
-    count as time spent deploying)."""
+    """Where a rollout is. The first nine are the phases of docs/architecture.md ("Phases"), in
+    order; `gate` is a pause or approval between model-service steps (kept apart so waiting for a
+    person does not count as time spent deploying)."""
 
     PREFLIGHT = "preflight"
     DEPENDENCIES = "dependencies"

@@ -1,6 +1,6 @@
 """The names that tie a target to its workflows and schedule.
 
-Where it sits: shared by the client side (workflows.starting, workflows.schedules, the CLI) and by
+Where it sits: shared by the client side (rollouts.starting, rollouts.schedules, the CLI) and by
 UpgradeWorkflow, which starts a rollout under the same ID. One workflow ID per target is the
 guard that keeps two rollouts (or a rollout and a teardown) off one target at a time.
 """

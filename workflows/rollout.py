@@ -1,16 +1,17 @@
 """RolloutWorkflow: converge one target to a spec, or return it to the version that served before.
 
-Where it sits: started by the CLI (workflows.starting) or by a scheduled UpgradeWorkflow under the
-target's workflow ID; it runs the nine phases of DESIGN.md through the activities named in
-workflows.calls, and on failure or abort runs the saga compensations in reverse, then waits for
-and verifies the restored version. An upgrade is the same workflow with a changed spec: phases
-with nothing to change report `unchanged` (helm and server-side apply detect it) and cost seconds.
+Where it sits: started by the CLI (rollouts.starting) or by a scheduled UpgradeWorkflow under the
+target's workflow ID; it runs the nine phases (docs/architecture.md, "Phases") through the
+activities named in workflows.calls, and on failure or abort runs the saga compensations in
+reverse, then waits for and verifies the restored version. An upgrade is the same workflow with a
+changed spec: phases with nothing to change report `unchanged` (helm and server-side apply detect
+it) and cost seconds.
 
 Control: updates `approve`, `pause`, `resume`, `abort` (validated: a request that does not apply
 is rejected with a sentence saying why) and the `progress` query. The Temporal UI shows the phase,
 step, state and last diagnosis through `workflow.set_current_details`, and each activity has a
 summary. Per-pod progress lives in the running activity's heartbeat details, which the workflow
-cannot read; the client overlays them on the query result (workflows.observing), which keeps the
+cannot read; the client overlays them on the query result (rollouts.observing), which keeps the
 history free of polling (a long model load is one activity, whatever its length).
 
 Failure result: the workflow fails with an ApplicationError whose type is the FailureReason and

@@ -1,6 +1,6 @@
 """TeardownWorkflow: remove a target's stack in the reverse order of a rollout.
 
-Where it sits: started by the CLI through workflows.starting under the target's workflow ID, the
+Where it sits: started by the CLI through rollouts.starting under the target's workflow ID, the
 same ID as its rollouts, so a teardown and a rollout of one target never run at the same time.
 Order: model-service objects, the infra release, the HF token Secret (when we created it), the
 last-known-good record, the namespace; then, only when asked, the gateway provider releases and

@@ -1,6 +1,6 @@
 """UpgradeWorkflow: what a target's upgrade schedule runs: start the rollout under the target's ID.
 
-Where it sits: a Temporal Schedule (workflows.schedules) starts it with a timestamped workflow ID,
+Where it sits: a Temporal Schedule (rollouts.schedules) starts it with a timestamped workflow ID,
 so the schedule's own overlap policy cannot keep it off a target a person is already rolling out
 from the CLI. It therefore starts RolloutWorkflow as a child under the target's workflow ID
 (`rollout/<target>`): the server refuses that start while any rollout of the target runs, and the

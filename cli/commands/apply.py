@@ -1,6 +1,6 @@
 """`llmd-rollout apply -f SPEC [--wait]`: start a rollout (install or upgrade) of the spec's target.
 
-The start goes through workflows.starting, the one start path with the per-target guard: while a
+The start goes through rollouts.starting, the one start path with the per-target guard: while a
 rollout or teardown of the target runs, the start is refused (exit 6) naming the running
 workflow. Without --wait the command returns once Temporal has the rollout; with --wait it
 follows it like `status --watch`.
@@ -15,7 +15,7 @@ from cli.exit_codes import ExitCode
 from cli.output import Output
 from cli.session import open_session
 from manifests import spec_revision
-from workflows.starting import start_rollout
+from rollouts import start_rollout
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:

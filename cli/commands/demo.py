@@ -36,16 +36,19 @@ from cli.exit_codes import ExitCode
 from cli.follow import Snapshot
 from cli.output import Output
 from cli.session import Session
-from embedded.child_process import ChildProcessError
-from embedded.clustersim_process import ClusterSimError
-from embedded.connect import connect
-from embedded.demo import DemoEnvironment, DemoEnvironmentError
-from embedded.temporal import DevServerError
+from embedded import (
+    ChildProcessError,
+    ClusterSimError,
+    DemoEnvironment,
+    DemoEnvironmentError,
+    DevServerError,
+    connect,
+)
+from rollouts import start_rollout
 from spec import RolloutSpec
 from spec.rollout import Gate, Target
 from spec.workflow_io import ApproveRequest, ControlResult
-from workflows.ids import rollout_workflow_id
-from workflows.starting import start_rollout
+from workflows import rollout_workflow_id
 
 DEFAULT_TIME_SCALE = 0.01
 INTERRUPTED = 130

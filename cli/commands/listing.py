@@ -21,9 +21,9 @@ from cli.formatting import age_text, cut, duration_text, flexible, table, time_t
 from cli.output import Output
 from cli.session import Session, open_session
 from cli.targets import parse_target
+from rollouts import rollout_result
 from spec.workflow_io import RolloutResult
 from workflows import search
-from workflows.observing import rollout_result
 
 UPGRADE_WORKFLOW = "UpgradeWorkflow"
 _KINDS = {ROLLOUT_WORKFLOW: "rollout", TEARDOWN_WORKFLOW: "teardown", UPGRADE_WORKFLOW: "upgrade"}

@@ -21,10 +21,9 @@ from cli.follow import ROLLOUT_WORKFLOW
 from cli.output import Output
 from cli.session import Session, open_session
 from cli.targets import parse_target
+from rollouts import rollout_result, start_rollout
 from spec.workflow_io import Outcome, RolloutResult
 from workflows import search
-from workflows.observing import rollout_result
-from workflows.starting import start_rollout
 
 # How far back a rollback looks for the revision to return to.
 HISTORY_DEPTH = 50

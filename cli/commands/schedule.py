@@ -1,7 +1,7 @@
 """`llmd-rollout schedule create|list|describe|pause|unpause|trigger|delete`: a target's
 scheduled upgrades.
 
-The schedule itself is workflows.schedules' (one per target, `upgrade/<target>`, overlap skip,
+The schedule itself is rollouts.schedules' (one per target, `upgrade/<target>`, overlap skip,
 pause on failure); each firing runs UpgradeWorkflow, which starts the rollout under the target's
 own workflow ID, so a scheduled upgrade never runs beside a rollout started here. The desired spec
 is stored in the schedule (`-f SPEC`) or read by the worker at each firing (`--worker-path`), and
@@ -27,10 +27,7 @@ from cli.formatting import cut, flexible, table, time_text
 from cli.output import Output
 from cli.session import open_session
 from cli.targets import parse_target
-from spec.types import parse_duration
-from spec.workflow_io import MaintenanceWindow, SpecSource, UpgradeInput
-from workflows.ids import UPGRADE_SCHEDULE_PREFIX, upgrade_schedule_id
-from workflows.schedules import (
+from rollouts import (
     ScheduleStatus,
     create_upgrade_schedule,
     delete_upgrade_schedule,
@@ -39,6 +36,9 @@ from workflows.schedules import (
     trigger_upgrade_schedule,
     unpause_upgrade_schedule,
 )
+from spec.types import parse_duration
+from spec.workflow_io import MaintenanceWindow, SpecSource, UpgradeInput
+from workflows import UPGRADE_SCHEDULE_PREFIX, upgrade_schedule_id
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:

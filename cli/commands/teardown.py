@@ -17,10 +17,10 @@ from cli.follow import ROLLOUT_WORKFLOW
 from cli.output import Output
 from cli.session import Session, open_session
 from cli.targets import parse_target
+from rollouts import start_teardown
 from spec import RolloutSpec
 from spec.workflow_io import TeardownInput
 from workflows import search
-from workflows.starting import start_teardown
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:

@@ -22,6 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from embedded.temporal import TemporalDevServer
+from rollouts.starting import start_rollout, start_teardown
 from spec.workflow_io import ApproveRequest, SpecSource, TeardownInput, UpgradeInput
 from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, crash_loop_on, installed, query, until
@@ -35,7 +36,6 @@ from tests.workflows.specs import (
 )
 from workflows.registry import WORKFLOWS
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import start_rollout, start_teardown
 from workflows.upgrade import UpgradeWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"

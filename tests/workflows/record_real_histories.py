@@ -31,6 +31,8 @@ from temporalio.worker import Worker
 
 from activities.registry import activities
 from embedded.temporal import TemporalDevServer
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout
 from spec.rollout import RolloutSpec
 from spec.workflow_io import ApproveRequest, Outcome, RolloutResult
 from tests.workflows.e2e import (
@@ -44,10 +46,8 @@ from tests.workflows.e2e import (
 )
 from tests.workflows.scenarios import query, until
 from tests.workflows.specs import Change, decode_steps, image
-from workflows.observing import rollout_result
 from workflows.registry import WORKFLOWS
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import start_rollout
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 ROLLOUT_TIMEOUT = 240.0

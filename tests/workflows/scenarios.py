@@ -9,14 +9,14 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
 from spec.workflow_io import Outcome, Progress, RolloutResult
 from tests.workflows.fakes import FakeCluster, Fault
 from tests.workflows.specs import demo_spec
-from workflows.observing import rollout_result
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import start_rollout
 
 WAIT = 30.0
 

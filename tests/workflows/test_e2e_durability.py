@@ -23,6 +23,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from embedded.temporal import TemporalDevServer
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout
 from spec.workflow_io import (
     ROLLOUT_PHASES,
     Outcome,
@@ -41,9 +43,7 @@ from tests.workflows.e2e import (
     worker_process,
 )
 from tests.workflows.specs import image
-from workflows.observing import rollout_result
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import start_rollout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -17,6 +17,8 @@ import pytest
 from temporalio.client import Client
 
 from cli.exit_codes import ExitCode, for_result
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout, start_teardown
 from spec.reasons import FailureReason
 from spec.workflow_io import ROLLOUT_PHASES, Outcome, Phase, StepStatus, TeardownInput
 from tests.workflows.e2e import (
@@ -27,8 +29,6 @@ from tests.workflows.e2e import (
     history_bytes,
     sim_spec,
 )
-from workflows.observing import rollout_result
-from workflows.starting import start_rollout, start_teardown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

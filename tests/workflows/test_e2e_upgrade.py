@@ -21,6 +21,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from rollouts.observing import current_details, rollout_result
+from rollouts.starting import TargetBusy, start_rollout
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
 from spec.workflow_io import (
@@ -41,9 +43,7 @@ from tests.workflows.e2e import (
 )
 from tests.workflows.scenarios import query, until
 from tests.workflows.specs import Change, decode_steps, image
-from workflows.observing import current_details, rollout_result
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import TargetBusy, start_rollout
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from rollouts.observing import PendingActivity, overlay, result_of_failure
 from spec.workflow_io import (
     Outcome,
     Phase,
@@ -15,7 +16,6 @@ from spec.workflow_io import (
     RolloutResult,
     RunState,
 )
-from workflows.observing import PendingActivity, overlay, result_of_failure
 
 NOW = datetime(2025, 7, 7, tzinfo=UTC)
 

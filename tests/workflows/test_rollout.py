@@ -11,6 +11,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError
 
+from rollouts.observing import current_details, fetch_progress, rollout_result
+from rollouts.starting import TargetBusy, start_rollout
 from spec.reasons import FailureReason
 from spec.workflow_io import (
     ROLLOUT_PHASES,
@@ -38,9 +40,7 @@ from tests.workflows.specs import (
     infra_values,
 )
 from workflows import search
-from workflows.observing import current_details, fetch_progress, rollout_result
 from workflows.rollout import RolloutWorkflow
-from workflows.starting import TargetBusy, start_rollout
 
 # --- install and upgrade ----------------------------------------------------------------------
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
+from rollouts.starting import TargetBusy, start_rollout, start_teardown
 from spec.workflow_io import Outcome, StepStatus, TeardownInput
 from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, installed
 from tests.workflows.specs import demo_spec
-from workflows.starting import TargetBusy, start_rollout, start_teardown
 
 
 async def test_teardown_removes_the_stack_in_reverse_order_and_keeps_shared_pieces(

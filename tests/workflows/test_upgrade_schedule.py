@@ -12,14 +12,8 @@ import yaml
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from spec.reasons import FailureReason
-from spec.workflow_io import MaintenanceWindow, Outcome, SpecSource, UpgradeInput, UpgradeResult
-from tests.workflows.fakes import FakeCluster
-from tests.workflows.scenarios import WAIT, crash_loop_on, installed
-from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, image
-from workflows.ids import rollout_workflow_id
-from workflows.observing import rollout_result
-from workflows.schedules import (
+from rollouts.observing import rollout_result
+from rollouts.schedules import (
     ScheduleStatus,
     create_upgrade_schedule,
     delete_upgrade_schedule,
@@ -28,7 +22,13 @@ from workflows.schedules import (
     trigger_upgrade_schedule,
     unpause_upgrade_schedule,
 )
-from workflows.starting import start_rollout
+from rollouts.starting import start_rollout
+from spec.reasons import FailureReason
+from spec.workflow_io import MaintenanceWindow, Outcome, SpecSource, UpgradeInput, UpgradeResult
+from tests.workflows.fakes import FakeCluster
+from tests.workflows.scenarios import WAIT, crash_loop_on, installed
+from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, image
+from workflows.ids import rollout_workflow_id
 from workflows.upgrade import UpgradeWorkflow
 
 

@@ -1,4 +1,4 @@
-"""LeaderWorkerSet controller (v0.7.0 semantics, NOTES.md section d).
+"""LeaderWorkerSet controller, v0.7.0 semantics (clustersim/src/clustersim/agent/README.md).
 
 Objects: a leader StatefulSet `<lws>` (pods `<lws>-<group>`), one worker StatefulSet per group
 `<lws>-<group>` owned by its leader pod (pods `<lws>-<group>-<worker>`, ordinals from 1), a headless

@@ -31,8 +31,7 @@ from temporalio.client import (
 )
 
 from spec.workflow_io import UpgradeInput
-from workflows.ids import upgrade_schedule_id
-from workflows.upgrade import UpgradeWorkflow
+from workflows import UpgradeWorkflow, upgrade_schedule_id
 
 DEFAULT_CATCHUP_WINDOW = timedelta(minutes=10)
 

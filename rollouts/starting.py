@@ -1,6 +1,7 @@
 """Client side: start a rollout or teardown of a target, at most one at a time per target.
 
-Where it sits: the CLI (starter.py) and the tests call these; UpgradeWorkflow applies the same
+Where it sits: in rollouts/, the Temporal client side; the CLI's `apply`, `rollback`,
+`teardown` and `demo` and the tests call these; UpgradeWorkflow applies the same
 guard from inside Temporal (a child workflow under the same ID). The guard is the workflow ID,
 `rollout/<cluster>/<namespace>/<name>`, started with id_conflict_policy FAIL (a running workflow
 with that ID refuses the start, whoever started it) and id_reuse_policy ALLOW_DUPLICATE (once the
@@ -17,7 +18,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from spec.rollout import RolloutSpec
+from spec import RolloutSpec
 from spec.workflow_io import (
     Phase,
     RolloutInput,
@@ -25,10 +26,7 @@ from spec.workflow_io import (
     TeardownInput,
     TeardownResult,
 )
-from workflows import search
-from workflows.ids import rollout_workflow_id
-from workflows.rollout import RolloutWorkflow
-from workflows.teardown import TeardownWorkflow
+from workflows import RolloutWorkflow, TeardownWorkflow, rollout_workflow_id, search
 
 
 class TargetBusy(Exception):
