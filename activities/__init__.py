@@ -13,12 +13,10 @@ from activities.preflight import (
     capacity_sync,
     check_crds,
 )
-from activities.serving import Gateway
 
 __all__ = [
     "GATEWAY_API_CRDS",
     "INFERENCE_EXTENSION_CRDS",
-    "Gateway",
     "capacity_sync",
     "check_crds",
     "model_service_objects",

@@ -66,8 +66,7 @@ async def run_blocking(function: Callable[[], T], step: str) -> T:
         done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
         if done:
             return task.result()
-        with contextlib.suppress(RuntimeError):
-            activity.heartbeat({"step": step})
+        heartbeat_step(step)
 
 
 def heartbeat_step(step: str) -> None:

@@ -13,19 +13,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
 from temporalio import activity
 
 import manifests
 from activities.failures import failure, target_client
 from activities.heartbeat import run_blocking
 from k8s.client import KubeClient, KubeError
+from k8s.crds import (
+    CRD_API,
+    KubectlFailed,
+    crd_documents,
+    is_kustomization,
+    kubectl_apply_kustomization,
+)
 from k8s.objects import apply_all, delete_refs, list_owned, refusal
 from k8s.readiness import is_true
 from k8s.snapshot import (
@@ -41,7 +44,6 @@ from k8s.snapshot import (
     snapshot_name,
 )
 from k8s.watching import Collection, Informer, Wakeup
-from manifests import CrdBundleName
 from spec.activity_io import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
@@ -67,10 +69,6 @@ from spec.activity_io import (
 )
 from spec.reasons import FailureReason
 from spec.rollout import RoleName, RolloutSpec, Target
-
-CRD_API = "apiextensions.k8s.io/v1"
-KUBECTL_ENV = "LLMD_KUBECTL"
-_YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def model_service_objects(input: ApplyModelServiceInput) -> list[dict[str, Any]]:
@@ -146,59 +144,6 @@ async def ensure_namespace(input: EnsureNamespaceInput) -> ApplyResult:
 # --- CRDs --------------------------------------------------------------------------------------
 
 
-def crd_documents(source: str, bundle: CrdBundleName) -> list[dict[str, Any]]:
-    """The CRDs of a builtin bundle, a local file or directory of YAML, or a URL to a YAML file."""
-    if source == "builtin":
-        return manifests.builtin_crds(bundle)
-    if source.startswith(("http://", "https://")):
-        response = httpx.get(source, follow_redirects=True, timeout=30.0)
-        response.raise_for_status()
-        return _crds_in(response.text)
-    path = Path(source)
-    files = (
-        sorted(p for p in path.iterdir() if p.suffix in _YAML_SUFFIXES) if path.is_dir() else [path]
-    )
-    documents: list[dict[str, Any]] = []
-    for file in files:
-        documents += _crds_in(file.read_text(encoding="utf-8"))
-    return documents
-
-
-def _crds_in(text: str) -> list[dict[str, Any]]:
-    return [
-        d
-        for d in yaml.safe_load_all(text)
-        if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
-    ]
-
-
-def is_kustomization(source: str) -> bool:
-    return source.startswith(("http://", "https://")) and not source.split("?")[0].endswith(
-        _YAML_SUFFIXES
-    )
-
-
-def kubectl_apply_kustomization(target: Target, source: str) -> list[str]:
-    """`kubectl apply --server-side -k URL` (kustomize needs kubectl); the CRD names applied."""
-    command = [os.environ.get(KUBECTL_ENV, "kubectl"), "apply", "--server-side", "-k", source]
-    command += ["--field-manager", "llmd-rollout", "--force-conflicts", "-o", "name"]
-    if target.kubeconfig:
-        command += ["--kubeconfig", target.kubeconfig]
-    if target.context:
-        command += ["--context", target.context]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    if done.returncode != 0:
-        raise failure(
-            FailureReason.APPLY_REJECTED,
-            f"kubectl apply -k {source} failed: {done.stderr.strip()[-800:]}",
-        )
-    return [
-        line.split("/", 1)[1]
-        for line in done.stdout.splitlines()
-        if line.startswith("customresourcedefinition")
-    ]
-
-
 async def wait_crds_established(client: KubeClient, names: list[str], timeout: float) -> list[str]:
     """Watch CRDs until each named one is Established; fail naming those that are not."""
     wakeup = Wakeup()
@@ -235,10 +180,13 @@ async def apply_crds(input: ApplyCrdsInput) -> CrdsResult:
             )
             return CrdsResult(apply=ApplyResult(), established=established, skipped=True)
         if is_kustomization(bundle.source):
-            names = await run_blocking(
-                lambda: kubectl_apply_kustomization(input.target, bundle.source),
-                f"kubectl apply -k {bundle.source}",
-            )
+            try:
+                names = await run_blocking(
+                    lambda: kubectl_apply_kustomization(input.target, bundle.source),
+                    f"kubectl apply -k {bundle.source}",
+                )
+            except KubectlFailed as error:
+                raise failure(FailureReason.APPLY_REJECTED, error.message) from None
             result = ApplyResult(
                 outcomes=[
                     ObjectOutcome(

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from temporalio import activity
 
 from activities.failures import failure, target_client
@@ -29,6 +28,7 @@ from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progre
 from activities.waits import LWS_API, nodes_by_name
 from k8s.client import KubeClient, KubeError
 from k8s.diagnosis import pod_summary
+from k8s.gateway import Gateway
 from k8s.podfailures import PodFailureCheck
 from k8s.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
 from k8s.watching import Collection, Informer, LogFollower, Wakeup
@@ -67,7 +67,6 @@ PROBE_RETRY_SECONDS = 1.0
 # A silence in weight loading shorter than this share of the budget is never a stall.
 STALL_BUDGET_SHARE = 0.01
 RESPONSE_EXCERPT = 2000
-GATEWAY_RETRIES = 4
 
 
 def vllm_container(role: RoleName) -> str:
@@ -424,45 +423,6 @@ async def wait_for_model_load(input: ModelLoadInput) -> ModelLoadResult:
 
 
 # --- verification ------------------------------------------------------------------------------
-
-
-class Gateway:
-    """The gateway as verification reaches it: a URL, or the Service through the API proxy."""
-
-    def __init__(self, spec: RolloutSpec, client: KubeClient) -> None:
-        self.spec = spec
-        self.client = client
-        self.access = spec.verification.gateway
-        self.timeout = spec.verification.request_timeout.total_seconds()
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        """One request, retried a few times while the gateway answers 502/503/504 (no healthy
-        upstream yet); the last answer otherwise."""
-        status, data = 0, b""
-        for attempt in range(GATEWAY_RETRIES):
-            status, data = self._once(method, path, body)
-            if status not in (502, 503, 504):
-                break
-            time.sleep(min(2.0, 0.25 * 2**attempt))
-        return status, data
-
-    def _once(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
-        if self.access.url:
-            url = self.access.url.rstrip("/") + path
-            try:
-                response = httpx.request(method, url, json=body, timeout=self.timeout)
-            except httpx.HTTPError as error:
-                return 0, str(error).encode()
-            return response.status_code, response.content
-        return self.client.service_proxy(
-            self.spec.target.namespace,
-            self.spec.gateway_service,
-            self.access.port,
-            path,
-            method,
-            body,
-            self.timeout,
-        )
 
 
 def _role_metrics(

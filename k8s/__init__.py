@@ -1,5 +1,6 @@
 """Kubernetes plumbing: the client, watches, object writes, readiness, pod-failure diagnosis,
-capacity planning, quantities and snapshots of applied configuration.
+capacity planning, quantities, snapshots of applied configuration, and the serving gateway as
+reached through the API server.
 
 Where it sits: below activities/ (which turn what happens here into Temporal results and
 errors) and the CLI's `plan`; above spec/ and manifests/. Nothing here knows of Temporal, and
@@ -8,6 +9,7 @@ re-exported here; the modules hold the rest.
 """
 
 from k8s.client import ApiUnavailable, KubeClient, KubeConfigError, KubeError, UnknownKind
+from k8s.gateway import Gateway
 from k8s.objects import (
     OWNED_KINDS,
     ObjectRefused,
@@ -24,6 +26,7 @@ __all__ = [
     "OWNED_KINDS",
     "ApiUnavailable",
     "Collection",
+    "Gateway",
     "Informer",
     "KubeClient",
     "KubeConfigError",

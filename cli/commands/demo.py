@@ -27,7 +27,6 @@ from typing import Any
 from rich.json import JSON
 from rich.rule import Rule
 
-from activities import Gateway
 from cli.commands.common import load_spec_file, requester, watch_snapshot
 from cli.documents import status_document
 from cli.errors import CliError
@@ -40,7 +39,7 @@ from embedded.clustersim_process import ClusterSimError
 from embedded.connect import connect
 from embedded.demo import DemoEnvironment, DemoEnvironmentError
 from embedded.temporal import DevServerError
-from k8s import KubeClient
+from k8s import Gateway, KubeClient
 from spec import RolloutSpec
 from spec.rollout import Gate, Target
 from spec.workflow_io import ApproveRequest, ControlResult
