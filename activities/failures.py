@@ -39,7 +39,7 @@ def failure(
     return ApplicationError(message, found.to_details(), type=reason.value, non_retryable=True)
 
 
-def client_for(target: Target) -> KubeClient:
+def _client_for(target: Target) -> KubeClient:
     """The target's client; a client configuration that cannot work (kubeconfig missing,
     malformed, without the context) is the non-retryable KubeconfigInvalid failure, not
     something Temporal retries for the whole budget."""
@@ -60,7 +60,7 @@ async def target_client(target: Target) -> AsyncIterator[KubeClient]:
     """`async with target_client(spec.target) as client:` the target's client for the block,
     closed after it; what the API (or a watched pod) said went wrong leaves the block as the
     Temporal error `api_failure` (or `PodFailure`'s reason) names."""
-    client = client_for(target)
+    client = _client_for(target)
     try:
         yield client
     except KubeError as error:
