@@ -20,7 +20,7 @@ BIN := $(VENV)/bin
 # the product so `python -m clustersim` runs from the same venv; the product's wheel never has it.
 INSTALL_STAMP := $(VENV)/.llmd-install-stamp
 
-PRODUCT_PACKAGES := spec workflows activities manifests embedded rollouts cli
+PRODUCT_PACKAGES := spec workflows activities k8s helmcli vllmsignals manifests embedded rollouts cli
 CLUSTERSIM_PACKAGE := clustersim/src/clustersim
 ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=

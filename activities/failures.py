@@ -4,22 +4,23 @@ Where it sits: every activity raises through these helpers. A failure a retry ca
 non-retryable `ApplicationError` whose type is a `FailureReason` value and whose one detail is a
 `FailureEvidence`; an API that keeps answering "try again" is a retryable error of its own type,
 never a failure reason, so Temporal's retry policy handles it.
+
+The Kubernetes activities reach their target through `target_client`: it builds the client,
+closes it, and translates what the plumbing in k8s/ raises, in one place and one way
+(`api_failure`, and `PodFailure` from the waits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
-from activities.kubeclient import (
-    ApiUnavailable,
-    KubeClient,
-    KubeConfigError,
-    KubeError,
-    UnknownKind,
-)
+from k8s.client import ApiUnavailable, KubeClient, KubeConfigError, KubeError, UnknownKind
+from k8s.objects import ObjectRefused
+from k8s.podfailures import PodFailure
 from spec.activity_io import FailureEvidence, ObjectEvidence, ObjectRef
 from spec.reasons import FailureReason
 from spec.rollout import Target
@@ -38,7 +39,7 @@ def failure(
     return ApplicationError(message, found.to_details(), type=reason.value, non_retryable=True)
 
 
-def kube_client(target: Target) -> KubeClient:
+def _client_for(target: Target) -> KubeClient:
     """The target's client; a client configuration that cannot work (kubeconfig missing,
     malformed, without the context) is the non-retryable KubeconfigInvalid failure, not
     something Temporal retries for the whole budget."""
@@ -54,23 +55,52 @@ def kube_client(target: Target) -> KubeClient:
         ) from None
 
 
-def api_unavailable(error: ApiUnavailable) -> ApplicationError:
-    """Retryable: the activity runs again after Temporal's back-off."""
-    return ApplicationError(str(error), type=API_UNAVAILABLE, non_retryable=False)
+@asynccontextmanager
+async def target_client(target: Target) -> AsyncIterator[KubeClient]:
+    """`async with target_client(spec.target) as client:` the target's client for the block,
+    closed after it; what the API (or a watched pod) said went wrong leaves the block as the
+    Temporal error `api_failure` (or `PodFailure`'s reason) names."""
+    client = _client_for(target)
+    try:
+        yield client
+    except KubeError as error:
+        raise api_failure(error) from None
+    except PodFailure as error:
+        raise failure(error.reason, error.message, error.evidence) from None
+    finally:
+        client.close()
 
 
-def apply_failure(error: KubeError, ref: ObjectRef, forced: bool) -> ApplicationError:
-    """Why the API server refused to apply `ref`, as a reason a person can act on."""
+def api_failure(error: KubeError) -> ApplicationError:
+    """The one translation of a Kubernetes API error: "retry" when the API server kept failing,
+    otherwise the reason a person can act on."""
     if isinstance(error, ApiUnavailable):
-        return api_unavailable(error)
+        # Retryable: the activity runs again after Temporal's back-off.
+        return ApplicationError(
+            f"the Kubernetes API server is unreachable: {error.message}",
+            type=API_UNAVAILABLE,
+            non_retryable=False,
+        )
+    if isinstance(error, ObjectRefused):
+        return _refused(error)
     if isinstance(error, UnknownKind):
+        return failure(FailureReason.MISSING_CRD, error.message)
+    # Anything else the API refused (401, 403, a bad request) is no "try again" either.
+    return failure(FailureReason.CLUSTER_UNREACHABLE, error.message, status=error.status)
+
+
+def _refused(error: ObjectRefused) -> ApplicationError:
+    ref = error.ref
+    if error.verb == "delete":
+        return failure(FailureReason.APPLY_REJECTED, f"cannot delete {ref}: {error.message}")
+    if error.unknown_kind:
         return failure(
             FailureReason.MISSING_CRD,
             f"cannot apply {ref}: {error.message}; install its CRD (dependencies in the spec)",
             object=str(ref),
         )
-    if error.status == 409 and not forced:
-        owners = conflict_owners(error)
+    if error.status == 409 and not error.forced:
+        owners = error.conflict_owners
         return failure(
             FailureReason.APPLY_CONFLICT,
             f"{ref} has fields owned by another manager ({', '.join(owners) or 'unknown'}); "
@@ -86,16 +116,6 @@ def apply_failure(error: KubeError, ref: ObjectRef, forced: bool) -> Application
         status=error.status,
         causes=[dict(c) for c in error.causes],
     )
-
-
-def conflict_owners(error: KubeError) -> list[str]:
-    """The managers named in a server-side apply conflict ('conflict with "helm" ...')."""
-    owners = []
-    for cause in error.causes:
-        message = str(cause.get("message", ""))
-        if 'conflict with "' in message:
-            owners.append(message.split('conflict with "', 1)[1].split('"', 1)[0])
-    return list(dict.fromkeys(owners))
 
 
 def object_evidence(obj: Mapping[str, Any]) -> ObjectEvidence:

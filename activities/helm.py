@@ -1,57 +1,46 @@
 """Helm activities: install or upgrade a release, roll it back, uninstall it, read its state.
 
 Where it sits: phases 2, 3 and 5 (LWS controller, gateway provider, infra chart) and their
-rollback. It runs the helm CLI named by $LLMD_HELM (default `helm` on PATH), v3 or v4, with the
-arguments from activities/helmcli.py. Values go through a private 0600 file, never the command
-line. A re-run with the same chart and values creates no new revision ("unchanged"). A release
-a killed helm left in pending-install/-upgrade/-rollback (helm's "another operation is in
-progress" lock) is repaired first: a pending install is uninstalled, a pending upgrade or
-rollback is rolled back to the last good revision. Helm runs as a subprocess the activity
-heartbeats over; cancelling the activity terminates it.
+rollback. Helm runs through helmcli/ (the runner, and the arguments in helmcli/commands.py),
+heartbeating while it runs; cancelling the activity terminates it. Values go through a private
+0600 file, never the command line. A re-run with the same chart and values creates no new
+revision ("unchanged"). A release a killed helm left in pending-install/-upgrade/-rollback
+(helm's "another operation is in progress" lock) is repaired first: a pending install is
+uninstalled, a pending upgrade or rollback is rolled back to the last good revision.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import os
-import shutil
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import failure
-from activities.helmcli import (
+from activities.heartbeat import heartbeat_step
+from helmcli import (
+    HelmCommandFailed,
+    HelmError,
+    HelmRunner,
+    HelmTimedOut,
+    HelmUnusable,
     HelmVersion,
-    command_line,
     digest_of,
-    get_values_args,
-    history_args,
     in_progress,
     is_unchanged,
-    last_lines,
     local_chart_version,
     not_found,
-    parse_history,
     parse_release,
-    parse_version,
+    private_values_file,
     release_digest,
     repair_for,
     rollback_args,
-    transient,
     uninstall_args,
     upgrade_args,
     user_values,
 )
-from activities.watching import HEARTBEAT_SECONDS
 from spec.activity_io import (
     HelmReleaseInput,
     HelmReleaseState,
@@ -63,133 +52,45 @@ from spec.activity_io import (
 from spec.reasons import FailureReason
 from spec.rollout import Target
 
-HELM_ENV = "LLMD_HELM"
 HELM_TRANSIENT = "HelmTransientError"
-# Helm's own operations get their --timeout; reading commands get this long.
-READ_TIMEOUT_SECONDS = 120.0
-_GRACE_SECONDS = 10.0
 
 
-def helm_binary() -> str:
-    """$LLMD_HELM, else `helm` on PATH, else the pinned helm `make venv` installs beside Python
-    (so the CLI run as .venv/bin/llmd-rollout finds it without an activated venv)."""
-    configured = os.environ.get(HELM_ENV)
-    if configured:
-        return configured
-    pinned = Path(sys.executable).parent / "helm"
-    if shutil.which("helm") is None and pinned.is_file():
-        return str(pinned)
-    return "helm"
-
-
-@contextlib.contextmanager
-def private_values_file(values: Mapping[str, Any]) -> Iterator[Path]:
-    """`values` in a file only this user may read, removed afterwards: values can hold secrets,
-    so they never go on a command line."""
-    with tempfile.TemporaryDirectory(prefix="llmd-helm-") as private:
-        values_file = Path(private) / "values.json"
-        descriptor = os.open(values_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump(values, handle)
-        yield values_file
-
-
-@dataclass(frozen=True)
-class HelmRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run_helm(args: list[str], timeout: float, step: str) -> HelmRun:
-    """Run helm, heartbeating while it runs; terminate it if the activity is cancelled."""
-    binary = helm_binary()
-    if shutil.which(binary) is None:
-        raise failure(
-            FailureReason.PREFLIGHT,
-            f"helm not found: {binary!r} (set ${HELM_ENV} to the helm binary)",
+def helm_failure(error: HelmError) -> ApplicationError:
+    """What a helm error means to a rollout: no usable helm is a preflight failure; a timeout
+    or a failure of the connection to the API server is retried after a back-off; any other
+    failure is HelmFailed with the command and helm's last lines."""
+    if isinstance(error, HelmUnusable):
+        return failure(FailureReason.PREFLIGHT, error.message)
+    if isinstance(error, HelmTimedOut):
+        return ApplicationError(error.message, type=HELM_TRANSIENT)
+    if isinstance(error, HelmCommandFailed):
+        if error.transient:
+            return ApplicationError(error.message, type=HELM_TRANSIENT, non_retryable=False)
+        return failure(
+            FailureReason.HELM_FAILED,
+            error.message,
+            command=error.command,
+            stderr=error.stderr_lines,
         )
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    task = asyncio.ensure_future(process.communicate())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    return failure(FailureReason.HELM_FAILED, error.message)
+
+
+@contextmanager
+def helm_errors() -> Iterator[None]:
+    """Inside: a `HelmError` leaves as the Temporal error `helm_failure` names."""
     try:
-        while not task.done():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise ApplicationError(
-                    f"helm did not finish within {timeout:.0f}s: {command_line(args)}",
-                    type=HELM_TRANSIENT,
-                )
-            await asyncio.wait({task}, timeout=min(remaining, HEARTBEAT_SECONDS))
-            with contextlib.suppress(RuntimeError):
-                activity.heartbeat({"step": step})
-    except BaseException:
-        await _stop(process)
-        raise
-    stdout, stderr = task.result()
-    return HelmRun(
-        process.returncode or 0, stdout.decode(errors="replace"), stderr.decode(errors="replace")
-    )
+        yield
+    except HelmError as error:
+        raise helm_failure(error) from None
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), _GRACE_SECONDS)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-
-
-_VERSIONS: dict[str, HelmVersion] = {}
-
-
-async def helm_version() -> HelmVersion:
-    binary = helm_binary()
-    if binary not in _VERSIONS:
-        done = await run_helm(["version", "--short"], READ_TIMEOUT_SECONDS, "helm version")
-        if done.returncode != 0:
-            raise failure(FailureReason.PREFLIGHT, f"`{binary} version` failed: {done.stderr}")
-        _VERSIONS[binary] = parse_version(done.stdout)
-    version = _VERSIONS[binary]
-    if not version.supported:
-        raise failure(
-            FailureReason.PREFLIGHT,
-            f"helm {version.text} is not supported (helm v3.8+ or v4 is): set ${HELM_ENV}",
-        )
-    return version
-
-
-def _helm_failed(what: str, args: list[str], run: HelmRun) -> ApplicationError:
-    lines = last_lines(run.stderr)
-    message = f"{what} failed: {' | '.join(lines[-3:]) or f'exit code {run.returncode}'}"
-    if transient(run.stderr):
-        # The API server, not the release: Temporal retries the activity after a back-off.
-        return ApplicationError(message, type=HELM_TRANSIENT, non_retryable=False)
-    return failure(FailureReason.HELM_FAILED, message, command=command_line(args), stderr=lines)
-
-
-async def release_state(target: Target, release: str, namespace: str) -> HelmReleaseState:
-    args = history_args(target, release, namespace)
-    done = await run_helm(args, READ_TIMEOUT_SECONDS, f"helm history {release}")
-    if done.returncode != 0:
-        if not_found(done.stderr):
-            return HelmReleaseState(release_name=release, namespace=namespace, exists=False)
-        raise _helm_failed(f"helm history {release}", args, done)
-    return parse_history(done.stdout, release, namespace)
+def runner() -> HelmRunner:
+    """A runner that heartbeats the step while helm runs."""
+    return HelmRunner(beat=heartbeat_step)
 
 
 async def repair_stuck(
-    version: HelmVersion, target: Target, state: HelmReleaseState, timeout: float
+    helm: HelmRunner, version: HelmVersion, target: Target, state: HelmReleaseState, timeout: float
 ) -> str | None:
     """Free a release locked in pending-* by a killed helm; what was done, or None."""
     action = repair_for(state)
@@ -210,33 +111,29 @@ async def repair_stuck(
         what = f"rollback of {release} stuck in {state.status} to revision {revision}"
         done_text = f"rolled back to revision {revision} (was {state.status})"
     activity.logger.warning("repairing helm release: %s", what)
-    done = await run_helm(args, timeout, what)
+    done = await helm.run(args, timeout, what)
     if done.returncode != 0:
-        raise _helm_failed(what, args, done)
+        raise HelmCommandFailed(what, args, done)
     return done_text
-
-
-async def _deployed_values(target: Target, release: str, namespace: str) -> dict[str, object]:
-    args = get_values_args(target, release, namespace)
-    done = await run_helm(args, READ_TIMEOUT_SECONDS, f"helm get values {release}")
-    if done.returncode != 0:
-        raise _helm_failed(f"helm get values {release}", args, done)
-    values = json.loads(done.stdout or "null")
-    return values if isinstance(values, dict) else {}
 
 
 @activity.defn
 async def helm_upgrade_install(input: HelmReleaseInput) -> HelmResult:
     """`helm upgrade --install` the release; unchanged chart and values make no new revision."""
-    version = await helm_version()
+    with helm_errors():
+        return await _upgrade_install(runner(), input)
+
+
+async def _upgrade_install(helm: HelmRunner, input: HelmReleaseInput) -> HelmResult:
+    version = await helm.version()
     release = input.release
     name = release.release_name
     namespace = release.namespace or input.target.namespace
     timeout = input.timeout.total_seconds()
-    state = await release_state(input.target, name, namespace)
-    repaired = await repair_stuck(version, input.target, state, timeout)
+    state = await helm.release_state(input.target, name, namespace)
+    repaired = await repair_stuck(helm, version, input.target, state, timeout)
     if repaired:
-        state = await release_state(input.target, name, namespace)
+        state = await helm.release_state(input.target, name, namespace)
     try:
         values = user_values(release)
     except (OSError, ValueError) as error:
@@ -255,7 +152,9 @@ async def helm_upgrade_install(input: HelmReleaseInput) -> HelmResult:
         described = state.history[-1].description if state.history else ""
         # Helm's own record of the values is needed only for a release we did not install.
         deployed = (
-            None if digest_of(described) else await _deployed_values(input.target, name, namespace)
+            None
+            if digest_of(described)
+            else await helm.deployed_values(input.target, name, namespace)
         )
         if is_unchanged(state, digest, deployed, values, local_chart_version(release.chart)):
             return base.model_copy(
@@ -273,14 +172,14 @@ async def helm_upgrade_install(input: HelmReleaseInput) -> HelmResult:
             input.timeout,
         )
         step = f"helm upgrade --install {name}"
-        done = await run_helm(args, timeout + 60, step)
+        done = await helm.run(args, timeout + 60, step)
         if done.returncode != 0 and in_progress(done.stderr):
             # Locked by a helm killed between our check and now: repair once and retry.
-            state = await release_state(input.target, name, namespace)
-            repaired = await repair_stuck(version, input.target, state, timeout) or repaired
-            done = await run_helm(args, timeout + 60, step)
+            state = await helm.release_state(input.target, name, namespace)
+            repaired = await repair_stuck(helm, version, input.target, state, timeout) or repaired
+            done = await helm.run(args, timeout + 60, step)
     if done.returncode != 0:
-        raise _helm_failed(step, args, done)
+        raise HelmCommandFailed(step, args, done)
     revision, status, chart = parse_release(done.stdout)
     return base.model_copy(
         update={
@@ -297,8 +196,13 @@ async def helm_upgrade_install(input: HelmReleaseInput) -> HelmResult:
 async def helm_rollback(input: HelmRollbackInput) -> HelmResult:
     """Roll the release back to `revision`; a no-op when the latest revision already is that
     rollback and deployed."""
-    version = await helm_version()
-    state = await release_state(input.target, input.release_name, input.namespace)
+    with helm_errors():
+        return await _rollback(runner(), input)
+
+
+async def _rollback(helm: HelmRunner, input: HelmRollbackInput) -> HelmResult:
+    version = await helm.version()
+    state = await helm.release_state(input.target, input.release_name, input.namespace)
     base = HelmResult(
         release_name=input.release_name,
         namespace=input.namespace,
@@ -322,10 +226,10 @@ async def helm_rollback(input: HelmRollbackInput) -> HelmResult:
         input.timeout,
     )
     step = f"helm rollback {input.release_name} {input.revision}"
-    done = await run_helm(args, input.timeout.total_seconds() + 60, step)
+    done = await helm.run(args, input.timeout.total_seconds() + 60, step)
     if done.returncode != 0:
-        raise _helm_failed(step, args, done)
-    after = await release_state(input.target, input.release_name, input.namespace)
+        raise HelmCommandFailed(step, args, done)
+    after = await helm.release_state(input.target, input.release_name, input.namespace)
     return base.model_copy(
         update={
             "action": "rolled-back",
@@ -339,28 +243,32 @@ async def helm_rollback(input: HelmRollbackInput) -> HelmResult:
 @activity.defn
 async def helm_uninstall(input: HelmUninstallInput) -> HelmResult:
     """Uninstall the release; "absent" when there is none."""
-    version = await helm_version()
-    state = await release_state(input.target, input.release_name, input.namespace)
-    base = HelmResult(
-        release_name=input.release_name,
-        namespace=input.namespace,
-        action="absent",
-        helm_version=version.text,
-    )
-    if not state.exists:
-        return base
-    args = uninstall_args(
-        version, input.target, input.release_name, input.namespace, input.wait, input.timeout
-    )
-    step = f"helm uninstall {input.release_name}"
-    done = await run_helm(args, input.timeout.total_seconds() + 60, step)
-    if done.returncode != 0 and not not_found(done.stderr):
-        raise _helm_failed(step, args, done)
-    return base.model_copy(update={"action": "uninstalled", "revision": state.revision})
+    with helm_errors():
+        helm = runner()
+        version = await helm.version()
+        state = await helm.release_state(input.target, input.release_name, input.namespace)
+        base = HelmResult(
+            release_name=input.release_name,
+            namespace=input.namespace,
+            action="absent",
+            helm_version=version.text,
+        )
+        if not state.exists:
+            return base
+        args = uninstall_args(
+            version, input.target, input.release_name, input.namespace, input.wait, input.timeout
+        )
+        step = f"helm uninstall {input.release_name}"
+        done = await helm.run(args, input.timeout.total_seconds() + 60, step)
+        if done.returncode != 0 and not not_found(done.stderr):
+            raise HelmCommandFailed(step, args, done)
+        return base.model_copy(update={"action": "uninstalled", "revision": state.revision})
 
 
 @activity.defn
 async def helm_release_status(input: HelmStatusInput) -> HelmReleaseState:
     """The release's revisions (helm history), so a workflow knows where a rollback goes."""
-    await helm_version()
-    return await release_state(input.target, input.release_name, input.namespace)
+    with helm_errors():
+        helm = runner()
+        await helm.version()
+        return await helm.release_state(input.target, input.release_name, input.namespace)

@@ -3,9 +3,10 @@
 Where it sits: called by the rollout workflows for phases 2, 4, 6 and 9 and for rollback (see
 docs/architecture.md, "Phases"). Every write is a server-side apply with field manager
 `llmd-rollout`, so running an activity twice leaves the cluster as one run did and reports
-"unchanged" the second time (each object is read first and its resourceVersion compared after).
-The waits live in activities/waits.py; the blocking client runs on threads while the activity
-heartbeats.
+"unchanged" the second time (each object is read first and its resourceVersion compared after;
+k8s/objects.py). The waits live
+in activities/waits.py; the blocking client runs on threads while the activity heartbeats, and
+`target_client` turns what the API said into the failure (or retry) the workflow sees.
 """
 
 from __future__ import annotations
@@ -13,21 +14,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import subprocess
 import time
-from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
 from temporalio import activity
 
 import manifests
-from activities.failures import api_unavailable, apply_failure, failure, kube_client
-from activities.kubeclient import ApiUnavailable, KubeClient, KubeError, UnknownKind
-from activities.readiness import is_true
-from activities.snapshot import (
+from activities.failures import failure, target_client
+from activities.heartbeat import run_blocking
+from k8s.client import KubeClient, KubeError
+from k8s.crds import (
+    KubectlFailed,
+    crd_documents,
+    is_kustomization,
+    kubectl_apply_kustomization,
+)
+from k8s.objects import apply_all, delete_refs, list_owned, refusal
+from k8s.readiness import is_true
+from k8s.snapshot import (
     REVISION_KEY,
     SnapshotError,
     decode_snapshot,
@@ -39,16 +43,13 @@ from activities.snapshot import (
     snapshot_digest,
     snapshot_name,
 )
-from activities.watching import Collection, Informer, Wakeup, run_blocking
-from manifests import CrdBundleName
+from k8s.watching import Collection, Informer, Wakeup
 from spec.activity_io import (
     MANAGED_BY_LABEL,
     MANAGED_BY_VALUE,
-    ROLLOUT_LABEL,
     ApplyCrdsInput,
     ApplyModelServiceInput,
     ApplyModelServiceResult,
-    ApplyObjectsInput,
     ApplyResult,
     CrdsResult,
     DeleteObjectsInput,
@@ -69,70 +70,6 @@ from spec.activity_io import (
 from spec.crds import CRD_API_VERSION, CRD_KIND
 from spec.reasons import FailureReason
 from spec.rollout import RoleName, RolloutSpec, Target
-
-# The kinds a rollout's model-service objects come in (manifests/render.py): what a snapshot,
-# a restore and a delete-by-rollout look for under the ownership labels.
-OWNED_KINDS: tuple[tuple[str, str], ...] = (
-    ("v1", "ServiceAccount"),
-    ("v1", "ConfigMap"),
-    ("v1", "Service"),
-    ("apps/v1", "Deployment"),
-    ("rbac.authorization.k8s.io/v1", "Role"),
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-    ("inference.networking.x-k8s.io/v1alpha2", "InferencePool"),
-    ("inference.networking.x-k8s.io/v1alpha2", "InferenceModel"),
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
-    ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
-)
-KUBECTL_ENV = "LLMD_KUBECTL"
-_YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def owned_selector(rollout: str) -> str:
-    return f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE},{ROLLOUT_LABEL}={rollout}"
-
-
-# --- apply -------------------------------------------------------------------------------------
-
-
-def apply_all(
-    client: KubeClient, objects: Iterable[Mapping[str, Any]], force: bool, namespace: str
-) -> ApplyResult:
-    """Server-side apply each object in order; what each apply did, by resourceVersion."""
-    outcomes = []
-    for original in objects:
-        obj = dict(original)
-        ref = ObjectRef.of(obj)
-        try:
-            if client.resource_of(ref).namespaced and not ref.namespace:
-                obj["metadata"] = {**obj["metadata"], "namespace": namespace}
-                ref = ObjectRef.of(obj)
-            before = client.get(ref)
-            after = client.apply(obj, force)
-        except KubeError as error:
-            raise apply_failure(error, ref, force) from None
-        version = (after.get("metadata") or {}).get("resourceVersion")
-        if before is None:
-            action = "created"
-        elif (before.get("metadata") or {}).get("resourceVersion") == version:
-            action = "unchanged"
-        else:
-            action = "configured"
-        outcomes.append(ObjectOutcome(ref=ref, action=action, resource_version=version))
-    return ApplyResult(outcomes=outcomes)
-
-
-@activity.defn
-async def apply_objects(input: ApplyObjectsInput) -> ApplyResult:
-    """Server-side apply the given objects (forced only when the caller owns them)."""
-    client = kube_client(input.target)
-    try:
-        return await run_blocking(
-            lambda: apply_all(client, input.objects, input.force, input.target.namespace),
-            f"applying {len(input.objects)} objects",
-        )
-    finally:
-        client.close()
 
 
 def model_service_objects(input: ApplyModelServiceInput) -> list[dict[str, Any]]:
@@ -165,14 +102,11 @@ def _set_surge(spec: RolloutSpec, lws: dict[str, Any], role: RoleName, surge: in
 async def apply_model_service(input: ApplyModelServiceInput) -> ApplyModelServiceResult:
     """Render (manifests/) and server-side apply the model-service objects, forced: ours."""
     objects = model_service_objects(input)
-    client = kube_client(input.spec.target)
-    try:
+    async with target_client(input.spec.target) as client:
         result = await run_blocking(
             lambda: apply_all(client, objects, True, input.spec.target.namespace),
             f"applying model service ({input.part})",
         )
-    finally:
-        client.close()
     return ApplyModelServiceResult(revision=manifests.spec_revision(input.spec), apply=result)
 
 
@@ -194,7 +128,7 @@ def ensure_namespace_sync(client: KubeClient, name: str) -> ObjectOutcome:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         created = client.apply(body, force=False)
     except KubeError as error:
-        raise apply_failure(error, ref, False) from None
+        raise refusal(error, ref, "apply", False) from None
     version = created["metadata"].get("resourceVersion")
     return ObjectOutcome(ref=ref, action="created", resource_version=version)
 
@@ -202,69 +136,13 @@ def ensure_namespace_sync(client: KubeClient, name: str) -> ObjectOutcome:
 @activity.defn
 async def ensure_namespace(input: EnsureNamespaceInput) -> ApplyResult:
     """Create the namespace unless it exists (an existing one is left as it is)."""
-    client = kube_client(input.target)
     name = input.namespace or input.target.namespace
-    try:
+    async with target_client(input.target) as client:
         outcome = await run_blocking(lambda: ensure_namespace_sync(client, name), name)
-    finally:
-        client.close()
     return ApplyResult(outcomes=[outcome])
 
 
 # --- CRDs --------------------------------------------------------------------------------------
-
-
-def crd_documents(source: str, bundle: CrdBundleName) -> list[dict[str, Any]]:
-    """The CRDs of a builtin bundle, a local file or directory of YAML, or a URL to a YAML file."""
-    if source == "builtin":
-        return manifests.builtin_crds(bundle)
-    if source.startswith(("http://", "https://")):
-        response = httpx.get(source, follow_redirects=True, timeout=30.0)
-        response.raise_for_status()
-        return _crds_in(response.text)
-    path = Path(source)
-    files = (
-        sorted(p for p in path.iterdir() if p.suffix in _YAML_SUFFIXES) if path.is_dir() else [path]
-    )
-    documents: list[dict[str, Any]] = []
-    for file in files:
-        documents += _crds_in(file.read_text(encoding="utf-8"))
-    return documents
-
-
-def _crds_in(text: str) -> list[dict[str, Any]]:
-    return [
-        d
-        for d in yaml.safe_load_all(text)
-        if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
-    ]
-
-
-def is_kustomization(source: str) -> bool:
-    return source.startswith(("http://", "https://")) and not source.split("?")[0].endswith(
-        _YAML_SUFFIXES
-    )
-
-
-def kubectl_apply_kustomization(target: Target, source: str) -> list[str]:
-    """`kubectl apply --server-side -k URL` (kustomize needs kubectl); the CRD names applied."""
-    command = [os.environ.get(KUBECTL_ENV, "kubectl"), "apply", "--server-side", "-k", source]
-    command += ["--field-manager", "llmd-rollout", "--force-conflicts", "-o", "name"]
-    if target.kubeconfig:
-        command += ["--kubeconfig", target.kubeconfig]
-    if target.context:
-        command += ["--context", target.context]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    if done.returncode != 0:
-        raise failure(
-            FailureReason.APPLY_REJECTED,
-            f"kubectl apply -k {source} failed: {done.stderr.strip()[-800:]}",
-        )
-    return [
-        line.split("/", 1)[1]
-        for line in done.stdout.splitlines()
-        if line.startswith("customresourcedefinition")
-    ]
 
 
 async def wait_crds_established(client: KubeClient, names: list[str], timeout: float) -> list[str]:
@@ -295,19 +173,21 @@ async def wait_crds_established(client: KubeClient, names: list[str], timeout: f
 @activity.defn
 async def apply_crds(input: ApplyCrdsInput) -> CrdsResult:
     """Install (or, when already installed, check) a CRD bundle and wait until Established."""
-    client = kube_client(input.target)
     bundle = input.bundle
-    try:
+    async with target_client(input.target) as client:
         if bundle.already_installed:
             established = await wait_crds_established(
                 client, list(input.expected), input.timeout.total_seconds()
             )
             return CrdsResult(apply=ApplyResult(), established=established, skipped=True)
         if is_kustomization(bundle.source):
-            names = await run_blocking(
-                lambda: kubectl_apply_kustomization(input.target, bundle.source),
-                f"kubectl apply -k {bundle.source}",
-            )
+            try:
+                names = await run_blocking(
+                    lambda: kubectl_apply_kustomization(input.target, bundle.source),
+                    f"kubectl apply -k {bundle.source}",
+                )
+            except KubectlFailed as error:
+                raise failure(FailureReason.APPLY_REJECTED, error.message) from None
             result = ApplyResult(
                 outcomes=[
                     ObjectOutcome(
@@ -333,10 +213,6 @@ async def apply_crds(input: ApplyCrdsInput) -> CrdsResult:
             client, sorted(set(names) | set(input.expected)), input.timeout.total_seconds()
         )
         return CrdsResult(apply=result, established=established)
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()
 
 
 # --- the HF token Secret -----------------------------------------------------------------------
@@ -349,7 +225,7 @@ def hf_secret_sync(client: KubeClient, input: HfTokenSecretInput) -> SecretResul
     try:
         existing = client.get(ref)
     except KubeError as error:
-        raise apply_failure(error, ref, False) from None
+        raise refusal(error, ref, "apply", False) from None
     base = SecretResult(
         name=token.secret_name, namespace=namespace, key=token.secret_key, action="verified"
     )
@@ -408,28 +284,11 @@ def hf_secret_sync(client: KubeClient, input: HfTokenSecretInput) -> SecretResul
 async def ensure_hf_token_secret(input: HfTokenSecretInput) -> SecretResult:
     """Create/update the HF token Secret from the worker's environment, or verify an existing
     one. The value is read here only and never leaves this function."""
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         return await run_blocking(lambda: hf_secret_sync(client, input), "HF token Secret")
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()
 
 
 # --- owned objects, snapshots, last-known-good, restore ----------------------------------------
-
-
-def list_owned(client: KubeClient, namespace: str, rollout: str) -> list[dict[str, Any]]:
-    """Every object the rollout owns in the namespace (kinds whose CRD is absent are skipped)."""
-    found: list[dict[str, Any]] = []
-    for api_version, kind in OWNED_KINDS:
-        try:
-            items, _ = client.list_objects(api_version, kind, namespace, owned_selector(rollout))
-        except UnknownKind:
-            continue
-        found += items
-    return found
 
 
 def _config_map(client: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
@@ -466,13 +325,8 @@ def snapshot_sync(client: KubeClient, input: SnapshotInput) -> SnapshotRef:
 async def snapshot_objects(input: SnapshotInput) -> SnapshotRef:
     """Store the applied configuration of every object the rollout owns (and the spec, when
     given) in a snapshot ConfigMap in the target namespace."""
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         return await run_blocking(lambda: snapshot_sync(client, input), "snapshot")
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()
 
 
 def read_snapshot(
@@ -507,15 +361,10 @@ def read_snapshot(
 @activity.defn
 async def read_last_known_good(input: SnapshotLookupInput) -> LastKnownGood:
     """The recorded last-known-good revision (or the snapshot of `input.revision`)."""
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         found = await run_blocking(
             lambda: read_snapshot(client, input.target, input.rollout, input.revision), "lookup"
         )
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()
     if found is None:
         return LastKnownGood(rollout=input.rollout, revision=None)
     snapshot = found[0]
@@ -550,32 +399,8 @@ def mark_sync(client: KubeClient, input: MarkLastKnownGoodInput) -> LastKnownGoo
 @activity.defn
 async def mark_last_known_good(input: MarkLastKnownGoodInput) -> LastKnownGood:
     """Record `revision` as the one a later rollback returns to (kept in the cluster)."""
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         return await run_blocking(lambda: mark_sync(client, input), "last-known-good")
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()
-
-
-def delete_refs(
-    client: KubeClient, refs: Iterable[ObjectRef], propagation: str
-) -> list[ObjectOutcome]:
-    outcomes = []
-    for ref in refs:
-        try:
-            gone_before = not client.delete(ref, propagation)
-        except UnknownKind:
-            gone_before = True
-        except KubeError as error:
-            if isinstance(error, ApiUnavailable):
-                raise api_unavailable(error) from None
-            raise failure(
-                FailureReason.APPLY_REJECTED, f"cannot delete {ref}: {error.message}"
-            ) from None
-        outcomes.append(ObjectOutcome(ref=ref, action="absent" if gone_before else "deleted"))
-    return outcomes
 
 
 async def wait_gone(client: KubeClient, refs: list[ObjectRef], timeout: float) -> None:
@@ -622,8 +447,7 @@ def _key(ref: ObjectRef) -> str:
 @activity.defn
 async def delete_objects(input: DeleteObjectsInput) -> DeleteResult:
     """Delete the given objects (and/or all a rollout owns) and wait until they are gone."""
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         refs = list(input.refs)
         if input.rollout:
             owned = await run_blocking(
@@ -639,10 +463,6 @@ async def delete_objects(input: DeleteObjectsInput) -> DeleteResult:
             input.timeout.total_seconds(),
         )
         return DeleteResult(outcomes=outcomes)
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()
 
 
 def restore_sync(client: KubeClient, input: RestoreInput) -> tuple[RestoreResult, list[ObjectRef]]:
@@ -676,12 +496,7 @@ async def restore_snapshot(input: RestoreInput) -> RestoreResult:
     """Put the rollout's objects back as a snapshot holds them: apply their applied
     configurations (forced, our field manager), delete what the rollout owns now that the
     snapshot does not hold, and wait until that is gone."""
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         result, gone = await run_blocking(lambda: restore_sync(client, input), "restoring")
         await wait_gone(client, gone, input.timeout.total_seconds())
         return result
-    except ApiUnavailable as error:
-        raise api_unavailable(error) from None
-    finally:
-        client.close()

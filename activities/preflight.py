@@ -1,12 +1,12 @@
 """Preflight: can this rollout run here at all? Checked before any change to the cluster.
 
 Where it sits: phase 1 of a rollout. It renders every local chart with its values (a value a
-chart refuses is InvalidSpec, activities/chartcheck.py), reads the API server's version, checks
-for the CRDs the spec says are already installed, checks the helm binary, and plans capacity:
-every pod of every group of the roles being (re)created, plus the surge groups an update
-creates first, against what the nodes can still hold (activities/capacity.py). An impossible
-plan fails with InsufficientCapacity and the plan, node by node, as evidence; an unreachable API
-server is a retryable error, never a failure reason.
+chart refuses is InvalidSpec, helmcli/render.py), reads the API server's version, checks for the
+CRDs the spec says are already installed, checks the helm binary, and plans capacity: every pod
+of every group of the roles being (re)created, plus the surge groups an update creates first,
+against what the nodes can still hold (k8s/capacity.py). An impossible plan fails with
+InsufficientCapacity and the plan, node by node, as evidence; an unreachable API server is a
+retryable error, never a failure reason.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 import manifests
-from activities.capacity import (
+from activities.failures import failure, target_client
+from activities.heartbeat import run_blocking
+from activities.helm import helm_errors, runner
+from helmcli.render import problems_of, render_charts
+from k8s.capacity import (
     RolePlan,
     plan_capacity,
     resolve_surge,
     resolve_unavailable,
     template_changed,
 )
-from activities.chartcheck import problems_of, render_charts
-from activities.failures import failure, kube_client
-from activities.helm import helm_version
-from activities.kubeclient import ApiUnavailable, KubeClient, KubeError
-from activities.readiness import is_true
-from activities.watching import run_blocking
+from k8s.client import KubeClient, KubeError
+from k8s.readiness import is_true
 from spec.activity_io import (
     CapacityPlan,
     CrdCheck,
@@ -143,38 +143,12 @@ async def refuse_unrenderable_charts(spec: RolloutSpec) -> None:
         )
 
 
-def _unreachable(error: ApiUnavailable) -> ApplicationError:
-    return ApplicationError(
-        f"the Kubernetes API server is unreachable: {error.message}",
-        type=FailureReason.CLUSTER_UNREACHABLE.value,
-        non_retryable=False,
-    )
-
-
-@activity.defn
-async def check_capacity(input: PreflightInput) -> CapacityPlan:
-    """Plan where every pod goes; refuse (InsufficientCapacity) when they do not all fit."""
-    client = kube_client(input.spec.target)
-    try:
-        plan = await run_blocking(
-            lambda: capacity_sync(client, input.spec, list(input.roles)), "capacity plan"
-        )
-    except ApiUnavailable as error:
-        raise _unreachable(error) from None
-    finally:
-        client.close()
-    if not plan.fits:
-        raise refuse(plan)
-    return plan
-
-
 @activity.defn
 async def preflight(input: PreflightInput) -> PreflightReport:
-    """Chart values, API reachable (and its version), required CRDs, helm, the capacity plan."""
+    """API reachable (and its version), required CRDs, helm, and the capacity plan."""
     spec = input.spec
     await refuse_unrenderable_charts(spec)
-    client = kube_client(spec.target)
-    try:
+    async with target_client(spec.target) as client:
         version = await run_blocking(client.server_version, "API server version")
         crds = await run_blocking(lambda: check_crds(client, required_crds(spec)), "CRDs")
         missing = [c.name for c in crds if not (c.present and c.established)]
@@ -185,14 +159,11 @@ async def preflight(input: PreflightInput) -> PreflightReport:
                 f"Established: {', '.join(missing)}",
                 missing=missing,
             )
-        helm = await helm_version()
+        with helm_errors():
+            helm = await runner().version()
         plan = await run_blocking(
             lambda: capacity_sync(client, spec, list(input.roles)), "capacity plan"
         )
-    except ApiUnavailable as error:
-        raise _unreachable(error) from None
-    finally:
-        client.close()
     if not plan.fits:
         raise refuse(plan)
     return PreflightReport(

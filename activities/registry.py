@@ -19,9 +19,7 @@ def activities() -> list[Callable[..., Any]]:
         specfile.load_spec_file,
         # preflight (phase 1)
         preflight.preflight,
-        preflight.check_capacity,
         # Kubernetes objects (phases 2, 4, 6, 9 and rollback)
-        kube.apply_objects,
         kube.apply_model_service,
         kube.ensure_namespace,
         kube.apply_crds,

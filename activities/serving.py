@@ -21,32 +21,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from temporalio import activity
 
-from activities.diagnosis import pod_summary
-from activities.failures import failure, kube_client
-from activities.kubeclient import KubeClient, KubeError
-from activities.metrics import (
-    GENERATION_TOKENS,
-    PROMPT_TOKENS,
-    REQUEST_SUCCESS,
-    counter_sums,
-    delta,
-)
-from activities.podfailures import PodFailureCheck
-from activities.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
-from activities.vllmlog import LoadLog
-from activities.waits import LWS_API, informer_failure, nodes_by_name
-from activities.watching import (
-    HEARTBEAT_SECONDS,
-    Collection,
-    Heartbeater,
-    Informer,
-    LogFollower,
-    Wakeup,
-    previous_progress,
-)
+from activities.failures import failure, target_client
+from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
+from activities.waits import LWS_API, nodes_by_name
+from k8s.client import KubeClient, KubeError
+from k8s.diagnosis import pod_summary
+from k8s.gateway import Gateway
+from k8s.podfailures import PodFailureCheck
+from k8s.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
+from k8s.watching import Collection, Informer, LogFollower, Wakeup
 from manifests.labels import role_labels
 from manifests.lws import vllm_port
 from spec.activity_io import (
@@ -66,6 +51,14 @@ from spec.activity_io import (
 )
 from spec.reasons import FailureReason
 from spec.rollout import ROLES, RoleName, RolloutSpec
+from vllmsignals.loadlog import LoadLog
+from vllmsignals.metrics import (
+    GENERATION_TOKENS,
+    PROMPT_TOKENS,
+    REQUEST_SUCCESS,
+    counter_sums,
+    delta,
+)
 
 # Without a log line saying the server is up, probe a running pod this often (real seconds).
 PROBE_FALLBACK_SECONDS = 10.0
@@ -74,7 +67,6 @@ PROBE_RETRY_SECONDS = 1.0
 # A silence in weight loading shorter than this share of the budget is never a stall.
 STALL_BUDGET_SHARE = 0.01
 RESPONSE_EXCERPT = 2000
-GATEWAY_RETRIES = 4
 
 
 def vllm_container(role: RoleName) -> str:
@@ -179,7 +171,7 @@ class ModelLoadWait:
         while True:
             for informer in self.required:
                 if informer.error is not None:
-                    raise informer_failure(informer.error, f"{self.lws_name} ({self.role})")
+                    raise informer.error.about(f"cannot watch {self.lws_name} ({self.role})")
             if all(i.synced for i in self.required):
                 result = await self._step()
                 if result is not None:
@@ -422,55 +414,15 @@ class ModelLoadWait:
 @activity.defn
 async def wait_for_model_load(input: ModelLoadInput) -> ModelLoadResult:
     """Wait until vLLM serves the model on every pod of the role's current revision."""
-    client = kube_client(input.spec.target)
-    wait = ModelLoadWait(input, client)
-    try:
-        return await wait.run()
-    finally:
-        wait.stop()
-        client.close()
+    async with target_client(input.spec.target) as client:
+        wait = ModelLoadWait(input, client)
+        try:
+            return await wait.run()
+        finally:
+            wait.stop()
 
 
 # --- verification ------------------------------------------------------------------------------
-
-
-class Gateway:
-    """The gateway as verification reaches it: a URL, or the Service through the API proxy."""
-
-    def __init__(self, spec: RolloutSpec, client: KubeClient) -> None:
-        self.spec = spec
-        self.client = client
-        self.access = spec.verification.gateway
-        self.timeout = spec.verification.request_timeout.total_seconds()
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        """One request, retried a few times while the gateway answers 502/503/504 (no healthy
-        upstream yet); the last answer otherwise."""
-        status, data = 0, b""
-        for attempt in range(GATEWAY_RETRIES):
-            status, data = self._once(method, path, body)
-            if status not in (502, 503, 504):
-                break
-            time.sleep(min(2.0, 0.25 * 2**attempt))
-        return status, data
-
-    def _once(self, method: str, path: str, body: Any) -> tuple[int, bytes]:
-        if self.access.url:
-            url = self.access.url.rstrip("/") + path
-            try:
-                response = httpx.request(method, url, json=body, timeout=self.timeout)
-            except httpx.HTTPError as error:
-                return 0, str(error).encode()
-            return response.status_code, response.content
-        return self.client.service_proxy(
-            self.spec.target.namespace,
-            self.spec.gateway_service,
-            self.access.port,
-            path,
-            method,
-            body,
-            self.timeout,
-        )
 
 
 def _role_metrics(
@@ -591,15 +543,12 @@ async def verify_gateway(input: VerifyInput) -> VerificationResult:
     """GET /v1/models, POST /v1/completions through the gateway, and check that prefill and
     decode both served the request; a failed check fails with VerificationFailed and says which
     check and what came back."""
-    client = kube_client(input.spec.target)
-    try:
+    async with target_client(input.spec.target) as client:
         task = asyncio.ensure_future(asyncio.to_thread(verify_sync, input.spec, client))
         while not task.done():
             await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
             activity.heartbeat({"step": "verifying through the gateway"})
         result = task.result()
-    finally:
-        client.close()
     failed = [c for c in result.checks if not c.passed]
     if failed:
         message = "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)

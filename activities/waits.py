@@ -1,9 +1,9 @@
 """Wait activities: a LeaderWorkerSet rollout, a Deployment, a Gateway, an HTTPRoute.
 
 Where it sits: called by the workflows after an apply or a Helm release (phases 3, 5, 6 and
-rollback). Each wait watches (informers from activities/watching.py) and re-evaluates on every
+rollback). Each wait watches (informers from k8s/watching.py) and re-evaluates on every
 event: it finishes the moment the object is ready, fails the moment a pod shows a failure (with
-the reason and evidence from activities/podfailures.py) or the object reports a state waiting
+the reason and evidence from k8s/podfailures.py) or the object reports a state waiting
 cannot fix, and otherwise fails when its own budget (`timeout`, counted from the first attempt:
 a retry resumes from the heartbeat) is spent.
 """
@@ -17,10 +17,11 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.failures import failure, kube_client, object_evidence
-from activities.kubeclient import KubeClient, KubeError, UnknownKind
-from activities.podfailures import PodFailureCheck
-from activities.readiness import (
+from activities.failures import failure, object_evidence, target_client
+from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
+from k8s.client import KubeClient
+from k8s.podfailures import PodFailureCheck
+from k8s.readiness import (
     LWS_NAME,
     Readiness,
     deployment_readiness,
@@ -28,14 +29,7 @@ from activities.readiness import (
     lws_state,
     route_readiness,
 )
-from activities.watching import (
-    HEARTBEAT_SECONDS,
-    Collection,
-    Heartbeater,
-    Informer,
-    Wakeup,
-    previous_progress,
-)
+from k8s.watching import Collection, Informer, Wakeup
 from spec.activity_io import (
     FailureEvidence,
     ObjectRef,
@@ -48,15 +42,6 @@ from spec.reasons import FailureReason
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
-
-
-def informer_failure(error: KubeError, what: str) -> Exception:
-    if isinstance(error, UnknownKind):
-        return failure(FailureReason.MISSING_CRD, f"cannot watch {what}: {error.message}")
-    return failure(
-        FailureReason.CLUSTER_UNREACHABLE,
-        f"cannot watch {what}: HTTP {error.status}: {error.message}",
-    )
 
 
 def started_at() -> datetime:
@@ -120,7 +105,7 @@ class WaitLoop:
         while True:
             for informer in self.informers:
                 if informer.error is not None:
-                    raise informer_failure(informer.error, str(self.ref))
+                    raise informer.error.about(f"cannot watch {self.ref}")
             if all(i.synced for i in self.informers):
                 readiness = await evaluate()
                 detail = readiness.detail
@@ -167,9 +152,8 @@ async def wait_for_lws_rollout(input: WaitForLwsInput) -> WaitResult:
     ref = ObjectRef(
         api_version=LWS_API, kind="LeaderWorkerSet", name=input.name, namespace=namespace
     )
-    client = kube_client(input.target)
-    checker = PodFailureCheck(client, namespace)
-    try:
+    async with target_client(input.target) as client:
+        checker = PodFailureCheck(client, namespace)
         with WaitLoop(
             client, ref, FailureReason.ROLLOUT_TIMEOUT, input.timeout.total_seconds()
         ) as loop:
@@ -203,8 +187,6 @@ async def wait_for_lws_rollout(input: WaitForLwsInput) -> WaitResult:
                 return found
 
             return await loop.run(evaluate, on_timeout)
-    finally:
-        client.close()
 
 
 @activity.defn
@@ -212,9 +194,8 @@ async def wait_for_deployment(input: WaitForObjectInput) -> WaitResult:
     """Wait until a Deployment is Available with every replica updated."""
     namespace = input.namespace or input.target.namespace
     ref = ObjectRef(api_version="apps/v1", kind="Deployment", name=input.name, namespace=namespace)
-    client = kube_client(input.target)
-    checker = PodFailureCheck(client, namespace)
-    try:
+    async with target_client(input.target) as client:
+        checker = PodFailureCheck(client, namespace)
         with WaitLoop(
             client, ref, FailureReason.ROLLOUT_TIMEOUT, input.timeout.total_seconds()
         ) as loop:
@@ -247,8 +228,6 @@ async def wait_for_deployment(input: WaitForObjectInput) -> WaitResult:
                 )
 
             return await loop.run(evaluate, on_timeout)
-    finally:
-        client.close()
 
 
 async def _wait_for_condition(
@@ -259,8 +238,7 @@ async def _wait_for_condition(
 ) -> WaitResult:
     namespace = input.namespace or input.target.namespace
     ref = ObjectRef(api_version=GATEWAY_API, kind=kind, name=input.name, namespace=namespace)
-    client = kube_client(input.target)
-    try:
+    async with target_client(input.target) as client:
         with WaitLoop(client, ref, reason, input.timeout.total_seconds()) as loop:
             watched = loop.watch(
                 Collection(GATEWAY_API, kind, namespace, None, f"metadata.name={input.name}")
@@ -273,8 +251,6 @@ async def _wait_for_condition(
                 return _evidence(reason, message, [watched.get(f"{namespace}/{input.name}")])
 
             return await loop.run(evaluate, on_timeout)
-    finally:
-        client.close()
 
 
 @activity.defn

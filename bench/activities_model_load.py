@@ -40,9 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from activities import kube, waits  # noqa: E402
-from activities.kubeclient import KubeClient  # noqa: E402
 from activities.serving import ModelLoadWait  # noqa: E402
-from activities.watching import Collection, Informer  # noqa: E402
+from k8s import Collection, Informer, KubeClient  # noqa: E402
 from manifests import epp_name  # noqa: E402
 from spec import RolloutSpec, load_spec  # noqa: E402
 from spec.activity_io import (  # noqa: E402

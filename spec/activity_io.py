@@ -92,19 +92,6 @@ class ApplyResult(IOModel):
         return sum(1 for o in self.outcomes if o.action == action)
 
 
-class ApplyObjectsInput(IOModel):
-    """Server-side apply `objects` with field manager `llmd-rollout`.
-
-    `force=True` takes over fields another manager owns; use it only for objects the spec says we
-    own (our model-service objects), never for Helm-managed ones: without it a conflict is the
-    non-retryable `ApplyConflict` failure naming the other manager.
-    """
-
-    target: Target
-    objects: list[dict[str, Any]]
-    force: bool = False
-
-
 ModelServicePart = Literal["shared", "prefill", "decode", "all"]
 
 
@@ -194,7 +181,7 @@ class SnapshotInput(IOModel):
     `llmd-rollout-snapshot-<rollout>-<revision>`, so a rollback can restore them even if the
     Temporal history is gone. What is stored of each object is its applied configuration: the
     fields field manager `llmd-rollout` applied (its managedFields entry), never what the server
-    or a webhook defaulted (activities/snapshot.py). `revision` names what the objects are (e.g.
+    or a webhook defaulted (k8s/snapshot.py). `revision` names what the objects are (e.g.
     the spec revision that produced them); `spec`, the spec that produced them, is stored too
     (it holds no secret: only the name of the HF token's environment variable). Re-taking the
     same revision replaces it only when the objects or the spec changed."""

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from temporalio.client import WorkflowExecution
 
-from activities.chartcheck import problems_of, render_charts
 from cli.documents import status_document
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
@@ -22,6 +21,7 @@ from cli.live import display_for
 from cli.output import Output
 from cli.session import Session
 from cli.views import snapshot_view
+from helmcli.render import problems_of, render_charts
 from spec import RolloutSpec, SpecError, load_spec
 from spec.workflow_io import RolloutInput
 

@@ -27,8 +27,6 @@ from typing import Any
 from rich.json import JSON
 from rich.rule import Rule
 
-from activities.kubeclient import KubeClient
-from activities.serving import Gateway
 from cli.commands.common import load_spec_file, requester, watch_snapshot
 from cli.documents import status_document
 from cli.errors import CliError
@@ -44,6 +42,7 @@ from embedded import (
     DevServerError,
     connect,
 )
+from k8s import Gateway, KubeClient
 from rollouts import start_rollout
 from spec import RolloutSpec
 from spec.rollout import Gate, Target

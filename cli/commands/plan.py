@@ -28,23 +28,22 @@ from kubernetes.config.config_exception import ConfigException
 from rich.console import Group, RenderableType
 from rich.syntax import Syntax
 from rich.text import Text
-from temporalio.exceptions import ApplicationError
 
-from activities.helm import release_state
-from activities.helmcli import digest_of, release_digest, user_values
-from activities.kube import model_service_objects, read_snapshot
-from activities.kubeclient import ApiUnavailable, KubeClient, KubeError, UnknownKind
-from activities.preflight import (
+from activities import (
     GATEWAY_API_CRDS,
     INFERENCE_EXTENSION_CRDS,
     capacity_sync,
     check_crds,
+    model_service_objects,
+    read_snapshot,
 )
 from cli.commands.common import check_charts, load_spec_file
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
 from cli.formatting import flexible, table
 from cli.output import Output
+from helmcli import HelmError, HelmRunner, digest_of, release_digest, user_values
+from k8s import ApiUnavailable, KubeClient, KubeError, UnknownKind
 from manifests import spec_revision
 from spec import RolloutSpec
 from spec.activity_io import (
@@ -239,8 +238,8 @@ async def _release_change(target: Target, phase: str, release: HelmRelease) -> R
         chart += f" {release.chart.version}"
     base = ReleaseChange(phase, release.release_name, namespace, chart, None, None, "install")
     try:
-        state = await release_state(target, release.release_name, namespace)
-    except ApplicationError as error:
+        state = await HelmRunner().release_state(target, release.release_name, namespace)
+    except HelmError as error:
         return _replace(base, action=f"unknown: {error.message}")
     if not state.exists:
         return base

@@ -2,7 +2,7 @@
 
 Needs nothing running: no cluster, no Temporal. Every problem is reported at once, one line
 each with its YAML path; the ValidationResult document lists them for scripts. After the spec
-itself, every local chart is rendered with its values (activities.chartcheck, helm template), so
+itself, every local chart is rendered with its values (helmcli.render, helm template), so
 a value the chart's schema or templates refuse is reported here, before any rollout.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from activities.chartcheck import ChartRender, problems_of, render_charts
 from cli.exit_codes import ExitCode
 from cli.output import Output
+from helmcli.render import ChartRender, problems_of, render_charts
 from spec import SpecError, load_spec
 from spec.summary import render_summary, summarize
 

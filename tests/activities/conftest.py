@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.kubeclient import KubeClient
+from k8s.client import KubeClient
 from spec.rollout import Target
 
 REPO = Path(__file__).resolve().parents[2]

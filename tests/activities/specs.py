@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from temporalio.testing import ActivityEnvironment
 
 from activities import kube
+from activities.failures import target_client
+from k8s import apply_all
 from spec import RolloutSpec, load_spec
-from spec.activity_io import ApplyCrdsInput, EnsureNamespaceInput
-from spec.rollout import CrdBundle
+from spec.activity_io import ApplyCrdsInput, ApplyResult, EnsureNamespaceInput
+from spec.rollout import CrdBundle, Target
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -50,3 +53,12 @@ async def prepared(kubeconfig: Path, namespace: str, **changes: Any) -> RolloutS
             ),
         )
     return spec
+
+
+async def apply_objects(
+    target: Target, objects: list[dict[str, Any]], force: bool = False
+) -> ApplyResult:
+    """Server-side apply `objects` as the Kubernetes activities do (k8s.apply_all inside
+    target_client), so what the API server refuses arrives as the same Temporal error."""
+    async with target_client(target) as client:
+        return await asyncio.to_thread(apply_all, client, objects, force, target.namespace)

@@ -13,18 +13,17 @@ from temporalio.testing import ActivityEnvironment
 
 import manifests
 from activities import kube, waits
-from activities.watching import Collection, Informer, Wakeup
+from k8s.watching import Collection, Informer, Wakeup
 from spec.activity_io import (
     ApplyCrdsInput,
     ApplyModelServiceInput,
-    ApplyObjectsInput,
     EnsureNamespaceInput,
     RestoreInput,
     SnapshotInput,
     WaitForObjectInput,
 )
 from tests.activities.conftest import SimCluster
-from tests.activities.specs import demo_spec, prepared
+from tests.activities.specs import apply_objects, demo_spec, prepared
 
 
 @pytest.fixture
@@ -141,7 +140,7 @@ async def test_gateway_wait_sees_programmed_through_cut_streams_and_errors(
             target=spec.target, bundle=spec.dependencies.gateway_api_crds, bundle_name="gateway-api"
         ),
     )
-    await env.run(kube.apply_objects, ApplyObjectsInput(target=spec.target, objects=[gateway]))
+    await apply_objects(spec.target, [gateway])
     faults.api_fault("--cut-watch-after", "1", "--verb", "watch")
     faults.api_fault("--error", "500", "--rate", "0.2")
     waiting = asyncio.ensure_future(

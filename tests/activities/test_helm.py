@@ -18,6 +18,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities import helm
+from helmcli import HELM_ENV
 from spec.activity_io import (
     HelmReleaseInput,
     HelmRollbackInput,
@@ -68,7 +69,7 @@ def helm_binary(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     binary = BINARIES[request.param]
     if not binary.is_file():
         pytest.skip(f"{binary} is missing: run scripts/install_tools.py")
-    monkeypatch.setenv(helm.HELM_ENV, str(binary))
+    monkeypatch.setenv(HELM_ENV, str(binary))
     yield binary
 
 

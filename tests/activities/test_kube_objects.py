@@ -18,13 +18,12 @@ from temporalio.exceptions import ApplicationError
 
 import manifests
 from activities import kube
-from activities.kube import owned_selector
-from activities.kubeclient import KubeClient
-from activities.snapshot import decode_snapshot
+from k8s import owned_selector
+from k8s.client import KubeClient
+from k8s.snapshot import decode_snapshot
 from spec.activity_io import (
     ApplyCrdsInput,
     ApplyModelServiceInput,
-    ApplyObjectsInput,
     DeleteObjectsInput,
     EnsureNamespaceInput,
     FailureEvidence,
@@ -37,7 +36,7 @@ from spec.activity_io import (
 )
 from spec.rollout import CrdBundle, EnvVar, HfToken, RolloutSpec
 from tests.activities.conftest import SimCluster
-from tests.activities.specs import demo_spec, environment, prepared
+from tests.activities.specs import apply_objects, demo_spec, environment, prepared
 
 
 def versions(client: KubeClient, spec: RolloutSpec) -> dict[str, str]:
@@ -146,9 +145,7 @@ async def test_missing_crd_fails_with_missing_crd(kube_api: SimCluster) -> None:
         "metadata": {"name": "w", "namespace": "no-crd"},
     }
     with pytest.raises(ApplicationError) as raised:
-        await environment().run(
-            kube.apply_objects, ApplyObjectsInput(target=spec.target, objects=[widget])
-        )
+        await apply_objects(spec.target, [widget])
     assert raised.value.type == "MissingCRD" and raised.value.non_retryable
 
 
@@ -170,15 +167,11 @@ async def test_a_field_owned_by_helm_is_a_conflict_unless_forced(kube_api: SimCl
     )
     ours = {**helm_owned, "data": {"gatewayClassName": "kgateway"}}
     with pytest.raises(ApplicationError) as raised:
-        await environment().run(
-            kube.apply_objects, ApplyObjectsInput(target=spec.target, objects=[ours])
-        )
+        await apply_objects(spec.target, [ours])
     assert raised.value.type == "ApplyConflict"
     assert "helm" in str(raised.value)
     assert error_evidence(raised.value).data["conflicts"]
-    forced = await environment().run(
-        kube.apply_objects, ApplyObjectsInput(target=spec.target, objects=[ours], force=True)
-    )
+    forced = await apply_objects(spec.target, [ours], force=True)
     assert [o.action for o in forced.outcomes] == ["configured"]
 
 
@@ -305,9 +298,7 @@ async def test_restore_returns_to_the_snapshot_and_deletes_what_came_after(
             "labels": dict(label.split("=") for label in owned_selector("wide-ep").split(",")),
         },
     }
-    await env.run(
-        kube.apply_objects, ApplyObjectsInput(target=spec.target, objects=[stray], force=True)
-    )
+    await apply_objects(spec.target, [stray], force=True)
 
     restored = await env.run(
         kube.restore_snapshot, RestoreInput(target=spec.target, rollout="wide-ep")

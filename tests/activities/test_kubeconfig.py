@@ -13,7 +13,7 @@ from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import ApplicationError
 
 from activities import kube, waits
-from activities.kubeclient import KubeClient, KubeConfigError
+from k8s.client import KubeClient, KubeConfigError
 from spec.activity_io import FailureEvidence, SnapshotLookupInput, WaitForObjectInput
 from spec.reasons import FailureReason
 from spec.rollout import Target

@@ -13,7 +13,8 @@ import pytest
 import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
-from activities import helm, kube, preflight, waits
+from activities import kube, preflight, waits
+from helmcli import HELM_ENV
 from spec.activity_io import (
     ApplyModelServiceInput,
     DeleteObjectsInput,
@@ -30,7 +31,7 @@ from tests.activities.specs import demo_spec, environment, example, prepared
 
 @pytest.fixture(autouse=True)
 def helm_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(helm.HELM_ENV, str(REPO / ".venv" / "bin" / "helm"))
+    monkeypatch.setenv(HELM_ENV, str(REPO / ".venv" / "bin" / "helm"))
 
 
 def on(cluster: SimCluster, name: str) -> RolloutSpec:
@@ -113,9 +114,10 @@ def update(spec: RolloutSpec, max_unavailable: int) -> RolloutSpec:
 async def test_surge_on_a_full_cluster_is_dropped_when_max_unavailable_allows(
     full_cluster: RolloutSpec,
 ) -> None:
-    plan = await environment().run(
-        preflight.check_capacity, PreflightInput(spec=update(full_cluster, 1), roles=["decode"])
+    report = await environment().run(
+        preflight.preflight, PreflightInput(spec=update(full_cluster, 1), roles=["decode"])
     )
+    plan = report.capacity
     assert plan.fits
     assert plan.max_surge == {"decode": 0}
     assert any("rolling without surge" in note for note in plan.notes)
@@ -126,7 +128,7 @@ async def test_surge_on_a_full_cluster_is_refused_when_it_is_required(
 ) -> None:
     with pytest.raises(ApplicationError) as raised:
         await environment().run(
-            preflight.check_capacity, PreflightInput(spec=update(full_cluster, 0), roles=["decode"])
+            preflight.preflight, PreflightInput(spec=update(full_cluster, 0), roles=["decode"])
         )
     assert raised.value.type == "InsufficientCapacity"
     assert "maxUnavailable is 0" in str(raised.value)

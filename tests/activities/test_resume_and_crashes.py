@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import serving, waits
-from activities.podfailures import PodFailureCheck
+from k8s import PodFailure, PodFailureCheck
 from spec.activity_io import ModelLoadInput, ModelLoadProgress, WaitForObjectInput, WaitProgress
 from tests.activities.builders import pod
 from tests.activities.conftest import SimCluster
@@ -73,7 +73,7 @@ async def test_two_unexplained_exits_make_a_crash_loop(kube_api: SimCluster) -> 
         worker=1,
         state={"terminated": {"exitCode": 1, "containerID": "c2"}},
     )
-    with pytest.raises(ApplicationError) as raised:
+    with pytest.raises(PodFailure) as raised:
         await check.check([restarted, second])
-    assert raised.value.type == "CrashLoop"
+    assert raised.value.reason == "CrashLoop"
     assert "2 container exits" in str(raised.value)

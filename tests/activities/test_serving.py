@@ -13,6 +13,7 @@ import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
 from activities import helm, kube, serving, waits
+from helmcli import HELM_ENV
 from manifests.labels import epp_name
 from spec.activity_io import (
     ApplyModelServiceInput,
@@ -36,7 +37,7 @@ TIMEOUT = timedelta(seconds=60)
 async def stack(cluster: SimCluster) -> AsyncIterator[RolloutSpec]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_TOKEN", "hf_serving_test_token")
-        patch.setenv(helm.HELM_ENV, str(REPO / ".venv" / "bin" / "helm"))
+        patch.setenv(HELM_ENV, str(REPO / ".venv" / "bin" / "helm"))
         spec = await prepared(cluster.kubeconfig, "llm-d-wide-ep", startup_probe=False)
         spec = spec.model_copy(
             update={"budgets": spec.budgets.model_copy(update={"model_load": TIMEOUT})}

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from temporalio import workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
@@ -15,13 +16,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities.registry import activities
+from helmcli import HELM_ENV
 from spec.activity_io import (
     ApplyModelServiceInput,
     ApplyModelServiceResult,
     FailureEvidence,
     PreflightInput,
 )
-from tests.activities.conftest import SimCluster
+from tests.activities.conftest import REPO, SimCluster
 from tests.activities.specs import example, prepared
 
 
@@ -66,13 +68,15 @@ async def call(client: Client, name: str, argument: Any) -> dict[str, Any]:
 
 
 async def test_a_failure_reaches_the_workflow_with_its_reason_and_evidence(
-    temporal_client: Client, cluster: SimCluster
+    temporal_client: Client, cluster: SimCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Preflight checks helm before it plans capacity: the pinned one, as the other tests use.
+    monkeypatch.setenv(HELM_ENV, str(REPO / ".venv" / "bin" / "helm"))
     spec = example("wide-ep-lws-as-shipped.yaml")
     spec = spec.model_copy(
         update={"target": spec.target.model_copy(update={"kubeconfig": str(cluster.kubeconfig)})}
     )
-    outcome = await call(temporal_client, "check_capacity", PreflightInput(spec=spec))
+    outcome = await call(temporal_client, "preflight", PreflightInput(spec=spec))
     assert outcome["failure"] == "InsufficientCapacity" and outcome["non_retryable"]
     evidence = FailureEvidence.from_details(outcome["details"])
     assert evidence is not None

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from activities.capacity import template_changed
+from k8s.capacity import template_changed
 
 LWS_NAME = "leaderworkerset.sigs.k8s.io/name"
 REVISION_HASH = "leaderworkerset.sigs.k8s.io/template-revision-hash"

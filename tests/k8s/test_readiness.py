@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from activities.readiness import (
+from k8s.readiness import (
     expected_pod_names,
     gateway_readiness,
     lws_state,

@@ -5,8 +5,8 @@ serving.py's model-load wait). An `Informer` keeps a cache of one collection (li
 from the list's resourceVersion; reconnect from the last resourceVersion when the API drops the
 stream; relist when it answers 410 Gone) and sets an asyncio.Event on every change, so the waiter
 re-evaluates the moment the API shows a new state instead of polling. A `LogFollower` streams a
-container's log lines the same way. `Heartbeater` sends progress at most every few seconds and at
-least that often while nothing changes, so Temporal sees a live activity during a long wait.
+container's log lines the same way. Nothing here knows of Temporal: activities/heartbeat.py
+tells Temporal the activity is alive while these run.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import urllib3
-from pydantic import BaseModel
-from temporalio import activity
 
-from activities.kubeclient import (
+from k8s.client import (
     ApiUnavailable,
     KubeClient,
     KubeError,
@@ -32,10 +29,7 @@ from activities.kubeclient import (
     watch_events,
 )
 
-T = TypeVar("T")
-
 WATCH_TIMEOUT_SECONDS = 240
-HEARTBEAT_SECONDS = 5.0
 _RECONNECT_BASE = 0.05
 _RECONNECT_MAX = 2.0
 
@@ -266,50 +260,3 @@ class Wakeup:
             return False
         self._event.clear()
         return True
-
-
-class Heartbeater:
-    """Heartbeat a progress model on change (at most every `min_interval`) and while idle."""
-
-    def __init__(self, min_interval: float = 1.0, max_interval: float = HEARTBEAT_SECONDS) -> None:
-        self.min_interval = min_interval
-        self.max_interval = max_interval
-        self._last = 0.0
-        self._last_details: dict[str, Any] | None = None
-
-    def beat(self, progress: BaseModel, force: bool = False) -> None:
-        details = progress.model_dump(mode="json")
-        now = time.monotonic()
-        changed = details != self._last_details
-        due = now - self._last >= (self.min_interval if changed else self.max_interval)
-        if force or due:
-            with contextlib.suppress(RuntimeError):
-                activity.heartbeat(details)
-            self._last = now
-            self._last_details = details
-
-
-def previous_progress(model: type[BaseModel]) -> Any:
-    """The progress the last attempt heartbeated (validated as `model`), or None."""
-    try:
-        details = activity.info().heartbeat_details
-    except RuntimeError:
-        return None
-    for detail in details or ():
-        if isinstance(detail, dict):
-            with contextlib.suppress(ValueError):
-                return model.model_validate(detail)
-        if isinstance(detail, model):
-            return detail
-    return None
-
-
-async def run_blocking(function: Callable[[], T], step: str) -> T:
-    """Run blocking client code on a thread, heartbeating `step` while it runs."""
-    task = asyncio.ensure_future(asyncio.to_thread(function))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-        if done:
-            return task.result()
-        with contextlib.suppress(RuntimeError):
-            activity.heartbeat({"step": step})

@@ -1,7 +1,8 @@
 """A small, typed Kubernetes REST client over the official `kubernetes` ApiClient.
 
-Where it sits: every Kubernetes activity (kube, serving, preflight) talks to the cluster through
-`KubeClient.for_target(spec.target)`. The official client loads the configuration (kubeconfig
+Where it sits: every Kubernetes activity (kube, waits, serving, preflight) talks to the cluster
+through `KubeClient.for_target(spec.target)` (activities/failures.py `target_client`), and so does
+the CLI's `plan`. The official client loads the configuration (kubeconfig
 path and context, in-cluster, or the default loading rules with $KUBECONFIG), authenticates and
 carries TLS; this layer adds what the activities need on top, for any kind including CRDs:
 discovery of resource paths, server-side apply with our field manager, list/watch streams,
@@ -83,6 +84,10 @@ class KubeError(Exception):
     def causes(self) -> list[Mapping[str, Any]]:
         details = self.body.get("details") or {}
         return list(details.get("causes") or [])
+
+    def about(self, what: str) -> KubeError:
+        """The same error (same type and status), its message prefixed with what was tried."""
+        return type(self)(self.status, f"{what}: {self.message}", self.body)
 
 
 class ApiUnavailable(KubeError):

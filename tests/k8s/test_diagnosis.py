@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.diagnosis import (
+from k8s.diagnosis import (
     classify_log,
     crash_finding,
     diagnose_pod,

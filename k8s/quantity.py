@@ -1,6 +1,6 @@
 """Kubernetes resource quantities as exact numbers, for the capacity plan.
 
-Where it sits: used by activities/capacity.py to add up pod requests and node allocatable.
+Where it sits: used by k8s/capacity.py to add up pod requests and node allocatable.
 Quantities are parsed into `Fraction`s (exact: "500m" + "500m" == "1") and formatted back into the
 shortest readable Kubernetes spelling.
 """

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.vllmlog import LoadLog, server_up, shard_progress
+from vllmsignals.loadlog import LoadLog, server_up, shard_progress
 
 
 def test_shard_progress_reads_percent_and_counts() -> None:

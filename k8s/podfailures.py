@@ -2,9 +2,10 @@
 
 Where it sits: the LWS, Deployment and model-load waits call `PodFailureCheck.check` on every
 watch event with the pods (and nodes) their informers hold. It classifies each pod with
-activities/diagnosis.py; for a container that exited it reads that container's previous log
-(once per restart) to name the error; a decisive finding becomes the non-retryable
-`ApplicationError` with the pods, their events and the last log lines as evidence.
+k8s/diagnosis.py; for a container that exited it reads that container's previous log
+(once per restart) to name the error; a decisive finding is raised as a `PodFailure`: its
+reason, with the pods, their events and the last log lines as evidence (activities/failures.py
+turns it into the non-retryable error).
 """
 
 from __future__ import annotations
@@ -13,17 +14,25 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from temporalio.exceptions import ApplicationError
-
-from activities.diagnosis import PodFinding, crash_finding, diagnose_pod, evidence
-from activities.failures import failure
-from activities.kubeclient import KubeClient, KubeError
+from k8s.client import KubeClient, KubeError
+from k8s.diagnosis import PodFinding, crash_finding, diagnose_pod, evidence
+from spec.activity_io import FailureEvidence
 from spec.reasons import FailureReason
 
 LOG_TAIL = 100
 # Container exits (without a known fatal error) of one role's pods that make a crash loop: the
 # LWS recreates the whole group on a restart, so the same pod seldom reaches CrashLoopBackOff.
 CRASH_LIMIT = 2
+
+
+class PodFailure(Exception):
+    """A pod shows a failure waiting cannot fix: why, and the evidence a person acts on."""
+
+    def __init__(self, reason: FailureReason, message: str, evidence: FailureEvidence) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.evidence = evidence
 
 
 class PodFailureCheck:
@@ -97,7 +106,7 @@ class PodFailureCheck:
         pods: Sequence[Mapping[str, Any]],
         lines: list[str],
         extra: Mapping[str, Any] | None,
-    ) -> ApplicationError:
+    ) -> PodFailure:
         try:
             events, _ = await asyncio.to_thread(
                 self.client.list_objects, "v1", "Event", self.namespace
@@ -105,7 +114,7 @@ class PodFailureCheck:
         except KubeError:
             events = []
         found = evidence(finding, pods, events, lines, extra)
-        return failure(finding.reason, finding.message, found)
+        return PodFailure(finding.reason, finding.message, found)
 
 
 def _crash_key(pod: Mapping[str, Any], finding: PodFinding) -> tuple[str, str, str]:

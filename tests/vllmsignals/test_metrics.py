@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities.metrics import (
+from vllmsignals.metrics import (
     GENERATION_TOKENS,
     PROMPT_TOKENS,
     REQUEST_SUCCESS,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from activities.quantity import (
+from k8s.quantity import (
     Resources,
     add,
     fits,

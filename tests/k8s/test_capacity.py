@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import manifests
-from activities.capacity import RolePlan, plan_capacity, pod_requests, template_changed
-from activities.quantity import format_quantity, parse_quantity
+from k8s.capacity import RolePlan, plan_capacity, pod_requests, template_changed
+from k8s.quantity import format_quantity, parse_quantity
 from spec import RolloutSpec, load_spec
 from spec.rollout import ROLES
 from tests.activities.builders import NAMESPACE, node, pod

@@ -3,7 +3,7 @@
 Where it sits: `validate` and `plan` (cli/commands) call `render_charts` right after loading a
 spec, and the preflight activity calls it before any change to the cluster, so a spec started
 directly through Temporal is refused too. For each Helm release with a local chart it runs
-`helm template` (activities/helm.run_helm, the one helm runner) with the release's values files
+`helm template` (helmcli.runner.HelmRunner, the one helm runner) with the release's values files
 and inline values, so the chart's `values.schema.json` and its templates judge them. A schema or
 template error becomes one Problem per line naming the spec path of the offending value, e.g.
 `infra.values.gateway.listeners[0].port: minimum: got -1, want 1`. Remote charts (repository or
@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from temporalio.exceptions import ApplicationError
 
-from activities.helm import private_values_file, run_helm
-from activities.helmcli import chart_args, last_lines, user_values
+from helmcli.commands import chart_args, last_lines, user_values
+from helmcli.runner import HelmError, HelmRunner, private_values_file
 from spec.rollout import HelmRelease, RolloutSpec
 from spec.validation import Problem
 
@@ -90,14 +89,14 @@ async def render_release(path: str, release: HelmRelease, namespace: str) -> Cha
         return ChartRender(path, name, "refused", problems=[problem])
     try:
         with private_values_file(values) as values_file:
-            done = await run_helm(
+            done = await HelmRunner().run(
                 template_args(release, namespace, str(values_file)),
                 TEMPLATE_TIMEOUT_SECONDS,
                 f"helm template {name}",
             )
-    except ApplicationError as error:
+    except HelmError as error:
         # No helm, or helm hung: nothing says the values are wrong, so the spec is not refused.
-        return ChartRender(path, name, "not-rendered", f"not rendered: {error.message}")
+        return ChartRender(path, name, "not-rendered", f"not rendered: {error}")
     if done.returncode == 0:
         return ChartRender(path, name, "rendered")
     return ChartRender(path, name, "refused", problems=render_problems(path, release,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from activities.snapshot import (
+from k8s.snapshot import (
     SnapshotError,
     applied_configuration,
     decode_snapshot,

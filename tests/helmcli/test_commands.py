@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.helmcli import (
+from helmcli.commands import (
     chart_args,
     coalesce,
     digest_of,

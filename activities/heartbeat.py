@@ -1,0 +1,75 @@
+"""Telling Temporal an activity is alive: progress heartbeats, resumed progress, blocking calls.
+
+Where it sits: under the activities that wait or block (waits, serving, kube, helm). The
+Kubernetes plumbing they drive (k8s/) knows nothing of Temporal; these helpers heartbeat while
+it runs, at most every few seconds on change and at least that often while nothing changes, so
+Temporal sees a live activity during a long wait, and a retry resumes from the last progress.
+Outside an activity (the CLI calling the same code) heartbeats are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import activity
+
+T = TypeVar("T")
+
+HEARTBEAT_SECONDS = 5.0
+
+
+class Heartbeater:
+    """Heartbeat a progress model on change (at most every `min_interval`) and while idle."""
+
+    def __init__(self, min_interval: float = 1.0, max_interval: float = HEARTBEAT_SECONDS) -> None:
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self._last = 0.0
+        self._last_details: dict[str, Any] | None = None
+
+    def beat(self, progress: BaseModel, force: bool = False) -> None:
+        details = progress.model_dump(mode="json")
+        now = time.monotonic()
+        changed = details != self._last_details
+        due = now - self._last >= (self.min_interval if changed else self.max_interval)
+        if force or due:
+            with contextlib.suppress(RuntimeError):
+                activity.heartbeat(details)
+            self._last = now
+            self._last_details = details
+
+
+def previous_progress(model: type[BaseModel]) -> Any:
+    """The progress the last attempt heartbeated (validated as `model`), or None."""
+    try:
+        details = activity.info().heartbeat_details
+    except RuntimeError:
+        return None
+    for detail in details or ():
+        if isinstance(detail, dict):
+            with contextlib.suppress(ValueError):
+                return model.model_validate(detail)
+        if isinstance(detail, model):
+            return detail
+    return None
+
+
+async def run_blocking(function: Callable[[], T], step: str) -> T:
+    """Run blocking client code on a thread, heartbeating `step` while it runs."""
+    task = asyncio.ensure_future(asyncio.to_thread(function))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+        if done:
+            return task.result()
+        heartbeat_step(step)
+
+
+def heartbeat_step(step: str) -> None:
+    """Heartbeat which step is running (nothing outside an activity)."""
+    with contextlib.suppress(RuntimeError):
+        activity.heartbeat({"step": step})

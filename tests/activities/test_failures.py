@@ -1,0 +1,97 @@
+"""The one translation of what the plumbing raises into the errors workflows see: a failure
+reason (non-retryable, with evidence) or "retry" (retryable, never a reason)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+
+from activities.failures import API_UNAVAILABLE, api_failure, target_client
+from activities.helm import HELM_TRANSIENT, helm_failure
+from helmcli import HelmCommandFailed, HelmRun, HelmTimedOut, HelmUnusable
+from k8s import ApiUnavailable, KubeError, ObjectRefused, PodFailure, UnknownKind
+from spec.activity_io import FailureEvidence, ObjectRef
+from spec.reasons import FailureReason
+from spec.rollout import Target
+
+# A client is built from this without a request: nothing needs to listen there.
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:9"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"""
+
+REF = ObjectRef(api_version="v1", kind="ConfigMap", name="c", namespace="n")
+CONFLICT = {
+    "reason": "Conflict",
+    "details": {"causes": [{"message": 'conflict with "helm" using v1: .data.x'}]},
+}
+
+
+def reason(error: ApplicationError) -> tuple[str | None, bool]:
+    return error.type, error.non_retryable
+
+
+def test_an_api_that_kept_failing_is_retried_not_a_reason() -> None:
+    error = api_failure(ApiUnavailable(0, "GET /api/v1: the API server kept failing"))
+    assert reason(error) == (API_UNAVAILABLE, False)
+    assert error.type not in {r.value for r in FailureReason}
+    assert "unreachable" in error.message and "kept failing" in error.message
+
+
+def test_an_unknown_kind_is_a_missing_crd() -> None:
+    error = api_failure(UnknownKind(404, "the API server serves no x.example/v1"))
+    assert reason(error) == ("MissingCRD", True)
+
+
+def test_any_other_refusal_is_cluster_unreachable_and_final() -> None:
+    error = api_failure(KubeError(403, "GET /api/v1/pods: HTTP 403: forbidden"))
+    assert reason(error) == ("ClusterUnreachable", True)
+    assert "forbidden" in error.message
+
+
+def test_refused_writes_name_the_object_and_why() -> None:
+    conflict = ObjectRefused(KubeError(409, "Apply failed", CONFLICT), REF, "apply", False)
+    error = api_failure(conflict)
+    assert reason(error) == ("ApplyConflict", True) and "(helm)" in error.message
+    forced = api_failure(ObjectRefused(KubeError(409, "x", CONFLICT), REF, "apply", True))
+    assert reason(forced) == ("ApplyRejected", True)
+    missing = api_failure(ObjectRefused(UnknownKind(404, "no kind"), REF, "apply", False))
+    assert reason(missing) == ("MissingCRD", True) and "install its CRD" in missing.message
+    deleting = api_failure(ObjectRefused(KubeError(422, "no"), REF, "delete", False))
+    assert reason(deleting) == ("ApplyRejected", True)
+    assert deleting.message == f"cannot delete {REF}: no"
+
+
+async def test_target_client_translates_what_leaves_its_block(tmp_path: Path) -> None:
+    (tmp_path / "kubeconfig").write_text(KUBECONFIG)
+    target = Target(cluster="c", namespace="failures", kubeconfig=str(tmp_path / "kubeconfig"))
+    with pytest.raises(ApplicationError) as raised:
+        async with target_client(target):
+            raise ApiUnavailable(0, "GET /version: the API server kept failing")
+    assert reason(raised.value) == (API_UNAVAILABLE, False)
+    evidence = FailureEvidence(reason="CrashLoop", message="pod p crashed")
+    with pytest.raises(ApplicationError) as crashed:
+        async with target_client(target):
+            raise PodFailure(FailureReason.CRASH_LOOP, "pod p crashed", evidence)
+    assert reason(crashed.value) == ("CrashLoop", True)
+    assert FailureEvidence.from_details(crashed.value.details) == evidence
+
+
+def test_helm_errors_are_preflight_retry_or_helm_failed() -> None:
+    assert reason(helm_failure(HelmUnusable("helm not found"))) == ("PreflightFailed", True)
+    assert reason(helm_failure(HelmTimedOut("helm did not finish"))) == (HELM_TRANSIENT, False)
+    lost = HelmRun(1, "", "Error: Kubernetes cluster unreachable: connection refused")
+    assert reason(helm_failure(HelmCommandFailed("helm history x", ["history"], lost))) == (
+        HELM_TRANSIENT,
+        False,
+    )
+    broken = HelmRun(1, "", "Error: chart not found")
+    failed = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade", "x"], broken))
+    assert reason(failed) == ("HelmFailed", True)
+    assert failed.message == "helm upgrade x failed: Error: chart not found"
