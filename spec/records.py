@@ -2,7 +2,7 @@
 recorded revision and the last-known-good pointer.
 
 Where it sits: the snapshot, last-known-good and restore activities write and read them
-(activities/snapshot.py, activities/kube.py); teardown deletes the pointer by name
+(k8s/snapshot.py, activities/kube.py); teardown deletes the pointer by name
 (workflows/teardown.py). Pure, importable from workflow code.
 """
 
