@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import starter
-from activities import helm
+import helmcli as helm
 from starter import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
