@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-import starter
 import helmcli as helm
+import starter
 from starter import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
