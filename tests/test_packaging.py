@@ -7,11 +7,13 @@ Both are built offline with `pip wheel --no-build-isolation --no-index` from a c
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,29 @@ def product_wheel(source_copy: Path, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture(scope="module")
 def clustersim_wheel(source_copy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_wheel(source_copy / "clustersim", tmp_path_factory.mktemp("clustersim-wheel"))
+
+
+def docker_context_ignore(root: Path) -> Callable[[str, list[str]], set[str]]:
+    """shutil.copytree's `ignore` for .dockerignore's patterns: anchored at the context root,
+    `**/` for any depth (the forms that file uses)."""
+    patterns = [
+        line.strip() for line in (root / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+    def ignored(directory: str, entries: list[str]) -> set[str]:
+        relative = Path(directory).relative_to(root)
+        return {
+            entry for entry in entries
+            for path in [(relative / entry).as_posix()]
+            if any(
+                fnmatch.fnmatch(path, pattern)
+                or (pattern.startswith("**/") and fnmatch.fnmatch(entry, pattern[3:]))
+                for pattern in patterns
+            )
+        }
+
+    return ignored
 
 
 def names(wheel: Path) -> set[str]:
@@ -130,3 +155,18 @@ def test_clustersim_runs_from_its_own_wheel(clustersim_wheel: Path, tmp_path: Pa
     assert loaded.stdout.split() == ["2", "3"]
     assert usage.returncode == 0, usage.stderr
     assert "{serve,fault,up,agent}" in usage.stdout
+
+
+def test_the_worker_image_context_builds_the_product_without_clustersim(
+    tmp_path: Path, product_wheel: Path
+) -> None:
+    """The Dockerfile's `pip install .` sees the tree minus .dockerignore: clustersim is not
+    there, and the product builds the same wheel without it."""
+    context = tmp_path / "context"
+    shutil.copytree(REPO, context, ignore=docker_context_ignore(REPO))
+    assert not (context / "clustersim").exists()
+    assert not (context / "tests").exists()
+
+    wheel = build_wheel(context, tmp_path / "wheel")
+
+    assert names(wheel) == names(product_wheel)
