@@ -1,4 +1,5 @@
-# The llmd-rollout worker image: Python 3.11, the project, and the pinned helm and kubectl.
+# The llmd-rollout worker image: Python 3.11, the product (without clustersim, which only the demo
+# and the tests run; .dockerignore leaves it out), and the pinned helm and kubectl.
 # Built by docker-compose.yml (`docker compose build worker`); runs `python -m worker`, which reads
 # TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and LLMD_TASK_QUEUE, and KUBECONFIG for the cluster.
 # No secret is baked in: HF_TOKEN and the kubeconfig come from the container's environment.

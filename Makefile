@@ -21,6 +21,7 @@ BIN := $(VENV)/bin
 INSTALL_STAMP := $(VENV)/.llmd-install-stamp
 
 PRODUCT_PACKAGES := spec workflows activities k8s helmcli vllmsignals manifests embedded rollouts cli
+space := $(subst ,, )
 CLUSTERSIM_PACKAGE := clustersim/src/clustersim
 ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
@@ -54,6 +55,15 @@ lint: venv
 	@if grep -nE '^[[:space:]]*(from|import)[[:space:]]+clustersim([[:space:].,]|$$)' \
 		$(ENTRY_POINTS); then \
 		echo "lint: an entry point imports clustersim; the product must not"; exit 1; fi
+	@# clustersim is a distribution of its own: its tests import nothing of the product either,
+	@# and the product's tests and benchmarks run it only through embedded/clustersim_process.py.
+	@if grep -rnE '^[[:space:]]*(from|import)[[:space:]]+($(subst $(space),|,$(PRODUCT_PACKAGES))|tests|worker|starter)([[:space:].,]|$$)' \
+		--include='*.py' clustersim; then \
+		echo "lint: clustersim (above) imports the product; it must stand alone"; exit 1; fi
+	@if grep -rnE '^[[:space:]]*(from|import)[[:space:]]+clustersim([[:space:].,]|$$)' \
+		--include='*.py' tests bench; then \
+		echo "lint: a test or benchmark imports clustersim; run it through" \
+			"embedded/clustersim_process.py"; exit 1; fi
 
 demo: venv
 	$(BIN)/llmd-rollout demo $(DEMO_ARGS)

@@ -1,8 +1,8 @@
 """Benchmark of the model-load wait on clustersim: its API requests, and how fast faults fail it.
 
-Runs `python -m clustersim up --profile h200-2node --time-scale 0.01` as a subprocess (stopped by
-PID at the end), deploys the demo model service (examples/demo.yaml, no startup probes: vLLM
-itself is asked) and measures:
+Runs `python -m clustersim up --profile h200-2node --time-scale 0.01` as a subprocess through
+embedded.clustersim_process (stopped by PID at the end), deploys the demo model service
+(examples/demo.yaml, no startup probes: vLLM itself is asked) and measures:
 
 - the API requests one full model-load wait makes per role (counted in our client, by kind):
   the goal is a few list+watch pairs, one log stream and a probe or two per pod, not a poll per
@@ -22,8 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from activities import kube, waits  # noqa: E402
 from activities.serving import ModelLoadWait  # noqa: E402
+from embedded.clustersim_process import ClusterSimProcess  # noqa: E402
 from k8s import Collection, Informer, KubeClient  # noqa: E402
 from manifests import epp_name  # noqa: E402
 from spec import RolloutSpec, load_spec  # noqa: E402
@@ -254,71 +253,6 @@ SCENARIOS = [
 ]
 
 
-class Cluster:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.kubeconfig = workdir / "kubeconfig"
-        info = workdir / "info.json"
-        log = (workdir / "clustersim.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clustersim",
-                "up",
-                "--profile",
-                "h200-2node",
-                "--time-scale",
-                str(TIME_SCALE),
-                "--kubeconfig-out",
-                str(self.kubeconfig),
-                "--info-out",
-                str(info),
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while not info.is_file() or not info.stat().st_size:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("clustersim did not start: see " + str(workdir))
-            time.sleep(0.1)
-        self.admin = str(json.loads(info.read_text())["admin_url"])
-
-    def fault(self, *args: str) -> None:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "clustersim",
-                "fault",
-                args[0],
-                "--admin",
-                self.admin,
-                *args[1:],
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"clustersim fault {' '.join(args)}: {done.stderr.strip()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
-
-
 def demo(kubeconfig: Path) -> RolloutSpec:
     spec = load_spec(REPO / "examples" / "demo.yaml")
     target = spec.target.model_copy(update={"kubeconfig": str(kubeconfig), "namespace": NAMESPACE})
@@ -384,7 +318,9 @@ async def measure_requests(spec: RolloutSpec) -> dict[str, Any]:
     return rows
 
 
-async def measure_fault(cluster: Cluster, spec: RolloutSpec, scenario: Scenario) -> dict[str, Any]:
+async def measure_fault(
+    cluster: ClusterSimProcess, spec: RolloutSpec, scenario: Scenario
+) -> dict[str, Any]:
     env = ActivityEnvironment()
     client = KubeClient.for_target(spec.target)
     seen: dict[str, float] = {}
@@ -505,9 +441,8 @@ def table(result: dict[str, Any]) -> str:
 async def main() -> None:
     os.environ.setdefault("HF_TOKEN", "hf_bench_token")
     with tempfile.TemporaryDirectory(prefix="bench-model-load-") as workdir:
-        cluster = Cluster(Path(workdir))
-        try:
-            spec = demo(cluster.kubeconfig)
+        async with ClusterSimProcess(Path(workdir), time_scale=TIME_SCALE) as cluster:
+            spec = demo(cluster.kubeconfig_path)
             env = ActivityEnvironment()
             await env.run(kube.ensure_namespace, EnsureNamespaceInput(target=spec.target))
             for bundle in ("gateway-api", "inference-extension", "leaderworkerset"):
@@ -522,8 +457,6 @@ async def main() -> None:
                 "requests": await measure_requests(spec),
                 "faults": [await measure_fault(cluster, spec, s) for s in SCENARIOS],
             }
-        finally:
-            cluster.stop()
     print(json.dumps(result, indent=2))
     print()
     print(table(result))

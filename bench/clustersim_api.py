@@ -1,10 +1,11 @@
 """Benchmark of clustersim's API server: memory with a loaded cluster, write-to-watch latency.
 
-Runs `python -m clustersim serve --port 0` as a subprocess, loads the full reference stack (the
-LWS, Gateway API and inference-extension CRDs and every rendered manifest, when
-../shared/reference or $LLMD_REFERENCE_DIR is present) plus 10,000 extra ConfigMaps, then reads
-the server's RSS from /proc. It then watches ConfigMaps and measures, for a series of writes,
-the delay from sending the write to receiving its watch event, over loopback HTTPS.
+Runs `python -m clustersim serve --port 0` as a subprocess (through embedded.clustersim_process),
+loads the full reference stack (the LWS, Gateway API and inference-extension CRDs and every
+rendered manifest, when ../shared/reference or $LLMD_REFERENCE_DIR is present) plus 10,000 extra
+ConfigMaps, then reads the server's RSS from /proc. It then watches ConfigMaps and measures, for a
+series of writes, the delay from sending the write to receiving its watch event, over loopback
+HTTPS.
 
     .venv/bin/python bench/clustersim_api.py [--configmaps 10000] [--writes 300]
 
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
-import signal
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +31,10 @@ import aiohttp
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from embedded.clustersim_process import ClusterSimProcess  # noqa: E402
+
 STACK_NAMESPACE = "llm-d-wide-ep"
 BULK_NAMESPACE = "bench-bulk"
 WATCH_NAMESPACE = "bench-watch"
@@ -154,9 +158,9 @@ async def watch_latencies(api: Api, writes: int) -> list[float]:
     return latencies
 
 
-async def run(url: str, token: str, ca: Path, pid: int, count: int, writes: int,
+async def run(url: str, token: str, ca_pem: str, pid: int, count: int, writes: int,
               reference: Path | None) -> dict[str, Any]:
-    context = ssl.create_default_context(cafile=str(ca))
+    context = ssl.create_default_context(cadata=ca_pem)
     connector = aiohttp.TCPConnector(ssl=context, limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
         api = Api(session, url, token)
@@ -187,36 +191,25 @@ async def run(url: str, token: str, ca: Path, pid: int, count: int, writes: int,
     }
 
 
+async def measure(count: int, writes: int, reference: Path | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="clustersim-bench-") as directory:
+        async with ClusterSimProcess(Path(directory), agent=False) as server:
+            assert server.pid is not None
+            config = yaml.safe_load(server.kubeconfig_path.read_text())
+            cluster = config["clusters"][0]["cluster"]
+            token = config["users"][0]["user"]["token"]
+            ca_pem = base64.b64decode(cluster["certificate-authority-data"]).decode()
+            return await run(server.info.api_url, token, ca_pem, server.pid, count, writes,
+                             reference)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configmaps", type=int, default=10000)
     parser.add_argument("--writes", type=int, default=300)
     args = parser.parse_args()
     reference = reference_dir()
-    with tempfile.TemporaryDirectory(prefix="clustersim-bench-") as directory:
-        kubeconfig = Path(directory) / "kubeconfig"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "clustersim", "serve", "--port", "0", "--data-dir",
-             directory, "--kubeconfig-out", str(kubeconfig)],
-            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 30
-            while not kubeconfig.exists():
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("clustersim did not start")
-                time.sleep(0.05)
-            config = yaml.safe_load(kubeconfig.read_text())
-            url = config["clusters"][0]["cluster"]["server"]
-            token = config["users"][0]["user"]["token"]
-            result = asyncio.run(run(url, token, Path(directory) / "pki" / "ca.crt",
-                                     process.pid, args.configmaps, args.writes, reference))
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    result = asyncio.run(measure(args.configmaps, args.writes, reference))
     if reference is None:
         result["note"] = "reference stack not found (../shared/reference); loaded ConfigMaps only"
     print(json.dumps(result, indent=2))

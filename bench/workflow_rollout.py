@@ -17,17 +17,13 @@ delay from a crash loop to the start of the rollback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +43,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.registry import activities  # noqa: E402
-from embedded import TemporalDevServer  # noqa: E402
+from embedded import ClusterSimProcess, TemporalDevServer  # noqa: E402
 from rollouts import rollout_result, start_rollout  # noqa: E402
 from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.workflow_io import Outcome, RolloutResult  # noqa: E402
@@ -58,33 +54,6 @@ REPEATS = 2
 CRASH_IMAGE = "ghcr.io/llm-d/llm-d-dev:v9.9.9-crash"
 TIMEOUT = 300.0
 VENV_BIN = Path(sys.executable).parent
-
-
-@contextlib.contextmanager
-def clustersim(workdir: Path, scale: float) -> Iterator[tuple[Path, str]]:
-    """A clustersim at `scale`: (kubeconfig, admin URL); stopped by PID on the way out."""
-    kubeconfig, info = workdir / "kubeconfig", workdir / "info.json"
-    with (workdir / "clustersim.log").open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "clustersim", "up", "--profile", "h200-2node",
-             "--time-scale", str(scale), "--kubeconfig-out", str(kubeconfig),
-             "--info-out", str(info), "--data-dir", str(workdir / "data")],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not (info.is_file() and info.stat().st_size):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"clustersim did not start; see {workdir}/clustersim.log")
-                time.sleep(0.1)
-            yield kubeconfig, str(json.loads(info.read_text())["admin_url"])
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
 
 
 def demo_spec(kubeconfig: Path, image: str | None = None) -> RolloutSpec:
@@ -182,7 +151,8 @@ async def measure() -> dict[str, Any]:
                         for attempt in range(REPEATS):
                             workdir = root / f"sim-{scale}-{attempt}"
                             workdir.mkdir()
-                            with clustersim(workdir, scale) as (kubeconfig, admin):
+                            async with ClusterSimProcess(workdir, time_scale=scale) as sim:
+                                kubeconfig = sim.kubeconfig_path
                                 spec = demo_spec(kubeconfig)
                                 result, wall, history = await run(client, spec, task_queue)
                                 if result.outcome != Outcome.SUCCEEDED:
@@ -195,7 +165,7 @@ async def measure() -> dict[str, Any]:
                                 }
                                 if scale == SCALES[0] and attempt == 0:
                                     entry["crash_loop"] = await crash_to_rollback(
-                                        client, task_queue, kubeconfig, admin, spec
+                                        client, task_queue, sim, spec
                                     )
                         # The least disturbed run: other load on the machine only adds time.
                         entry["install_wall_seconds"] = min(entry["install_wall_seconds_each"])
@@ -212,12 +182,11 @@ async def measure() -> dict[str, Any]:
 
 
 async def crash_to_rollback(
-    client: Client, task_queue: str, kubeconfig: Path, admin: str, installed: RolloutSpec
+    client: Client, task_queue: str, sim: ClusterSimProcess, installed: RolloutSpec
 ) -> dict[str, Any]:
-    subprocess.run(
-        [sys.executable, "-m", "clustersim", "fault", "crash", "--admin", admin,
-         "--image", CRASH_IMAGE, "--count", "1000", "--after", "5"],
-        cwd=REPO, check=True, capture_output=True, timeout=30,
+    kubeconfig = sim.kubeconfig_path
+    await asyncio.to_thread(
+        sim.fault, "crash", "--image", CRASH_IMAGE, "--count", "1000", "--after", "5"
     )
     watch = CrashWatch(kubeconfig, installed.target.namespace, CRASH_IMAGE)
     try:

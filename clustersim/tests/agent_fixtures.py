@@ -1,7 +1,9 @@
 """Helpers for the cluster-agent tests: a running simulated cluster and ways to look at it.
 
-`start_cluster` runs `python -m clustersim up` (API server + agent, the agent talking HTTP to the
-server) as a subprocess on loopback and waits for its info file; `SimCluster.stop` ends it by PID.
+`start_cluster` runs `python -m clustersim up` (API
+server + agent, the agent talking HTTP to the server) as a subprocess on loopback through the tests'
+one launcher (apiserver_process.launch) and waits for its info file; `SimCluster.stop` ends it by
+PID.
 Everything the tests observe goes through the real Kubernetes API with the official client, the
 agent's admin endpoint, or plain HTTP to the loopback addresses the simulation serves.
 """
@@ -10,10 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from apiserver_process import launch, stop_process, wait_for_file
 from kubernetes import client, config, dynamic
 from kubernetes.client.rest import ApiException
 from shared_reference import reference_dir
 
 from clustersim.agent.kubeconfig import load_kubeconfig
 
-REPO = Path(__file__).resolve().parents[2]
 # 600 simulated seconds (a 10-minute model load) take 1.8 s of wall time.
 TEST_TIME_SCALE = 0.003
 T = TypeVar("T")
@@ -126,13 +125,7 @@ class SimCluster:
 
     def stop(self) -> None:
         self.api.close()
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
     # ---- writes ---------------------------------------------------------------------------
 
@@ -347,14 +340,10 @@ def is_ready(pod: dict[str, Any] | None) -> bool:
 
 def start_cluster(workdir: Path, profile: str, *extra: str) -> SimCluster:
     """`python -m clustersim up` in a subprocess; returns once its info file exists."""
-    workdir.mkdir(parents=True, exist_ok=True)
     info_path = workdir / "info.json"
-    log = (workdir / "up.log").open("wb")
-    process = subprocess.Popen(
+    log = workdir / "up.log"
+    process = launch(
         [
-            sys.executable,
-            "-m",
-            "clustersim",
             "up",
             "--profile",
             profile,
@@ -366,20 +355,9 @@ def start_cluster(workdir: Path, profile: str, *extra: str) -> SimCluster:
             str(info_path),
             *extra,
         ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log,
     )
-    deadline = time.monotonic() + 30
-    while not info_path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(timeout=10)
-            raise AssertionError(
-                f"clustersim up did not start: {(workdir / 'up.log').read_text()[-3000:]}"
-            )
-        time.sleep(0.1)
+    wait_for_file(info_path, process, log)
     return SimCluster(process, workdir, json.loads(info_path.read_text()))
 
 

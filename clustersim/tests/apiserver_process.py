@@ -1,8 +1,11 @@
-"""A clustersim API server process for tests: start it, describe how to reach it, stop it by PID.
+"""The one launcher of clustersim's own tests: `python -m clustersim ...` processes, stopped by PID.
 
-`apiserver` runs `python -m clustersim serve --port 0` as a subprocess on loopback (HTTPS, bearer
-token, self-signed CA) and stops it by PID at the end of the session. Tests that write use their
-own uuid-suffixed namespace (`namespace` fixture) so they never see each other's objects.
+`launch` starts `python -m clustersim ARGS` (its output in a log file), `wait_for_file` waits for
+what it writes once it serves (a kubeconfig, an info file), `stop_process` ends it (SIGTERM, then
+SIGKILL) and `clustersim_cli` runs a short command (`fault ...`, `serve --help`). On top of them,
+`start_server` runs the API server alone (`serve --port 0`: HTTPS, bearer token, self-signed CA)
+and `describe` says how to reach it; agent_fixtures.start_cluster runs `up` (server + agent).
+These tests never import the product (llmd-rollout): clustersim is a distribution of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +28,6 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
@@ -87,37 +89,29 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def start_server(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    kubeconfig = directory / "kubeconfig"
-    log = (directory / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "clustersim",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(directory),
-            "--kubeconfig-out",
-            str(kubeconfig),
-            *extra,
-        ],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    deadline = time.monotonic() + START_TIMEOUT
-    while not kubeconfig.exists():
+def launch(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m clustersim ARGS` in the background, stdout and stderr to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clustersim", *args], stdout=output, stderr=subprocess.STDOUT
+        )
+
+
+def wait_for_file(
+    path: Path, process: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT
+) -> None:
+    """Wait until `process` has written `path` (clustersim writes its files whole, by rename);
+    if it exits or the time runs out, stop it and fail with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
-            output = (directory / "server.log").read_text()
-            raise RuntimeError(f"clustersim did not start:\n{output}")
+            raise AssertionError(
+                f"clustersim did not write {path}; its log ends with:\n"
+                f"{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.05)
-    return process, kubeconfig
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -128,6 +122,39 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=STOP_TIMEOUT)
+
+
+def clustersim_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`python -m clustersim ARGS` to its end: (exit code, stdout, stderr) as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "clustersim", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def start_server(directory: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`clustersim serve --port 0` with its data in `directory`; returns once it serves."""
+    directory.mkdir(parents=True, exist_ok=True)
+    kubeconfig = directory / "kubeconfig"
+    log = directory / "server.log"
+    process = launch(
+        [
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(directory),
+            "--kubeconfig-out",
+            str(kubeconfig),
+            *extra,
+        ],
+        log,
+    )
+    wait_for_file(kubeconfig, process, log)
+    return process, kubeconfig
 
 
 def describe(

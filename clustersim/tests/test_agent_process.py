@@ -7,12 +7,9 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import ssl
 import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,40 +19,12 @@ import pytest
 import yaml
 from agent_fixtures import (
     MODEL,
-    REPO,
     TEST_TIME_SCALE,
     SimCluster,
     is_ready,
     wait_for,
 )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def launch(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "clustersim", *args],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_file(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        assert process.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, f"{path} never appeared: {log.read_text()[-3000:]}"
-        time.sleep(0.1)
+from apiserver_process import clustersim_cli, launch, stop_process, wait_for_file
 
 
 @contextlib.contextmanager
@@ -78,7 +47,7 @@ def server_and_agent(
     )
     agent: subprocess.Popen[bytes] | None = None
     try:
-        wait_file(kubeconfig, server, workdir / "server.log")
+        wait_for_file(kubeconfig, server, workdir / "server.log")
         if before_agent is not None:
             before_agent(kubeconfig)
         info = workdir / "agent.json"
@@ -96,14 +65,14 @@ def server_and_agent(
             ],
             workdir / "agent.log",
         )
-        wait_file(info, agent, workdir / "agent.log")
+        wait_for_file(info, agent, workdir / "agent.log")
         details = json.loads(info.read_text())
         details["kubeconfig"] = str(kubeconfig)
         yield SimCluster(agent, workdir, details)
     finally:
         if agent is not None:
-            stop(agent)
-        stop(server)
+            stop_process(agent)
+        stop_process(server)
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +191,7 @@ def test_followed_logs_stream_until_the_container_stops(separate: SimCluster) ->
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "clustersim", "fault", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return clustersim_cli("fault", *args)
 
 
 def test_fault_cli_adds_lists_and_clears_cluster_faults(separate: SimCluster) -> None:

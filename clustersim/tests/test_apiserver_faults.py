@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
 import urllib.error
 from collections.abc import Iterator
 
 import pytest
-from apiserver_process import REPO, RunningApiServer
+from apiserver_process import RunningApiServer, clustersim_cli
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as TransportError
@@ -135,21 +133,8 @@ def test_fault_cli_adds_lists_and_clears_rules(
     apiserver: RunningApiServer, api_client: k8s.ApiClient, namespace: str
 ) -> None:
     def cli(*args: str) -> str:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "clustersim",
-                "fault",
-                "api",
-                "--kubeconfig",
-                str(apiserver.kubeconfig),
-                *args,
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
+        result = clustersim_cli(
+            "fault", "api", "--kubeconfig", str(apiserver.kubeconfig), *args, timeout=30
         )
         assert result.returncode == 0, result.stderr
         return result.stdout

@@ -19,7 +19,6 @@ from kubernetes.client.rest import ApiException
 from clustersim.apiserver import ApiServer, ApiServerConfig
 from clustersim.ipblocks import BlockClaims
 
-REPO = Path(__file__).resolve().parents[2]
 BLOCK_0 = int(ipaddress.ip_address("127.200.0.0"))
 BLOCK_1 = int(ipaddress.ip_address("127.200.1.0"))
 
@@ -44,7 +43,6 @@ def test_a_block_is_held_until_released_and_a_dead_claimers_block_is_free(
     )
     child = subprocess.Popen(
         [sys.executable, "-c", script],
-        cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

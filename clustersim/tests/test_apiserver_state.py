@@ -6,12 +6,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from apiserver_process import REPO, start_server, stop_process
+from apiserver_process import clustersim_cli, start_server, stop_process
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -111,13 +109,7 @@ def test_port_zero_picks_a_free_port_written_to_the_kubeconfig(tmp_path: Path) -
 
 
 def test_serve_help_lists_the_documented_options() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "clustersim", "serve", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = clustersim_cli("serve", "--help", timeout=30)
     assert result.returncode == 0
     for option in ("--port", "--kubeconfig-out", "--state", "--token-file", "--insecure-http"):
         assert option in result.stdout

@@ -11,8 +11,6 @@ run IDs, times, durations, addresses and hashes.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -165,11 +163,9 @@ async def test_plan_shows_nothing_to_change_for_what_runs_and_the_diff_of_a_chan
 async def test_an_image_that_cannot_be_pulled_is_rolled_back_with_exit_3(
     cli: Runner, demo: DemoEnvironment, tmp_path: Path
 ) -> None:
-    inject = [
-        sys.executable, "-m", "clustersim", "fault", "image-pull",
-        "--admin", demo.cluster_info.admin_url, "--image", BROKEN_IMAGE, "--count", "1000",
-    ]
-    await asyncio.to_thread(subprocess.run, inject, check=True, capture_output=True, timeout=30)
+    await asyncio.to_thread(
+        demo.cluster.fault, "image-pull", "--image", BROKEN_IMAGE, "--count", "1000"
+    )
     spec = spec_variant(tmp_path, "broken.yaml", upgrade(BROKEN_IMAGE, approval=False))
 
     run: CliRun = await cli("apply", "-f", str(spec), "--wait")

@@ -1,6 +1,7 @@
-"""End-to-end plumbing of the workflow tests: clustersim, worker processes, specs aimed at them.
+"""End-to-end plumbing of the workflow tests: worker processes, specs aimed at a clustersim.
 
-Every process started here is stopped by PID (a fixture finalizer or a `with` block). Specs name
+The clusters come from the suite's one factory (tests/simcluster.py, at TIME_SCALE here). Every
+process started here is stopped by PID (a fixture finalizer or a `with` block). Specs name
 the clustersim kubeconfig in `target.kubeconfig`, so in-process and out-of-process workers reach
 the same cluster whatever their environment says.
 """
@@ -8,52 +9,31 @@ the same cluster whatever their environment says.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHistory
 
 from spec.rollout import RolloutSpec
+from tests.simcluster import SimCluster
 from tests.workflows.specs import Change, demo_spec
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 # A simulated second lasts 5 ms: a 480 s model load takes 2.4 s, a 300 s image pull 1.5 s.
-TIME_SCALE = "0.005"
+TIME_SCALE = 0.005
 # The HF token the e2e tests hand the worker: it must never show up in a workflow history.
 HF_TOKEN = "hf_e2eSecretTokenNeverInHistory0123456789"
 # clustersim loads a model in 480 simulated seconds; the rendered startup probe allows the
 # spec's model-load budget, so the budget must exceed that (the demo's 3m does not).
 MODEL_LOAD_BUDGET = "15m"
-
-
-@dataclass
-class SimCluster:
-    process: subprocess.Popen[bytes]
-    workdir: Path
-    kubeconfig: Path
-    info: dict[str, Any]
-
-    def fault(self, kind: str, *args: str) -> None:
-        """`python -m clustersim fault KIND ARGS` against this cluster (or `clear`)."""
-        done = subprocess.run(
-            [sys.executable, "-m", "clustersim", "fault", kind,
-             "--admin", str(self.info["admin_url"]), *args],
-            cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
-        )
-        assert done.returncode == 0, done.stderr
 
 
 def history_bytes(history: WorkflowHistory) -> bytes:
@@ -79,31 +59,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
-
-
-@contextlib.contextmanager
-def clustersim(workdir: Path, profile: str = "h200-2node") -> Iterator[SimCluster]:
-    """`python -m clustersim up` in `workdir`, stopped by PID on the way out."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    kubeconfig, info = workdir / "kubeconfig", workdir / "info.json"
-    log = (workdir / "clustersim.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clustersim", "up", "--profile", profile,
-         "--time-scale", TIME_SCALE, "--kubeconfig-out", str(kubeconfig),
-         "--info-out", str(info), "--data-dir", str(workdir / "data")],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while not (info.is_file() and info.stat().st_size):
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = (workdir / "clustersim.log").read_text(errors="replace")[-3000:]
-                pytest.fail(f"clustersim did not start:\n{tail}")
-            time.sleep(0.1)
-        yield SimCluster(process, workdir, kubeconfig, json.loads(info.read_text()))
-    finally:
-        _stop(process)
-        log.close()
 
 
 class WorkerProcess:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,11 @@ from spec.workflow_io import (
     ResumeRequest,
     RunState,
 )
+from tests.simcluster import SimCluster, sim_cluster_fixture
 from tests.workflows.e2e import (
+    TIME_SCALE,
     VENV_BIN,
-    SimCluster,
     WorkerProcess,
-    clustersim,
     sim_spec,
     worker_process,
 )
@@ -51,10 +51,7 @@ ROLLOUT_TIMEOUT = 300.0
 POLL = 0.05
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    with clustersim(tmp_path_factory.mktemp("sim-durability")) as cluster:
-        yield cluster
+sim = sim_cluster_fixture("sim-durability", scope="module", time_scale=TIME_SCALE)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,11 +20,11 @@ from rollouts.observing import rollout_result
 from rollouts.starting import start_rollout, start_teardown
 from spec.reasons import FailureReason
 from spec.workflow_io import ROLLOUT_PHASES, Outcome, Phase, StepStatus, TeardownInput
+from tests.simcluster import SimCluster, sim_cluster_fixture
 from tests.workflows.e2e import (
     HF_TOKEN,
+    TIME_SCALE,
     VENV_BIN,
-    SimCluster,
-    clustersim,
     history_bytes,
     sim_spec,
 )
@@ -35,10 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROLLOUT_TIMEOUT = 180.0
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    with clustersim(tmp_path_factory.mktemp("sim-install")) as cluster:
-        yield cluster
+sim = sim_cluster_fixture("sim-install", scope="module", time_scale=TIME_SCALE)
 
 
 def helm_revisions(sim: SimCluster, release: str, namespace: str) -> list[int]:

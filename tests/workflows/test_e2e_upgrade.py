@@ -13,7 +13,6 @@ import asyncio
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +33,10 @@ from spec.workflow_io import (
     ResumeRequest,
     RunState,
 )
+from tests.simcluster import SimCluster, sim_cluster_fixture
 from tests.workflows.e2e import (
+    TIME_SCALE,
     VENV_BIN,
-    SimCluster,
-    clustersim,
     sim_spec,
     small_decode_pods,
 )
@@ -64,10 +63,7 @@ class Target:
         return sim_spec(NAME, self.sim, small_decode_pods, *changes)
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
-    with clustersim(tmp_path_factory.mktemp("sim-upgrade")) as cluster:
-        yield cluster
+sim = sim_cluster_fixture("sim-upgrade", scope="module", time_scale=TIME_SCALE)
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
