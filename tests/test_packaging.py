@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,13 @@ import pytest
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-PRODUCT_PACKAGES = ("spec", "workflows", "activities", "manifests", "embedded", "cli")
+# The packages the product ships, as pyproject.toml lists them (`spec*` → `spec`).
+PRODUCT_PACKAGES = tuple(
+    pattern.rstrip("*")
+    for pattern in tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["packages"]["find"]["include"]
+)
 BUILD_TIMEOUT_SECONDS = 300
 # What a build never reads and a copy need not carry (the environment, caches, earlier builds).
 NOT_COPIED = shutil.ignore_patterns(

@@ -18,8 +18,11 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
-from embedded.search_attributes import SEARCH_ATTRIBUTES
-from embedded.temporal import TemporalDevServer
+# The workflow below runs in the sandbox, which re-imports this module: the embedded package is
+# host-side code, so it passes through instead of being re-imported (and checked) there.
+with workflow.unsafe.imports_passed_through():
+    from embedded.search_attributes import SEARCH_ATTRIBUTES
+    from embedded.temporal import TemporalDevServer
 
 LLMD_PHASE = SearchAttributeKey.for_keyword("LlmdPhase")
 
