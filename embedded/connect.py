@@ -231,7 +231,8 @@ def _load_profile(
     config_file = config_file_flag or env.get(_CONFIG_FILE.environment)
     if config_file is not None:
         named_by = _CONFIG_FILE.flag if config_file_flag else _CONFIG_FILE.environment
-        if not Path(config_file).expanduser().is_file():
+        path = Path(config_file).expanduser()
+        if not path.exists() or path.is_dir():
             raise ConnectionSettingsError(f"{named_by}={config_file!r}: no such file")
     profile = name or DEFAULT_PROFILE
     where = f"profile {profile!r}" + (f" in {config_file}" if config_file else "")
