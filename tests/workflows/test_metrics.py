@@ -5,12 +5,14 @@ client whose runtime has the Prometheus exporter, as worker.py builds it."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,6 +30,7 @@ from tests.workflows.specs import between_roles, demo_spec, image
 from workflows import metrics
 from workflows.registry import WORKFLOWS
 
+REPO = Path(__file__).resolve().parents[2]
 NEW_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.1"
 BAD_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.1-broken"
 SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?P<labels>[^}]*)\})? (?P<value>\S+)$")
@@ -213,3 +216,25 @@ async def test_label_sets_stay_bounded_over_twenty_rollouts_of_five_targets(
     targets = {dict(labels).get("target") for labels in ours}
     assert {target(name) for name in names} <= targets
     assert await metered.value(f"{metrics.STARTED}_total", target=target(names[0])) == 4
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_worker_exports() -> None:
+    dashboard = json.loads((REPO / "docs" / "grafana" / "llmd-rollout.json").read_text())
+    ours = {
+        getattr(metrics, name) for name in dir(metrics)
+        if name.isupper() and isinstance(getattr(metrics, name), str)
+        and getattr(metrics, name).startswith(metrics.PREFIX) and name != "PREFIX"
+    }
+    exported = {f"{name}_total" for name in ours} | {
+        f"{name}_{part}" for name in ours for part in ("bucket", "sum", "count")
+    }
+
+    queried = {
+        word
+        for panel in dashboard["panels"]
+        for query in panel["targets"]
+        for word in re.findall(r"\b(llmd_rollout_\w+)", query["expr"])
+    }
+    assert queried <= exported, queried - exported
+    for name in ours:
+        assert any(word.startswith(name) for word in queried), f"no panel shows {name}"
