@@ -23,6 +23,7 @@ from embedded.temporal import TemporalDevServer
 from tests.test_worker_entrypoint import Echo
 from tests.test_worker_service import free_port, get
 from tests.tls_proxy import make_pki, tls_front
+from tests.worker_launch import worker_process
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_SECONDS = 60
@@ -109,25 +110,13 @@ async def test_the_worker_polls_through_mtls_with_a_profile(
 ) -> None:
     task_queue = f"tls-{uuid.uuid4().hex[:8]}"
     health_port = free_port()
-    launcher = (
-        "from tests.test_worker_entrypoint import Echo\n"
-        "from workflows.registry import WORKFLOWS\n"
-        "WORKFLOWS.append(Echo)\n"
-        "import worker\n"
-        "worker.main()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", launcher], cwd=REPO, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TEMPORAL_CONFIG_FILE": str(profiles.config_file),
-            "TEMPORAL_PROFILE": "mtls",
-            "LLMD_TASK_QUEUE": task_queue,
-            "LLMD_HEALTH_PORT": str(health_port),
-        },
-    )
-    try:
+    environment = {
+        "TEMPORAL_CONFIG_FILE": str(profiles.config_file),
+        "TEMPORAL_PROFILE": "mtls",
+        "LLMD_TASK_QUEUE": task_queue,
+        "LLMD_HEALTH_PORT": str(health_port),
+    }
+    with worker_process("tests.test_worker_entrypoint", environment, ["Echo"]) as process:
         result = await temporal_client.execute_workflow(
             Echo.run, "over mtls", id=f"echo-{uuid.uuid4()}", task_queue=task_queue,
             execution_timeout=timedelta(seconds=TIMEOUT_SECONDS),
@@ -135,10 +124,6 @@ async def test_the_worker_polls_through_mtls_with_a_profile(
         ready = await get(f"http://127.0.0.1:{health_port}/readyz")
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.to_thread(process.communicate, timeout=TIMEOUT_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=TIMEOUT_SECONDS)
 
     assert result == "over mtls"
     assert ready is not None and ready.status_code == 200

@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,6 +27,7 @@ from embedded.connect import (
     settings_from_args,
 )
 from embedded.temporal import TemporalDevServer
+from tests.worker_launch import worker_process as launched_worker
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESS_TIMEOUT_SECONDS = 30
@@ -171,32 +171,9 @@ def worker_process(
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """worker.py in its own process, with Echo added to the workflow registry."""
     task_queue = f"test-{uuid.uuid4()}"
-    launcher = (
-        "from tests.test_worker_entrypoint import Echo\n"
-        "from workflows.registry import WORKFLOWS\n"
-        "WORKFLOWS.append(Echo)\n"
-        "import worker\n"
-        "worker.main()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", launcher],
-        cwd=REPO,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TEMPORAL_ADDRESS": temporal_server.address,
-            "LLMD_TASK_QUEUE": task_queue,
-        },
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    environment = {"TEMPORAL_ADDRESS": temporal_server.address, "LLMD_TASK_QUEUE": task_queue}
+    with launched_worker(__name__, environment, workflows=["Echo"]) as process:
         yield process, task_queue
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
 
 
 async def test_worker_process_serves_then_exits_zero_on_sigterm_logging_json(

@@ -9,7 +9,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from temporalio.client import Client
 import worker
 from embedded.connect import ConnectionSettingsError
 from embedded.temporal import TemporalDevServer
+from tests.worker_launch import worker_process
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESS_TIMEOUT_SECONDS = 30
@@ -85,40 +85,21 @@ class WorkerProcess:
 def served_worker(temporal_server: TemporalDevServer) -> Iterator[WorkerProcess]:
     task_queue = f"test-{uuid.uuid4()}"
     health_port, metrics_port = free_port(), free_port()
-    launcher = (
-        "from tests.test_worker_service import LogTwice, log_a_line, log_from_a_thread\n"
-        "from workflows.registry import WORKFLOWS\n"
-        "WORKFLOWS.append(LogTwice)\n"
-        "import worker\n"
-        "registered = worker.activities\n"
-        "worker.activities = lambda: [*registered(), log_a_line, log_from_a_thread]\n"
-        "worker.main()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", launcher],
-        cwd=REPO,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TEMPORAL_ADDRESS": temporal_server.address,
-            "TEMPORAL_CONFIG_FILE": "/dev/null",
-            "LLMD_TASK_QUEUE": task_queue,
-            "LLMD_HEALTH_PORT": str(health_port),
-            "LLMD_METRICS_PORT": str(metrics_port),
-        },
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    environment = {
+        "TEMPORAL_ADDRESS": temporal_server.address,
+        "TEMPORAL_CONFIG_FILE": "/dev/null",
+        "LLMD_TASK_QUEUE": task_queue,
+        "LLMD_HEALTH_PORT": str(health_port),
+        "LLMD_METRICS_PORT": str(metrics_port),
+    }
+    with worker_process(
+        __name__, environment, workflows=["LogTwice"],
+        activities=["log_a_line", "log_from_a_thread"],
+    ) as process:
         yield WorkerProcess(
             process, task_queue, f"http://127.0.0.1:{health_port}",
             f"http://127.0.0.1:{metrics_port}/metrics",
         )
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
 
 
 async def get(url: str) -> httpx.Response | None:
