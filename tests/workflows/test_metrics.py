@@ -119,6 +119,12 @@ async def test_an_install_counts_a_start_a_success_and_its_phase_durations(
         assert await metered.value(count, **where, phase=phase) == 1, phase
     assert await metered.value(f"{metrics.MODEL_LOAD_SECONDS}_count", **where, role="decode") >= 1
     assert await metered.value(f"{metrics.STEP_SECONDS}_count", **where) > 0
+    # Our buckets reach hours (a model load, a gate waiting for a person).
+    buckets = {
+        sample.labels["le"] for sample in await metered.scrape()
+        if sample.name == f"{metrics.PHASE_SECONDS}_bucket"
+    }
+    assert {"1", "3600", "43200", "+Inf"} <= buckets, buckets
     # The SDK's own metrics ride on the same endpoint.
     assert await metered.value("temporal_workflow_completed_total") >= 1
     assert await metered.value(f"{metrics.ROLLBACKS}_total", **where) == 0
