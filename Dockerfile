@@ -1,7 +1,8 @@
 # The llmd-rollout worker image: Python 3.11, the product (without clustersim, which only the demo
 # and the tests run; .dockerignore leaves it out), and the pinned helm and kubectl.
 # Built by docker-compose.yml (`docker compose build worker`); runs `python -m worker`, which reads
-# TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE and LLMD_TASK_QUEUE, and KUBECONFIG for the cluster.
+# a Temporal profile or TEMPORAL_* variables, LLMD_TASK_QUEUE, and KUBECONFIG for the cluster (or
+# the pod's ServiceAccount when a spec sets target.inCluster).
 # No secret is baked in: HF_TOKEN and the kubeconfig come from the container's environment.
 FROM python:3.11-slim
 
@@ -24,4 +25,7 @@ RUN pip install . && useradd --create-home --uid 10001 llmd
 
 USER llmd
 ENV KUBECONFIG=/etc/llmd/kubeconfig
+# Prometheus metrics and /healthz, /readyz when LLMD_METRICS_PORT and LLMD_HEALTH_PORT say so
+# (docker-compose.yml and the chart set these ports).
+EXPOSE 9464 8081
 CMD ["python", "-m", "worker"]

@@ -7,6 +7,9 @@ ours. See docs/architecture.md ("Layers").
 - `search_attributes`: the custom search attribute names and types every Temporal we use carries.
 - `connect`: connection settings from flags and environment, and the client factory.
 - `logging`: structlog configuration (JSON lines off a TTY, console on one).
+- `activity_logging`: binds workflow ID, run ID, activity and target to an activity's log lines.
+- `telemetry`: the SDK runtime with its Prometheus exporter (the worker's /metrics).
+- `health`: the worker's /healthz and /readyz.
 - `process_exit`: the hard exit our short-lived entry points leave through.
 - `child_process`: a child process we start, wait for and stop, with its log's tail on failure.
 - `clustersim_process`: the simulated cluster run as a child process (`python -m clustersim`);
@@ -14,6 +17,7 @@ ours. See docs/architecture.md ("Layers").
 - `demo`: the demo environment: Temporal, clustersim and a worker, up and torn down together.
 """
 
+from embedded.activity_logging import ActivityLogContext
 from embedded.child_process import ChildProcess, ChildProcessError, log_tail
 from embedded.clustersim_process import ClusterSimError, ClusterSimInfo, ClusterSimProcess
 from embedded.connect import (
@@ -33,6 +37,7 @@ from embedded.temporal import DevServerError, TemporalDevServer
 __all__ = [
     "DEFAULT_TASK_QUEUE",
     "SEARCH_ATTRIBUTES",
+    "ActivityLogContext",
     "ChildProcess",
     "ChildProcessError",
     "ClusterSimError",

@@ -37,9 +37,13 @@ SNAPSHOT_OF_LABEL = "llmd-rollout.llm-d.ai/snapshot-of"
 
 
 class IOModel(BaseModel):
-    """Base of every activity input and output: immutable, unknown fields rejected."""
+    """Base of every activity input and output: immutable, unknown fields ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Ignored, not rejected: a rollout can outlive a worker release, so an older worker must decode
+    a payload (a heartbeat, a `LastKnownGood`) that a newer one wrote with fields it added.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 # --- Kubernetes objects ---------------------------------------------------------------------

@@ -60,7 +60,8 @@ def validate_document(
     document: dict[str, Any], source: str = "<spec>", base_dir: Path | None = None
 ) -> RolloutSpec:
     try:
-        spec = RolloutSpec.model_validate(document)
+        # Strict here only: payloads elsewhere tolerate fields a newer worker added.
+        spec = RolloutSpec.model_validate(document, extra="forbid")
     except ValidationError as error:
         raise SpecError(source, [_pydantic_problem(e) for e in error.errors()]) from None
     problems = check_spec(spec, base_dir)

@@ -2,8 +2,9 @@
 
 Every other part reads it: the renderer (manifests/), the activities, the workflows and the CLI. The
 YAML spelling is camelCase (`modelService.decode.gpusPerPod`); Python uses snake_case. Unknown
-fields are forbidden everywhere. Checks that span several fields live in `spec.validation`, so a
-file with type errors still gets every type error reported at once.
+fields are refused in a spec read by `spec.loader` (see `SpecModel`). Checks that span several
+fields live in `spec.validation`, so a file with type errors still gets every type error reported
+at once.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ ROLES: tuple[RoleName, ...] = ("prefill", "decode")
 
 
 class SpecModel(BaseModel):
-    """Base of every spec section: camelCase aliases, unknown fields rejected, immutable."""
+    """Base of every spec section: camelCase aliases, immutable.
+
+    Unknown fields are refused where a person's spec comes in: `spec.loader` validates with
+    `extra="forbid"`, which reaches every nested section. Everywhere else (a spec inside a
+    workflow payload or a last-known-good record written by a newer worker) they are ignored, so
+    an older worker still decodes what a newer one stored.
+    """
 
     model_config = ConfigDict(
-        extra="forbid",
+        extra="ignore",
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,

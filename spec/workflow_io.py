@@ -21,10 +21,11 @@ from spec.types import Duration, format_duration
 
 
 class IoModel(BaseModel):
-    """Base of every workflow payload: camelCase on the wire, unknown fields rejected, immutable."""
+    """Base of every workflow payload: camelCase on the wire, immutable, unknown fields ignored
+    (an older worker must decode what a newer one wrote while a rollout spans both)."""
 
     model_config = ConfigDict(
-        extra="forbid",
+        extra="ignore",
         alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,

@@ -28,8 +28,15 @@ pytestmark = pytest.mark.compose
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
-SERVICES = {"postgresql", "temporal", "temporal-search-attributes", "temporal-ui", "worker"}
-ONE_SHOT_SERVICES = {"temporal-search-attributes"}
+SERVICES = {
+    "postgresql", "temporal-schema", "temporal", "temporal-namespace", "temporal-ui", "worker",
+}
+ONE_SHOT_SERVICES = {"temporal-schema", "temporal-namespace"}
+# compose refuses the file without HF_TOKEN (`${HF_TOKEN:?...}`); the tests that are not about it
+# set one.
+A_TOKEN = {"HF_TOKEN": "hf_test_token"}
+# The UI release Temporal pairs with each server minor in its own sample compose files.
+UI_FOR_SERVER = {"1.31": (2, 49)}
 COMPOSE_TIMEOUT_SECONDS = 60
 
 
@@ -51,7 +58,7 @@ class ComposeCli:
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "HOME": str(self.home),
                 "DOCKER_CONFIG": str(docker_config_dir()),
-                **(environment or {}),
+                **(A_TOKEN if environment is None else environment),
             },
             capture_output=True,
             text=True,
@@ -112,7 +119,7 @@ def test_compose_file_is_accepted_and_lists_every_service(compose: ComposeCli) -
 def test_compose_registers_the_same_search_attributes_as_the_dev_server(
     compose: ComposeCli,
 ) -> None:
-    job = compose.config()["services"]["temporal-search-attributes"]
+    job = compose.config()["services"]["temporal-namespace"]
 
     pairs = job["environment"]["LLMD_SEARCH_ATTRIBUTES"].split()
 
@@ -143,6 +150,7 @@ def test_worker_takes_the_hf_token_and_kubeconfig_from_outside_the_image(
     kubeconfig = tmp_path / "kubeconfig"
 
     environment = {"HF_TOKEN": "hf_from_the_shell", "LLMD_KUBECONFIG": str(kubeconfig)}
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
 
     worker = compose.config(environment)["services"]["worker"]
 
@@ -158,10 +166,75 @@ def test_worker_takes_the_hf_token_and_kubeconfig_from_outside_the_image(
     assert not [line for line in instructions if "HF_TOKEN" in line]
 
 
-def test_worker_has_no_hf_token_when_the_shell_has_none(compose: ComposeCli) -> None:
+def test_compose_refuses_to_start_without_an_hf_token_and_says_which(
+    compose: ComposeCli,
+) -> None:
+    for environment in ({}, {"HF_TOKEN": ""}):
+        completed = compose.run("config", "--quiet", environment=environment)
+
+        assert completed.returncode != 0
+        assert "HF_TOKEN" in completed.stderr
+
+
+def test_kubeconfig_is_a_long_syntax_bind_that_never_creates_the_host_path(
+    compose: ComposeCli,
+) -> None:
     worker = compose.config()["services"]["worker"]
 
-    assert worker["environment"].get("HF_TOKEN") is None
+    (mount,) = [v for v in worker["volumes"] if v["target"] == "/etc/llmd/kubeconfig"]
+    assert mount["type"] == "bind"
+    assert mount["read_only"] is True
+    # compose normalizes the short syntax to create_host_path: true; false is left out.
+    assert not mount.get("bind", {}).get("create_host_path", False)
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["worker"]["volumes"]
+    assert all(isinstance(volume, dict) for volume in raw), "short syntax creates missing paths"
+    assert [volume["bind"]["create_host_path"] for volume in raw] == [False]
+
+
+def test_worker_runs_as_the_uid_that_can_read_the_kubeconfig(compose: ComposeCli) -> None:
+    default = compose.config()["services"]["worker"]
+    mine = compose.config({**A_TOKEN, "LLMD_UID": "1000", "LLMD_GID": "1000"})["services"]["worker"]
+
+    assert default["user"] == "10001:10001"
+    assert mine["user"] == "1000:1000"
+    # helm needs a writable HOME whatever the uid.
+    assert mine["environment"]["HOME"] == "/tmp"
+
+
+def test_temporal_schema_comes_from_admin_tools_not_the_deprecated_auto_setup(
+    compose: ComposeCli,
+) -> None:
+    services = compose.config()["services"]
+
+    images = {name: service["image"] for name, service in services.items()}
+    assert not [image for image in images.values() if "auto-setup" in image]
+    server_repo, server_tag = images["temporal"].split(":")
+    assert server_repo == "temporalio/server"
+    assert services["temporal"]["depends_on"]["temporal-schema"]["condition"] == (
+        "service_completed_successfully"
+    )
+    schema_job = services["temporal-schema"]
+    assert schema_job["image"] == f"temporalio/admin-tools:{server_tag}"
+    assert "update-schema" in " ".join(schema_job["command"])
+    assert images["temporal-namespace"] == schema_job["image"]
+    ui_repo, ui_tag = images["temporal-ui"].split(":")
+    minor = ".".join(server_tag.split(".")[:2])
+    assert ui_repo == "temporalio/ui"
+    assert tuple(int(part) for part in ui_tag.split(".")[:2]) >= UI_FOR_SERVER[minor]
+
+
+def test_worker_metrics_port_is_published_on_loopback_only(compose: ComposeCli) -> None:
+    services = compose.config()["services"]
+
+    worker = services["worker"]
+    published = {port["target"]: port for port in worker["ports"]}
+    metrics_port = int(worker["environment"]["LLMD_METRICS_PORT"])
+    assert published[metrics_port]["host_ip"] == "127.0.0.1"
+    health_port = worker["environment"]["LLMD_HEALTH_PORT"]
+    assert f"127.0.0.1:{health_port}/readyz" in " ".join(worker["healthcheck"]["test"])
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", f"{name} publishes {port} beyond this host"
 
 
 def depend_on_an_undefined_service(services: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -28,6 +27,7 @@ from embedded.connect import (
     settings_from_args,
 )
 from embedded.temporal import TemporalDevServer
+from tests.worker_launch import worker_process as launched_worker
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESS_TIMEOUT_SECONDS = 30
@@ -60,7 +60,9 @@ def test_flags_override_environment_which_overrides_defaults() -> None:
 
 
 def test_empty_environment_values_count_as_unset() -> None:
-    environ = {"TEMPORAL_ADDRESS": "", "TEMPORAL_TLS_CERT": "", "TEMPORAL_API_KEY": ""}
+    environ = {
+        "TEMPORAL_ADDRESS": "", "TEMPORAL_TLS_CLIENT_CERT_PATH": "", "TEMPORAL_API_KEY": "",
+    }
 
     settings = settings_from_args(parse([]), environ)
 
@@ -68,7 +70,10 @@ def test_empty_environment_values_count_as_unset() -> None:
 
 
 def test_client_certificate_without_its_key_is_rejected_naming_both_settings() -> None:
-    with pytest.raises(ConnectionSettingsError, match=r"TEMPORAL_TLS_CERT.*TEMPORAL_TLS_KEY"):
+    with pytest.raises(
+        ConnectionSettingsError,
+        match=r"--tls-cert/TEMPORAL_TLS_CLIENT_CERT_PATH.*--tls-key/TEMPORAL_TLS_CLIENT_KEY_PATH",
+    ):
         settings_from_args(parse(["--tls-cert", "client.pem"]), {})
 
 
@@ -102,9 +107,9 @@ def test_tls_files_are_read_into_the_client_tls_config(tmp_path: Path) -> None:
     for name in ("client.pem", "client.key", "ca.pem"):
         (tmp_path / name).write_bytes(f"contents of {name}".encode())
     environ = {
-        "TEMPORAL_TLS_CERT": str(tmp_path / "client.pem"),
-        "TEMPORAL_TLS_KEY": str(tmp_path / "client.key"),
-        "TEMPORAL_TLS_CA": str(tmp_path / "ca.pem"),
+        "TEMPORAL_TLS_CLIENT_CERT_PATH": str(tmp_path / "client.pem"),
+        "TEMPORAL_TLS_CLIENT_KEY_PATH": str(tmp_path / "client.key"),
+        "TEMPORAL_TLS_SERVER_CA_CERT_PATH": str(tmp_path / "ca.pem"),
     }
 
     tls = settings_from_args(parse([]), environ).tls_config()
@@ -117,9 +122,9 @@ def test_tls_files_are_read_into_the_client_tls_config(tmp_path: Path) -> None:
 
 
 def test_unreadable_tls_file_is_reported_with_the_setting_that_named_it(tmp_path: Path) -> None:
-    settings = ConnectionSettings(tls_ca=tmp_path / "missing-ca.pem")
+    settings = settings_from_args(parse(["--tls-ca", str(tmp_path / "missing-ca.pem")]), {})
 
-    with pytest.raises(ConnectionSettingsError, match=r"missing-ca\.pem.*--tls-ca/TEMPORAL_TLS_CA"):
+    with pytest.raises(ConnectionSettingsError, match=r"missing-ca\.pem given by --tls-ca:"):
         settings.tls_config()
 
 
@@ -166,32 +171,9 @@ def worker_process(
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """worker.py in its own process, with Echo added to the workflow registry."""
     task_queue = f"test-{uuid.uuid4()}"
-    launcher = (
-        "from tests.test_worker_entrypoint import Echo\n"
-        "from workflows.registry import WORKFLOWS\n"
-        "WORKFLOWS.append(Echo)\n"
-        "import worker\n"
-        "worker.main()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", launcher],
-        cwd=REPO,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "TEMPORAL_ADDRESS": temporal_server.address,
-            "LLMD_TASK_QUEUE": task_queue,
-        },
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    environment = {"TEMPORAL_ADDRESS": temporal_server.address, "LLMD_TASK_QUEUE": task_queue}
+    with launched_worker(__name__, environment, workflows=["Echo"]) as process:
         yield process, task_queue
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=PROCESS_TIMEOUT_SECONDS)
 
 
 async def test_worker_process_serves_then_exits_zero_on_sigterm_logging_json(

@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search
     from workflows.journal import Journal, StepOutcome
+    from workflows.metrics import RolloutMetrics
     from workflows.plan import RolloutPlan
 
 # Milestones around the model-service steps, in the order the rollout reaches them.
@@ -57,6 +58,7 @@ class RolloutProgress:
     def __init__(self, spec: RolloutSpec) -> None:
         self.spec = spec
         self.journal = Journal()
+        self.metrics = RolloutMetrics(spec.target_id)
         self.phase = Phase.PREFLIGHT
         self.step_name = "starting"
         self.state = RunState.RUNNING
@@ -114,6 +116,7 @@ class RolloutProgress:
         self.roles[role] = self.roles[role].model_copy(update={"partition": partition})
 
     def note_loaded(self, role: RoleName, partition: int, loaded: ModelLoadResult) -> None:
+        self.metrics.model_loaded(role, loaded.elapsed_seconds)
         current = self.roles.get(role)
         if current is None:
             return

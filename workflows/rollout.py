@@ -102,6 +102,7 @@ class RolloutWorkflow:
             progress.phase.value,
         )
         progress.publish()
+        progress.metrics.started()
         failure: FailureReport | None = None
         rollback: RollbackReport | None = None
         try:
@@ -120,6 +121,7 @@ class RolloutWorkflow:
             progress.succeeded()
         previous_revision = self._previous.revision if self._previous else None
         result = progress.result(started, self._revision, previous_revision, failure, rollback)
+        progress.metrics.finished(result)
         progress.state = RunState.FINISHED
         progress.enter(Phase.DONE, "finished")
         search.update(outcome=progress.outcome.value)

@@ -98,6 +98,8 @@ class RolloutSteps:
                 + (f" (repaired: {r.repaired})" if r.repaired else "")
             ),
         )
+        if result.repaired:
+            self._progress.metrics.helm_repaired()
         compensation = helm_compensation(step, release, namespace, before, result, shared)
         if compensation is not None:
             self._saga.register(compensation)

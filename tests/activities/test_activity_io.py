@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from spec import load_spec
 from spec.activity_io import (
     ApplyModelServiceInput,
     FailureEvidence,
+    LastKnownGood,
     ModelLoadProgress,
     PodLoadState,
 )
+from spec.loader import SpecError, validate_document
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -44,3 +47,29 @@ def test_failure_evidence_reads_back_from_error_details() -> None:
     evidence = FailureEvidence(reason="CrashLoop", message="m", log_lines=["a"])
     assert FailureEvidence.from_details([evidence.to_details()]) == evidence
     assert FailureEvidence.from_details(["unrelated"]) is None
+
+
+async def test_an_older_worker_decodes_a_last_known_good_a_newer_worker_wrote() -> None:
+    """A rollout can span a worker release: fields a newer build added are ignored, at every
+    depth, instead of failing the decode (the spec inside included)."""
+    spec = load_spec(EXAMPLES / "demo.yaml")
+    record = LastKnownGood(rollout="demo", revision="3", action="found", spec=spec)
+    newer = record.model_dump(mode="json", by_alias=True)
+    newer["addedByANewerWorker"] = {"anything": 1}
+    assert newer["spec"] is not None
+    newer["spec"]["modelService"]["decode"]["aNewRoleSetting"] = True
+    payloads = await pydantic_data_converter.encode([newer])
+
+    (decoded,) = await pydantic_data_converter.decode(payloads, [LastKnownGood])
+
+    assert decoded == record
+
+
+def test_a_persons_spec_still_refuses_an_unknown_field_by_name() -> None:
+    document = load_spec(EXAMPLES / "demo.yaml").model_dump(mode="json", by_alias=True)
+    document["modelService"]["decode"]["replcas"] = 2
+
+    with pytest.raises(SpecError) as refused:
+        validate_document(document)
+
+    assert "modelService.decode.replcas: unknown field" in str(refused.value)

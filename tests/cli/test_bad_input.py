@@ -114,7 +114,7 @@ def test_a_tls_certificate_without_its_key_is_a_usage_error(
     code, _, err = run(["list", "--tls-cert", "client.pem"], capsys)
 
     assert code == ExitCode.USAGE
-    assert "TEMPORAL_TLS_KEY" in one_line(err)
+    assert "TEMPORAL_TLS_CLIENT_KEY_PATH" in one_line(err)
 
 
 def test_an_unknown_verb_is_a_usage_error_not_an_approval_wait(
