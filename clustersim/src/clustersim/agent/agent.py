@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import pathlib
+import tempfile
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ from clustersim.agent.profile import TimeScale, load_profile
 from clustersim.agent.scheduler import Scheduler
 from clustersim.agent.workloads.process import ServingRegistry
 from clustersim.agent.workqueue import Controller
+from clustersim.pki import CertificateAuthority, load_ca, load_or_create_ca
 
 log = logging.getLogger("clustersim.agent")
 
@@ -69,6 +71,10 @@ class AgentConfig:
     admin_port: int = 0
     controllers: tuple[str, ...] = CONTROLLERS
     context: str | None = None
+    # The CA that signs each kubelet's serving certificate (PEM files). Absent: the agent makes
+    # one of its own; `describe()` names its certificate so an API server can be told about it.
+    kubelet_ca_cert: pathlib.Path | None = None
+    kubelet_ca_key: pathlib.Path | None = None
 
 
 class ClusterAgent:
@@ -105,6 +111,19 @@ class ClusterAgent:
         self._nodes: NodeManager | None = None
         self._proxy: ServiceProxy | None = None
         self.ctx: AgentContext | None = None
+        self._pki_dir = tempfile.TemporaryDirectory(prefix="clustersim-kubelet-pki-")
+        self.kubelet_ca = self._kubelet_ca()
+
+    def _kubelet_ca(self) -> CertificateAuthority:
+        cert, key = self.config.kubelet_ca_cert, self.config.kubelet_ca_key
+        if (cert is None) != (key is None):
+            raise AgentError("--kubelet-ca-cert and --kubelet-ca-key go together")
+        if cert is None or key is None:
+            return load_or_create_ca(pathlib.Path(self._pki_dir.name), "clustersim-kubelet-ca")
+        try:
+            return load_ca(cert, key)
+        except (OSError, ValueError) as error:
+            raise AgentError(f"cannot load the kubelet CA {cert} / {key}: {error}") from error
 
     @property
     def admin_url(self) -> str:
@@ -129,6 +148,7 @@ class ClusterAgent:
             "controllers": list(self.config.controllers),
             "nodes": nodes,
             "adminURL": self.admin.url,
+            "kubeletCA": str(self.kubelet_ca.cert_path),
             "serviceListeners": self._proxy.listening() if self._proxy else [],
             "serviceConflicts": dict(self._proxy.conflicts) if self._proxy else {},
         }
@@ -160,6 +180,7 @@ class ClusterAgent:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def start(self) -> None:
+        self.admin.reserve(self.config.admin_host, self.config.admin_port)
         credentials = load_kubeconfig(self.config.kubeconfig, self.config.context)
         client = KubeClient(credentials)
         self._client = client
@@ -210,7 +231,9 @@ class ClusterAgent:
         if "kubelet" in enabled:
             self._kubelet = Kubelet(ctx, nodes)
             informers.pods.add_handler(self._kubelet.on_pod)
-            self._kubelet_server = KubeletServer(self._kubelet)
+            self._kubelet_server = KubeletServer(
+                self._kubelet, self.kubelet_ca, pathlib.Path(self._pki_dir.name)
+            )
             await self._kubelet_server.start(nodes)
             self._nodes = NodeManager(ctx, self._kubelet)
         self._spawn(recorder.run(), "events")
@@ -267,3 +290,4 @@ class ClusterAgent:
             await self._http.close()
         if self._client is not None:
             await self._client.close()
+        self._pki_dir.cleanup()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import tempfile
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from clustersim.apiserver.proxy import Forwarder
 from clustersim.apiserver.registry import TypeRegistry
 from clustersim.apiserver.storage import Storage
 from clustersim.apiserver.tls import ensure_certificates
+from clustersim.listeners import listen_on
 
 LOG = logging.getLogger(__name__)
 
@@ -60,6 +60,12 @@ class ApiServerConfig:
     # where Service IP block claims are kept (default: $TMPDIR/clustersim-ipam, shared by every
     # clustersim server and agent on the machine)
     ip_lock_dir: Path | None = None
+    # CA that signs the kubelets' serving certificates (kube-apiserver's
+    # --kubelet-certificate-authority). None: kubelet certificates are not verified, as
+    # kube-apiserver does without that flag. `kubelet_ca_from_own_pki` names this server's own
+    # CA instead (`clustersim up`, where that CA signs the kubelets' certificates).
+    kubelet_certificate_authority: Path | None = None
+    kubelet_ca_from_own_pki: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,6 +123,8 @@ class ApiServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # first, so a busy fixed port fails before anything else is set up
+        sock = listen_on(self.config.host, self.config.port, "API server (--port)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tokens = load_or_create_tokens(self.token_file)
         self.token = tokens[0]
@@ -126,6 +134,9 @@ class ApiServer:
             certificates = ensure_certificates(self.data_dir / "pki")
             self.ca_path = certificates.ca_path
             context = certificates.server_context()
+        kubelet_ca = self.config.kubelet_certificate_authority or (
+            self.ca_path if self.config.kubelet_ca_from_own_pki else None)
+        self.forwarder.verify_kubelets_with(kubelet_ca)
         loops = ControlLoops(self.service)
         self._loops = loops
         if self.config.state_file is not None and Path(self.config.state_file).exists():
@@ -143,9 +154,6 @@ class ApiServer:
                                handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         self._runner = runner
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
         self.port = sock.getsockname()[1]
         site = web.SockSite(runner, sock, ssl_context=context, backlog=512)
         await site.start()
