@@ -15,8 +15,19 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
+
+from clustersim.pki import issue_serving, load_or_create_ca
+
+
+def kubelet_tls(pki: Path) -> ssl.SSLContext:
+    """A kubelet serving context for 127.0.0.1, signed by the CA in `pki` (pki/ca.crt): the API
+    server dials kubelets over HTTPS."""
+    ca = load_or_create_ca(pki, "fake-kubelet-ca")
+    return issue_serving(ca, pki, "kubelet", "fake-kubelet", ["127.0.0.1"], []).server_context()
+
 
 LOG_LINES = [f"line {i}" for i in range(1, 6)]
 

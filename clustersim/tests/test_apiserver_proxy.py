@@ -4,7 +4,6 @@ connections."""
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,12 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 from apiserver_process import RunningApiServer
-from http_fakes import EchoHandler, KubeletHandler, serving
+from http_fakes import EchoHandler, KubeletHandler, kubelet_tls, serving
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from clustersim.apiserver import ApiServer, ApiServerConfig
-from clustersim.pki import issue_serving, load_or_create_ca
 
 POD_IP = "127.1.77.10"
 
@@ -31,12 +29,6 @@ def kubelet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadingHTTPS
     not told the kubelet CA, so, as kube-apiserver by default, it does not verify it)."""
     with serving(KubeletHandler, tls=kubelet_tls(tmp_path_factory.mktemp("pki"))) as server:
         yield server
-
-
-def kubelet_tls(pki: Path) -> ssl.SSLContext:
-    """A kubelet serving context for 127.0.0.1, signed by the CA in `pki` (pki/ca.crt)."""
-    ca = load_or_create_ca(pki, "fake-kubelet-ca")
-    return issue_serving(ca, pki, "kubelet", "fake-kubelet", ["127.0.0.1"], []).server_context()
 
 
 @pytest.fixture()

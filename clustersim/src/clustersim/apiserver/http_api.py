@@ -19,6 +19,7 @@ import yaml
 from aiohttp import web
 
 from clustersim.apiserver import discovery, openapi, protobuf
+from clustersim.apiserver.access_reviews import AccessReviews
 from clustersim.apiserver.errors import (
     ApiError,
     bad_request,
@@ -36,6 +37,7 @@ from clustersim.apiserver.objects import (
     WriteOptions,
 )
 from clustersim.apiserver.proxy import Forwarder
+from clustersim.apiserver.rbac import Attributes, UserInfo, forbidden
 from clustersim.apiserver.selectors import (
     FieldSelector,
     LabelSelector,
@@ -55,6 +57,14 @@ MAX_WATCH_SECONDS = 1800
 # how often a watch with nothing to send checks that its client is still connected
 CLIENT_CHECK_SECONDS = 1.0
 ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+
+
+USER_KEY = web.RequestKey("clustersim.user", UserInfo)
+
+
+def user_of(request: web.Request) -> UserInfo:
+    """The identity the authentication middleware attached to the request."""
+    return request[USER_KEY]
 
 
 def encode(body: Any) -> bytes:
@@ -139,8 +149,10 @@ class ApiHandler:
 
     def __init__(self, service: ObjectService, faults: FaultInjector, forwarder: Forwarder,
                  version_info: JsonObject, server_address: Callable[[], str],
-                 bookmark_interval: float = 5.0) -> None:
+                 reviews: AccessReviews, bookmark_interval: float = 5.0) -> None:
         self.service = service
+        self.reviews = reviews
+        self.authorizer = reviews.authorizer
         self.types = service.types
         self.storage = service.storage
         self.faults = faults
@@ -173,6 +185,11 @@ class ApiHandler:
 
     async def _dispatch(self, request: web.Request, path: str) -> web.StreamResponse:
         segments = [s for s in path.split("/") if s]
+        resource_path = len(segments) >= (3 if segments[:1] == ["api"] else 4) and \
+            segments[0] in ("api", "apis")
+        if not resource_path:
+            self._authorize(Attributes(user_of(request), request.method.lower(),
+                                       resource_request=False, path=path))
         if not segments:
             return json_response({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3",
                                             "/version", "/healthz"]})
@@ -200,6 +217,10 @@ class ApiHandler:
             return json_response(resource_list)
         target = self._parse(group, version, rest, path)
         verb = self._verb(request, target)
+        self._authorize(Attributes(
+            user_of(request), verb, group=group, version=version,
+            resource=target.resource.plural, subresource=target.subresource,
+            namespace=target.namespace or "", name=target.name or ""))
         decision = self.faults.decide(verb, path)
         if decision.latency_seconds:
             await asyncio.sleep(decision.latency_seconds)
@@ -208,6 +229,11 @@ class ApiHandler:
         if decision.error is not None:
             raise decision.error
         return await self._serve(request, target, verb, decision)
+
+    def _authorize(self, attributes: Attributes) -> None:
+        """RBAC, before anything is served: a denied request gets the real 403."""
+        if not self.authorizer.allows(attributes):
+            raise forbidden(attributes)
 
     def _reset(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
@@ -433,6 +459,12 @@ class ApiHandler:
                 raise method_not_allowed()
             return await self.forwarder.pod_log(request, target.namespace or "",
                                                 target.name or "")
+        if resource.create_only:
+            if verb != "create" or target.name is not None:
+                raise method_not_allowed()
+            answer = self.reviews.review(resource.kind, resource.api_version, user_of(request),
+                                         target.namespace, await self._body(request))
+            return json_response(answer, 201)
         if verb == "watch":
             return await self._watch(request, target, decision)
         if verb == "list":
@@ -474,6 +506,10 @@ class ApiHandler:
     async def _create(self, request: web.Request, target: ResourceRequest) -> web.Response:
         resource = target.resource
         body = await self._body(request)
+        if target.subresource == "token" and resource.kind == "ServiceAccount":
+            account = self.service.get(resource, target.namespace, target.name or "")
+            answer = self.reviews.token_request(account, body, self.service.clock())
+            return json_response(answer, 201)
         if target.subresource == "binding":
             answer = self.service.bind(resource, target.namespace or "", target.name or "",
                                        body)

@@ -19,17 +19,20 @@ from typing import Any
 
 from aiohttp import web
 
-from clustersim.apiserver import kubeconfig, persistence, quantities
+from clustersim.apiserver import kubeconfig, persistence, quantities, rbac_defaults
+from clustersim.apiserver.access_reviews import AccessReviews
 from clustersim.apiserver.admin import PREFIX, AdminApi
-from clustersim.apiserver.auth import TokenAuthenticator, load_or_create_tokens
+from clustersim.apiserver.auth import TokenAuthenticator, load_or_create_identities
 from clustersim.apiserver.errors import ApiError, unauthorized
 from clustersim.apiserver.faults import FaultInjector
-from clustersim.apiserver.http_api import ANONYMOUS_PATHS, ApiHandler, error_response
+from clustersim.apiserver.http_api import ANONYMOUS_PATHS, USER_KEY, ApiHandler, error_response
 from clustersim.apiserver.ipam import ServiceAddresses
 from clustersim.apiserver.lifecycle import ControlLoops
 from clustersim.apiserver.objects import ObjectService, WriteOptions
 from clustersim.apiserver.proxy import Forwarder
+from clustersim.apiserver.rbac import Attributes, RbacAuthorizer, forbidden
 from clustersim.apiserver.registry import TypeRegistry
+from clustersim.apiserver.sa_tokens import ServiceAccountTokens, load_or_create_key
 from clustersim.apiserver.storage import Storage
 from clustersim.apiserver.tls import ensure_certificates
 from clustersim.listeners import listen_on
@@ -104,6 +107,7 @@ class ApiServer:
         self._handler: ApiHandler | None = None
         self._runner: web.AppRunner | None = None
         self._authenticator: TokenAuthenticator | None = None
+        self.authorizer = RbacAuthorizer(self.storage)
 
     # -- properties of the running server ---------------------------------------------------
 
@@ -126,9 +130,14 @@ class ApiServer:
         # first, so a busy fixed port fails before anything else is set up
         sock = listen_on(self.config.host, self.config.port, "API server (--port)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        tokens = load_or_create_tokens(self.token_file)
-        self.token = tokens[0]
-        self._authenticator = TokenAuthenticator(tokens)
+        identities = load_or_create_identities(self.token_file)
+        self.token = identities[0][0]
+        service_account_tokens = ServiceAccountTokens(
+            load_or_create_key(self.data_dir / "pki" / "sa.key"))
+        self._authenticator = TokenAuthenticator(identities, service_account_tokens,
+                                                 self._service_account_uid)
+        self.authorizer = RbacAuthorizer(self.storage)
+        reviews = AccessReviews(self.authorizer, self._authenticator, service_account_tokens)
         context: ssl.SSLContext | None = None
         if not self.config.insecure_http:
             certificates = ensure_certificates(self.data_dir / "pki")
@@ -143,7 +152,7 @@ class ApiServer:
             self._load_state(Path(self.config.state_file))
         self._handler = ApiHandler(self.service, self.faults, self.forwarder, version_info(),
                                    lambda: f"{self.config.host}:{self.port}",
-                                   self.config.bookmark_interval_seconds)
+                                   reviews, self.config.bookmark_interval_seconds)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES,
                               middlewares=[self._authenticate])
         admin = AdminApi(self.faults, self.storage)
@@ -194,10 +203,23 @@ class ApiServer:
         if request.path not in ANONYMOUS_PATHS and not request.path.startswith(
                 ("/healthz", "/livez", "/readyz")):
             assert self._authenticator is not None
-            if not self._authenticator.authenticates(request.headers.get("Authorization")):
+            user = self._authenticator.authenticate(request.headers.get("Authorization"))
+            if user is None:
                 return error_response(unauthorized())
+            request[USER_KEY] = user
+            if request.path.startswith(PREFIX):
+                # the admin endpoint is a non-resource path: cluster-admin only by default
+                attributes = Attributes(user, request.method.lower(), resource_request=False,
+                                        path=request.path)
+                if not self.authorizer.allows(attributes):
+                    return error_response(forbidden(attributes))
         response: web.StreamResponse = await handler(request)
         return response
+
+    def _service_account_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of a ServiceAccount, for checking that a token's account still exists."""
+        found = self.storage.get(("", "serviceaccounts"), namespace, name)
+        return None if found is None else str((found.get("metadata") or {}).get("uid"))
 
     def _load_state(self, path: Path) -> None:
         resource_version, resources = persistence.load(path)
@@ -225,6 +247,7 @@ class ApiServer:
         """The objects every cluster starts with: system namespaces and the `kubernetes`
         Service with its endpoints pointing at this server."""
         options = WriteOptions(field_manager="kube-apiserver")
+        self._bootstrap_rbac(options)
         namespaces = self.types.lookup("", "v1", "namespaces")
         services = self.types.lookup("", "v1", "services")
         endpoints = self.types.lookup("", "v1", "endpoints")
@@ -260,3 +283,14 @@ class ApiServer:
             updated = dict(current)
             updated["subsets"] = body["subsets"]
             self.service.write_internal(endpoints, current, updated, "kube-apiserver")
+
+    def _bootstrap_rbac(self, options: WriteOptions) -> None:
+        """The default ClusterRoles and bindings, created when absent (an edited one stays)."""
+        roles = self.types.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        bindings = self.types.lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        assert roles is not None and bindings is not None
+        for resource, objects in ((roles, rbac_defaults.cluster_roles()),
+                                  (bindings, rbac_defaults.cluster_role_bindings())):
+            for obj in objects:
+                if self.storage.get(resource.storage_key, "", obj["metadata"]["name"]) is None:
+                    self.service.create(resource, None, obj, options)
