@@ -13,7 +13,6 @@ import pytest
 from agent_fixtures import reference_manifests
 
 from clustersim.agent.controllers.lws_rollout import GroupState, plan_rollout
-from clustersim.agent.controllers.lws_webhook import mutate_lws_pod
 from clustersim.agent.faults import FaultError, FaultSet, parse_fault, parse_fault_document
 from clustersim.agent.fit import NodeUsage, place_pod, pod_requests
 from clustersim.agent.informer import Informer
@@ -28,6 +27,7 @@ from clustersim.agent.profile import ProfileError, TimeScale, load_profile
 from clustersim.agent.quantity import QuantityError, parse_resource_list, to_milli
 from clustersim.agent.workloads.vllm import parse_vllm_command
 from clustersim.agent.workloads.vllm_logs import shard_progress_line
+from clustersim.lws_pods import mutate_lws_pod
 from clustersim.pki import load_or_create_ca
 
 GPU_POD_RESOURCES = {

@@ -35,6 +35,7 @@ from clustersim.agent.kubeclient import ApiError, KubeClient
 from clustersim.agent.kubeconfig import load_kubeconfig
 from clustersim.agent.kubelet.kubelet import Kubelet, SimNode
 from clustersim.agent.kubelet.server import KubeletServer
+from clustersim.agent.lws_pod_webhook import PodWebhookServer
 from clustersim.agent.nodes import NodeManager, node_ip
 from clustersim.agent.profile import TimeScale, load_profile
 from clustersim.agent.scheduler import Scheduler
@@ -110,6 +111,7 @@ class ClusterAgent:
         self._kubelet_server: KubeletServer | None = None
         self._nodes: NodeManager | None = None
         self._proxy: ServiceProxy | None = None
+        self._pod_webhook: PodWebhookServer | None = None
         self.ctx: AgentContext | None = None
         self._pki_dir = tempfile.TemporaryDirectory(prefix="clustersim-kubelet-pki-")
         self.kubelet_ca = self._kubelet_ca()
@@ -149,6 +151,10 @@ class ClusterAgent:
             "nodes": nodes,
             "adminURL": self.admin.url,
             "kubeletCA": str(self.kubelet_ca.cert_path),
+            "lwsPodWebhook": {
+                "url": self._pod_webhook.url if self._pod_webhook else None,
+                "registered": bool(self._pod_webhook and self._pod_webhook.registered),
+            },
             "serviceListeners": self._proxy.listening() if self._proxy else [],
             "serviceConflicts": dict(self._proxy.conflicts) if self._proxy else {},
         }
@@ -213,11 +219,10 @@ class ClusterAgent:
             controllers.append((DeploymentController(ctx), 1))
         if "replicaset" in enabled:
             controllers.append((ReplicaSetController(ctx), 2))
-        statefulsets = StatefulSetController(ctx)
         if "statefulset" in enabled:
-            controllers.append((statefulsets, 2))
+            controllers.append((StatefulSetController(ctx), 2))
         if "leaderworkerset" in enabled:
-            controllers.append((LeaderWorkerSetController(ctx, statefulsets), 1))
+            controllers.append((LeaderWorkerSetController(ctx), 1))
         if "endpoints" in enabled:
             controllers.append((EndpointsController(ctx), 2))
         gateways = GatewayController(ctx)
@@ -245,6 +250,10 @@ class ClusterAgent:
             self._spawn(self._nodes.run_heartbeats(), "node-leases")
             self._spawn(self._kubelet.run_status_manager(), "kubelet-status")
         await self._wait_synced(informers)
+        if "leaderworkerset" in enabled:
+            self._pod_webhook = PodWebhookServer(self.kubelet_ca, pathlib.Path(self._pki_dir.name))
+            await self._pod_webhook.start()
+            await self._pod_webhook.register(client)
         for controller, workers in controllers:
             self._spawn(controller.run(workers), controller.name)
         await self.admin.start(self.config.admin_host, self.config.admin_port)
@@ -267,6 +276,8 @@ class ClusterAgent:
 
     async def stop(self) -> None:
         await self.admin.stop()
+        if self._pod_webhook is not None:
+            await self._pod_webhook.stop(self._client)
         if self.ctx is not None:
             with contextlib.suppress(Exception):
                 await self.ctx.recorder.flush(timeout=2.0)

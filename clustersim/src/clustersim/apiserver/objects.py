@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from clustersim import lws_pods
 from clustersim.apiserver import builtin_rules, crds, lws_webhook, names, quantities, structural
 from clustersim.apiserver.clock import rfc3339, utc_now
 from clustersim.apiserver.errors import (
@@ -252,6 +253,9 @@ class ObjectService:
             builtin_rules.default_object(resource.kind, obj, creating)
             if resource.kind == "CustomResourceDefinition":
                 crds.default_crd(obj)
+            if creating and resource.kind == "Pod" and self._lws_installed():
+                # the LWS pod webhook (mutating, CREATE only), whoever creates the pod
+                lws_pods.mutate_lws_pod(obj)
         errors: list[FieldError] = []
         if resource.is_custom:
             errors.extend(builtin_rules.validate_metadata(obj, resource.kind,
@@ -273,6 +277,10 @@ class ObjectService:
             raise invalid(resource.group, resource.kind, name_of(obj), _unique(errors))
         if creating and resource.kind == "Pod" and not resource.is_custom:
             self._check_service_account(obj)
+
+    def _lws_installed(self) -> bool:
+        """Whether LeaderWorkerSet is served, as its webhook exists only where LWS is."""
+        return self.types.any_version(lws_webhook.GROUP, lws_webhook.KIND) is not None
 
     def _check_service_account(self, pod: JsonObject) -> None:
         account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
