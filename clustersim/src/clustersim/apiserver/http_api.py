@@ -60,6 +60,21 @@ ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 
 USER_KEY = web.RequestKey("clustersim.user", UserInfo)
+# warnings the answer to a request carries whatever it is (added when the answer is prepared,
+# so streamed answers such as watches carry them too)
+WARNINGS_KEY = web.RequestKey("clustersim.warnings", list)
+# kube-apiserver 1.33+ marks every v1 Endpoints request deprecated
+ENDPOINTS_DEPRECATED = "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+
+
+def warning_header(text: str) -> str:
+    return '299 - "' + text.replace('"', '\\"') + '"'
+
+
+async def add_request_warnings(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """aiohttp on_response_prepare hook: the request's standing warnings as Warning headers."""
+    for text in request.get(WARNINGS_KEY) or []:
+        response.headers.add("Warning", warning_header(text))
 
 
 def user_of(request: web.Request) -> UserInfo:
@@ -77,7 +92,7 @@ def json_response(body: Any, status: int = 200, content_type: str = JSON,
     response = web.Response(body=encode(body), status=status,
                             headers={"Content-Type": content_type, **(headers or {})})
     for warning in warnings or []:
-        response.headers.add("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
+        response.headers.add("Warning", warning_header(warning))
     return response
 
 
@@ -217,6 +232,8 @@ class ApiHandler:
             return json_response(resource_list)
         target = self._parse(group, version, rest, path)
         verb = self._verb(request, target)
+        if target.resource.kind == "Endpoints" and not target.resource.group:
+            request[WARNINGS_KEY] = [ENDPOINTS_DEPRECATED]
         self._authorize(Attributes(
             user_of(request), verb, group=group, version=version,
             resource=target.resource.plural, subresource=target.subresource,

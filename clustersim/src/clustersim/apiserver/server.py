@@ -25,7 +25,13 @@ from clustersim.apiserver.admin import PREFIX, AdminApi
 from clustersim.apiserver.auth import TokenAuthenticator, load_or_create_identities
 from clustersim.apiserver.errors import ApiError, unauthorized
 from clustersim.apiserver.faults import FaultInjector
-from clustersim.apiserver.http_api import ANONYMOUS_PATHS, USER_KEY, ApiHandler, error_response
+from clustersim.apiserver.http_api import (
+    ANONYMOUS_PATHS,
+    USER_KEY,
+    ApiHandler,
+    add_request_warnings,
+    error_response,
+)
 from clustersim.apiserver.ipam import ServiceAddresses
 from clustersim.apiserver.lifecycle import ControlLoops
 from clustersim.apiserver.objects import ObjectService, WriteOptions
@@ -158,6 +164,7 @@ class ApiServer:
         admin = AdminApi(self.faults, self.storage)
         app.router.add_route("*", PREFIX + "{tail:.*}", admin.handle)
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
+        app.on_response_prepare.append(add_request_warnings)
         # open log follows and proxies must not hold a shutdown for long
         runner = web.AppRunner(app, access_log=LOG if self.config.access_log else None,
                                handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
