@@ -47,6 +47,7 @@ from clustersim.apiserver.selectors import (
 )
 from clustersim.apiserver.storage import Watcher, WatchEvent
 from clustersim.apiserver.tables import table
+from clustersim.yamlload import load_yaml_or_json
 
 JsonObject = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -388,7 +389,7 @@ class ApiHandler:
             try:
                 if content_type == JSON:
                     return json.loads(raw or b"null")
-                return yaml.safe_load(raw.decode())
+                return load_yaml_or_json(raw)
             except (ValueError, yaml.YAMLError) as error:
                 raise bad_request(f"the body of the request could not be decoded: "
                                   f"{error}") from error
@@ -674,23 +675,9 @@ class ApiHandler:
 
     async def _send_event(self, sender: _EventSender, resource: ResourceType,
                           event: WatchEvent, selected: Callable[[JsonObject], bool]) -> None:
-        shown = resource.present(event.obj)
-        previous = resource.present(event.previous) if event.previous is not None else None
-        now_matches = selected(shown)
-        if event.type == "ADDED":
-            if now_matches:
-                await sender.send("ADDED", shown)
-        elif event.type == "DELETED":
-            if previous is None or selected(previous):
-                await sender.send("DELETED", shown)
-        else:
-            before = previous is not None and selected(previous)
-            if before and now_matches:
-                await sender.send("MODIFIED", shown)
-            elif now_matches:
-                await sender.send("ADDED", shown)
-            elif before:
-                await sender.send("DELETED", shown)
+        sent = _sent_type(resource, event, selected)
+        if sent is not None:
+            await sender.send(sent, resource.present(event.obj), event)
 
     async def _stream(self, request: web.Request, sender: _EventSender,
                       resource: ResourceType, watcher: Watcher,
@@ -708,19 +695,47 @@ class ApiHandler:
             wait = min(deadline - now, CLIENT_CHECK_SECONDS)
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.0))
-            try:
-                event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
-            except TimeoutError:
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    return
-                if bookmarks and loop.time() >= next_bookmark:
-                    await sender.bookmark(self.storage.resource_version)
-                    next_bookmark = loop.time() + self.bookmark_interval
-                continue
-            if event is None:
+            if watcher.queue.empty():
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+                except TimeoutError:
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        return
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await sender.bookmark(self.storage.resource_version)
+                        next_bookmark = loop.time() + self.bookmark_interval
+                    continue
+            else:
+                event = watcher.queue.get_nowait()
+            # everything queued goes out in one write: a burst of changes costs one send
+            batch = [event]
+            while not watcher.queue.empty() and batch[-1] is not None:
+                batch.append(watcher.queue.get_nowait())
+            ended = batch[-1] is None
+            await sender.send_batch([
+                (sent, resource.present(e.obj), e) for e in batch if e is not None
+                if (sent := _sent_type(resource, e, selected)) is not None])
+            if ended:
                 return
-            await self._send_event(sender, resource, event, selected)
+
+
+def _sent_type(resource: ResourceType, event: WatchEvent,
+               selected: Callable[[JsonObject], bool]) -> str | None:
+    """What a filtered watch sees of a change: the event type to send, or None. An object that
+    starts matching arrives as ADDED, one that stops matching as DELETED."""
+    now_matches = selected(resource.present(event.obj))
+    previous = resource.present(event.previous) if event.previous is not None else None
+    if event.type == "ADDED":
+        return "ADDED" if now_matches else None
+    if event.type == "DELETED":
+        return "DELETED" if previous is None or selected(previous) else None
+    before = previous is not None and selected(previous)
+    if before and now_matches:
+        return "MODIFIED"
+    if now_matches:
+        return "ADDED"
+    return "DELETED" if before else None
 
 
 class _WatchCut(Exception):
@@ -752,20 +767,40 @@ class _EventSender:
     async def send_raw(self, event_type: str, obj: JsonObject) -> None:
         await self.response.write(encode({"type": event_type, "object": obj}) + b"\n")
 
-    async def send(self, event_type: str, obj: JsonObject) -> None:
-        if self.cut_after is not None and self.sent >= self.cut_after:
-            self.cut = True
-            raise _WatchCut()
+    async def send(self, event_type: str, obj: JsonObject, event: WatchEvent | None = None
+                   ) -> None:
+        await self.send_batch([(event_type, obj, event)])
+
+    async def send_batch(self, events: list[tuple[str, JsonObject, WatchEvent | None]]) -> None:
+        """Write events in one chunk; a plain-JSON event is encoded once for every watcher."""
+        chunks: list[bytes] = []
+        for event_type, obj, event in events:
+            if self.cut_after is not None and self.sent >= self.cut_after:
+                self.cut = True
+                if chunks:
+                    await self.response.write(b"".join(chunks))
+                raise _WatchCut()
+            chunks.append(self._line(event_type, obj, event))
+            self.sent += 1
+        if chunks:
+            await self.response.write(b"".join(chunks))
+
+    def _line(self, event_type: str, obj: JsonObject, event: WatchEvent | None) -> bytes:
         if self.representation.kind == "table":
             shown = table(self.resource, [obj], str(obj["metadata"].get("resourceVersion", "")),
                           self.include, with_columns=self.sent == 0)
             shown["apiVersion"] = f"meta.k8s.io/{self.representation.version}"
-        elif self.representation.kind == "metadata":
+            return encode({"type": event_type, "object": shown}) + b"\n"
+        if self.representation.kind == "metadata":
             shown = _partial(obj, self.representation.version)
-        else:
-            shown = obj
-        self.sent += 1
-        await self.send_raw(event_type, shown)
+            return encode({"type": event_type, "object": shown}) + b"\n"
+        if event is None:
+            return encode({"type": event_type, "object": obj}) + b"\n"
+        key = (event_type, str(obj.get("apiVersion", "")))
+        line = event.encoded.get(key)
+        if line is None:
+            line = event.encoded[key] = encode({"type": event_type, "object": obj}) + b"\n"
+        return line
 
     async def bookmark(self, resource_version: int, initial_events_end: bool = False) -> None:
         metadata: JsonObject = {"resourceVersion": str(resource_version)}
