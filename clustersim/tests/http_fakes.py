@@ -9,13 +9,25 @@ from __future__ import annotations
 import json
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlparse
+
+from clustersim.pki import issue_serving, load_or_create_ca
+
+
+def kubelet_tls(pki: Path) -> ssl.SSLContext:
+    """A kubelet serving context for 127.0.0.1, signed by the CA in `pki` (pki/ca.crt): the API
+    server dials kubelets over HTTPS."""
+    ca = load_or_create_ca(pki, "fake-kubelet-ca")
+    return issue_serving(ca, pki, "kubelet", "fake-kubelet", ["127.0.0.1"], []).server_context()
+
 
 LOG_LINES = [f"line {i}" for i in range(1, 6)]
 
@@ -85,7 +97,12 @@ class KubeletHandler(_Quiet):
             readable, _, _ = select.select([self.connection], [], [], 0.05)
             if readable:
                 try:
-                    data = self.connection.recv(1, socket.MSG_PEEK)
+                    # TLS sockets cannot peek; the client sends nothing more on this stream,
+                    # so reading what arrived (EOF or close_notify) is just as good
+                    if isinstance(self.connection, ssl.SSLSocket):
+                        data = self.connection.recv(1)
+                    else:
+                        data = self.connection.recv(1, socket.MSG_PEEK)
                 except OSError:
                     data = b""
                 if not data:
@@ -120,10 +137,16 @@ class EchoHandler(_Quiet):
 
 @contextmanager
 def serving(
-    handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+    handler: type[BaseHTTPRequestHandler],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    tls: ssl.SSLContext | None = None,
 ) -> Iterator[ThreadingHTTPServer]:
+    """Serve `handler` on a thread; with `tls`, over HTTPS (a kubelet serves HTTPS)."""
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

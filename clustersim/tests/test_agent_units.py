@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,7 +13,6 @@ import pytest
 from agent_fixtures import reference_manifests
 
 from clustersim.agent.controllers.lws_rollout import GroupState, plan_rollout
-from clustersim.agent.controllers.lws_webhook import mutate_lws_pod
 from clustersim.agent.faults import FaultError, FaultSet, parse_fault, parse_fault_document
 from clustersim.agent.fit import NodeUsage, place_pod, pod_requests
 from clustersim.agent.informer import Informer
@@ -27,6 +27,8 @@ from clustersim.agent.profile import ProfileError, TimeScale, load_profile
 from clustersim.agent.quantity import QuantityError, parse_resource_list, to_milli
 from clustersim.agent.workloads.vllm import parse_vllm_command
 from clustersim.agent.workloads.vllm_logs import shard_progress_line
+from clustersim.lws_pods import mutate_lws_pod
+from clustersim.pki import load_or_create_ca
 
 GPU_POD_RESOURCES = {
     "limits": {"nvidia.com/gpu": "8", "rdma/ib": 1, "memory": "512Gi"},
@@ -470,7 +472,7 @@ async def test_informer_ignores_watch_events_that_are_not_newer_than_its_cache()
     assert informer.get("ns", "p") == pod_at(6, "Running") | {"apiVersion": "v1", "kind": "Pod"}
 
 
-async def test_kubelet_ends_a_followed_log_when_its_reader_leaves() -> None:
+async def test_kubelet_ends_a_followed_log_when_its_reader_leaves(tmp_path: Path) -> None:
     """A quiet container's followed log waits for new lines; when the reader (the API server)
     goes away the kubelet drops the stream, so stopping the agent is not held up by it."""
     log = ContainerLog()
@@ -478,13 +480,15 @@ async def test_kubelet_ends_a_followed_log_when_its_reader_leaves() -> None:
     runtime = SimpleNamespace(log=log, previous_log=None)
     worker = SimpleNamespace(container=lambda name: runtime if name == "quiet" else None)
     kubelet = SimpleNamespace(worker_for=lambda namespace, name: worker)
-    node = SimpleNamespace(ip="127.0.0.1", kubelet_port=0)
-    server = KubeletServer(kubelet)  # type: ignore[arg-type]
+    node = SimpleNamespace(ip="127.0.0.1", kubelet_port=0, name="unit-node")
+    ca = load_or_create_ca(tmp_path, "unit-kubelet-ca")
+    server = KubeletServer(kubelet, ca, tmp_path)  # type: ignore[arg-type]
     await server.start([node])  # type: ignore[list-item]
     stopped = False
     try:
-        url = f"http://127.0.0.1:{node.kubelet_port}/containerLogs/ns/p/quiet?follow=true"
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
+        url = f"https://127.0.0.1:{node.kubelet_port}/containerLogs/ns/p/quiet?follow=true"
+        verified = ssl.create_default_context(cafile=str(ca.cert_path))
+        async with aiohttp.ClientSession() as session, session.get(url, ssl=verified) as response:
             assert await response.content.readline() == b"started\n"
         await asyncio.sleep(0.1)
         await asyncio.wait_for(server.stop(), 2)

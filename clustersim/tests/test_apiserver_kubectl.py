@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from apiserver_process import RunningApiServer
-from http_fakes import KubeletHandler, serving
+from http_fakes import KubeletHandler, kubelet_tls, serving
 from kubernetes import client as k8s
 from shared_reference import reference_dir
 
@@ -245,8 +245,8 @@ def test_wait_for_a_condition_and_delete(
 
 
 @pytest.fixture(scope="module")
-def kubelet() -> Iterator[ThreadingHTTPServer]:
-    with serving(KubeletHandler) as server:
+def kubelet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadingHTTPServer]:
+    with serving(KubeletHandler, tls=kubelet_tls(tmp_path_factory.mktemp("pki"))) as server:
         yield server
 
 

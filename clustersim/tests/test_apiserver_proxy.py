@@ -1,4 +1,5 @@
-"""Pod logs through a kubelet, and the pod and service proxies, over real loopback HTTP."""
+"""Pod logs through a kubelet (over HTTPS), and the pod and service proxies, over real loopback
+connections."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from apiserver_process import RunningApiServer
-from http_fakes import EchoHandler, KubeletHandler, serving
+from http_fakes import EchoHandler, KubeletHandler, kubelet_tls, serving
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
@@ -23,8 +24,10 @@ POD_IP = "127.1.77.10"
 
 
 @pytest.fixture(scope="module")
-def kubelet() -> Iterator[ThreadingHTTPServer]:
-    with serving(KubeletHandler) as server:
+def kubelet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadingHTTPServer]:
+    """A kubelet over HTTPS (the API server dials kubelets over TLS; the session server is
+    not told the kubelet CA, so, as kube-apiserver by default, it does not verify it)."""
+    with serving(KubeletHandler, tls=kubelet_tls(tmp_path_factory.mktemp("pki"))) as server:
         yield server
 
 
@@ -309,8 +312,11 @@ def test_a_followed_log_ends_at_the_kubelet_when_its_client_leaves(
 
 
 async def test_stopping_the_server_ends_open_log_follows_at_once(tmp_path: Path) -> None:
-    with serving(KubeletHandler) as fake_kubelet:
-        server = ApiServer(ApiServerConfig(data_dir=tmp_path, insecure_http=True))
+    with serving(KubeletHandler, tls=kubelet_tls(tmp_path / "kubelet-pki")) as fake_kubelet:
+        # this server verifies the kubelet's certificate
+        server = ApiServer(ApiServerConfig(
+            data_dir=tmp_path, insecure_http=True,
+            kubelet_certificate_authority=tmp_path / "kubelet-pki" / "ca.crt"))
         await server.start()
         stopped = False
         try:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from clustersim import faultcli
 from clustersim.apiserver import ApiServer, ApiServerConfig
+from clustersim.listeners import PortInUseError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -31,8 +32,13 @@ def _serve(args: argparse.Namespace) -> int:
         kubeconfig_path=args.kubeconfig_out, state_file=args.state,
         insecure_http=args.insecure_http, watch_history=args.watch_history,
         bookmark_interval_seconds=args.bookmark_interval, access_log=args.verbose,
+        kubelet_certificate_authority=args.kubelet_certificate_authority,
     )
-    return asyncio.run(_run_until_signalled(ApiServer(config)))
+    try:
+        return asyncio.run(_run_until_signalled(ApiServer(config)))
+    except PortInUseError as error:
+        print(f"clustersim: {error}", file=sys.stderr)
+        return 2
 
 
 async def _run_until_signalled(server: ApiServer) -> int:
@@ -62,6 +68,9 @@ def _add_serve(subcommands: argparse._SubParsersAction[argparse.ArgumentParser])
                             "(default: a temporary directory)")
     serve.add_argument("--token-file", type=Path, default=None,
                        help="bearer tokens, one per line (generated when absent)")
+    serve.add_argument("--kubelet-certificate-authority", type=Path, default=None,
+                       help="CA (PEM) that signs kubelet serving certificates; without it they "
+                            "are not verified, as kube-apiserver does by default")
     serve.add_argument("--insecure-http", action="store_true",
                        help="serve plain HTTP instead of HTTPS")
     serve.add_argument("--watch-history", type=int, default=5000,

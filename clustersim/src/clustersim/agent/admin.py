@@ -7,11 +7,13 @@ created faults and their ids; DELETE /faults (all); DELETE /faults/{id}.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from clustersim.agent.faults import FaultError, parse_fault_document
+from clustersim.listeners import listen_on
 
 if TYPE_CHECKING:
     from clustersim.agent.agent import ClusterAgent
@@ -21,6 +23,7 @@ class AdminServer:
     def __init__(self, agent: ClusterAgent) -> None:
         self.agent = agent
         self._runner: web.AppRunner | None = None
+        self._socket: socket.socket | None = None
         self.url = ""
 
     def app(self) -> web.Application:
@@ -61,17 +64,23 @@ class AdminServer:
             return web.json_response({"error": f"no fault with id {fault_id!r}"}, status=404)
         return web.json_response({"removed": fault_id})
 
-    async def start(self, host: str, port: int) -> None:
-        from clustersim.agent.kubelet.server import bind_socket
+    def reserve(self, host: str, port: int) -> None:
+        """Bind the port first thing at agent start, so a busy --admin-port fails at once."""
+        self._socket = listen_on(host, port, "agent admin endpoint (--admin-port)")
 
+    async def start(self, host: str, port: int) -> None:
+        sock = self._socket or listen_on(host, port, "agent admin endpoint (--admin-port)")
+        self._socket = None
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
-        sock = bind_socket(host, port)
         await web.SockSite(runner, sock).start()
         self._runner = runner
         self.url = f"http://{host}:{sock.getsockname()[1]}"
 
     async def stop(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

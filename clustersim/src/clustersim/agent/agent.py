@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import pathlib
+import tempfile
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -34,11 +35,13 @@ from clustersim.agent.kubeclient import ApiError, KubeClient
 from clustersim.agent.kubeconfig import load_kubeconfig
 from clustersim.agent.kubelet.kubelet import Kubelet, SimNode
 from clustersim.agent.kubelet.server import KubeletServer
+from clustersim.agent.lws_pod_webhook import PodWebhookServer
 from clustersim.agent.nodes import NodeManager, node_ip
 from clustersim.agent.profile import TimeScale, load_profile
 from clustersim.agent.scheduler import Scheduler
 from clustersim.agent.workloads.process import ServingRegistry
 from clustersim.agent.workqueue import Controller
+from clustersim.pki import CertificateAuthority, load_ca, load_or_create_ca
 
 log = logging.getLogger("clustersim.agent")
 
@@ -69,6 +72,10 @@ class AgentConfig:
     admin_port: int = 0
     controllers: tuple[str, ...] = CONTROLLERS
     context: str | None = None
+    # The CA that signs each kubelet's serving certificate (PEM files). Absent: the agent makes
+    # one of its own; `describe()` names its certificate so an API server can be told about it.
+    kubelet_ca_cert: pathlib.Path | None = None
+    kubelet_ca_key: pathlib.Path | None = None
 
 
 class ClusterAgent:
@@ -104,7 +111,21 @@ class ClusterAgent:
         self._kubelet_server: KubeletServer | None = None
         self._nodes: NodeManager | None = None
         self._proxy: ServiceProxy | None = None
+        self._pod_webhook: PodWebhookServer | None = None
         self.ctx: AgentContext | None = None
+        self._pki_dir = tempfile.TemporaryDirectory(prefix="clustersim-kubelet-pki-")
+        self.kubelet_ca = self._kubelet_ca()
+
+    def _kubelet_ca(self) -> CertificateAuthority:
+        cert, key = self.config.kubelet_ca_cert, self.config.kubelet_ca_key
+        if (cert is None) != (key is None):
+            raise AgentError("--kubelet-ca-cert and --kubelet-ca-key go together")
+        if cert is None or key is None:
+            return load_or_create_ca(pathlib.Path(self._pki_dir.name), "clustersim-kubelet-ca")
+        try:
+            return load_ca(cert, key)
+        except (OSError, ValueError) as error:
+            raise AgentError(f"cannot load the kubelet CA {cert} / {key}: {error}") from error
 
     @property
     def admin_url(self) -> str:
@@ -129,6 +150,11 @@ class ClusterAgent:
             "controllers": list(self.config.controllers),
             "nodes": nodes,
             "adminURL": self.admin.url,
+            "kubeletCA": str(self.kubelet_ca.cert_path),
+            "lwsPodWebhook": {
+                "url": self._pod_webhook.url if self._pod_webhook else None,
+                "registered": bool(self._pod_webhook and self._pod_webhook.registered),
+            },
             "serviceListeners": self._proxy.listening() if self._proxy else [],
             "serviceConflicts": dict(self._proxy.conflicts) if self._proxy else {},
         }
@@ -160,6 +186,7 @@ class ClusterAgent:
         self._tasks.append(asyncio.create_task(coroutine, name=name))
 
     async def start(self) -> None:
+        self.admin.reserve(self.config.admin_host, self.config.admin_port)
         credentials = load_kubeconfig(self.config.kubeconfig, self.config.context)
         client = KubeClient(credentials)
         self._client = client
@@ -192,11 +219,10 @@ class ClusterAgent:
             controllers.append((DeploymentController(ctx), 1))
         if "replicaset" in enabled:
             controllers.append((ReplicaSetController(ctx), 2))
-        statefulsets = StatefulSetController(ctx)
         if "statefulset" in enabled:
-            controllers.append((statefulsets, 2))
+            controllers.append((StatefulSetController(ctx), 2))
         if "leaderworkerset" in enabled:
-            controllers.append((LeaderWorkerSetController(ctx, statefulsets), 1))
+            controllers.append((LeaderWorkerSetController(ctx), 1))
         if "endpoints" in enabled:
             controllers.append((EndpointsController(ctx), 2))
         gateways = GatewayController(ctx)
@@ -210,7 +236,9 @@ class ClusterAgent:
         if "kubelet" in enabled:
             self._kubelet = Kubelet(ctx, nodes)
             informers.pods.add_handler(self._kubelet.on_pod)
-            self._kubelet_server = KubeletServer(self._kubelet)
+            self._kubelet_server = KubeletServer(
+                self._kubelet, self.kubelet_ca, pathlib.Path(self._pki_dir.name)
+            )
             await self._kubelet_server.start(nodes)
             self._nodes = NodeManager(ctx, self._kubelet)
         self._spawn(recorder.run(), "events")
@@ -222,6 +250,10 @@ class ClusterAgent:
             self._spawn(self._nodes.run_heartbeats(), "node-leases")
             self._spawn(self._kubelet.run_status_manager(), "kubelet-status")
         await self._wait_synced(informers)
+        if "leaderworkerset" in enabled:
+            self._pod_webhook = PodWebhookServer(self.kubelet_ca, pathlib.Path(self._pki_dir.name))
+            await self._pod_webhook.start()
+            await self._pod_webhook.register(client)
         for controller, workers in controllers:
             self._spawn(controller.run(workers), controller.name)
         await self.admin.start(self.config.admin_host, self.config.admin_port)
@@ -244,6 +276,8 @@ class ClusterAgent:
 
     async def stop(self) -> None:
         await self.admin.stop()
+        if self._pod_webhook is not None:
+            await self._pod_webhook.stop(self._client)
         if self.ctx is not None:
             with contextlib.suppress(Exception):
                 await self.ctx.recorder.flush(timeout=2.0)
@@ -267,3 +301,4 @@ class ClusterAgent:
             await self._http.close()
         if self._client is not None:
             await self._client.close()
+        self._pki_dir.cleanup()

@@ -26,6 +26,7 @@ from clustersim.agent.agent import CONTROLLERS, AgentConfig, AgentError, Cluster
 from clustersim.agent.faults import CRASH_ERRORS
 from clustersim.agent.kubeconfig import KubeconfigError
 from clustersim.agent.profile import BUILTIN_PROFILES, ProfileError
+from clustersim.listeners import PortInUseError
 
 Subcommands = argparse._SubParsersAction
 
@@ -54,7 +55,9 @@ async def _until_signalled() -> None:
     await stopping.wait()
 
 
-def _agent_config(args: argparse.Namespace, kubeconfig: Path) -> AgentConfig:
+def _agent_config(
+    args: argparse.Namespace, kubeconfig: Path, kubelet_ca: tuple[Path, Path] | None = None
+) -> AgentConfig:
     controllers = tuple(c.strip() for c in args.controllers.split(",") if c.strip())
     return AgentConfig(
         kubeconfig=kubeconfig,
@@ -63,29 +66,40 @@ def _agent_config(args: argparse.Namespace, kubeconfig: Path) -> AgentConfig:
         faults_file=args.faults,
         admin_port=args.admin_port,
         controllers=controllers,
+        kubelet_ca_cert=kubelet_ca[0] if kubelet_ca else args.kubelet_ca_cert,
+        kubelet_ca_key=kubelet_ca[1] if kubelet_ca else args.kubelet_ca_key,
     )
 
 
 async def _run_up(args: argparse.Namespace) -> int:
     from clustersim.apiserver import ApiServer, ApiServerConfig
 
-    agent = ClusterAgent(_agent_config(args, args.kubeconfig_out))
     server = ApiServer(
         ApiServerConfig(
             port=args.port,
             kubeconfig_path=args.kubeconfig_out,
             state_file=args.state,
             data_dir=args.data_dir,
+            # the cluster CA signs the kubelets' serving certificates, so the server verifies
+            # them, as kube-apiserver does with --kubelet-certificate-authority
+            kubelet_ca_from_own_pki=True,
         )
     )
     await server.start()
-    agent.config.kubeconfig = Path(server.kubeconfig_path)
+    if server.ca_path is None:
+        raise AgentError("clustersim up serves HTTPS only")
+    pki = server.ca_path.parent
+    agent: ClusterAgent | None = None
     try:
+        agent = ClusterAgent(
+            _agent_config(args, Path(server.kubeconfig_path), (pki / "ca.crt", pki / "ca.key"))
+        )
         await agent.start()
         info = {
             "api_url": server.url,
             "kubeconfig": str(server.kubeconfig_path),
             "admin_url": agent.admin_url,
+            "kubelet_ca": str(agent.kubelet_ca.cert_path),
             "profile": agent.profile.name,
             "time_scale": agent.scale.factor,
             "pid": os.getpid(),
@@ -99,7 +113,8 @@ async def _run_up(args: argparse.Namespace) -> int:
         )
         await _until_signalled()
     finally:
-        await agent.stop()
+        if agent is not None:
+            await agent.stop()
         await server.stop()
     return 0
 
@@ -126,7 +141,7 @@ def _guarded(run: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Nam
         try:
             result: int = asyncio.run(run(args))
             return result
-        except (AgentError, ProfileError, KubeconfigError) as error:
+        except (AgentError, ProfileError, KubeconfigError, PortInUseError) as error:
             print(f"clustersim: {error}", file=sys.stderr)
             return 2
 
@@ -153,6 +168,16 @@ def _agent_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="port of the agent admin endpoint on 127.0.0.1 (0: any free port)",
+    )
+    parser.add_argument(
+        "--kubelet-ca-cert",
+        type=Path,
+        default=None,
+        help="CA certificate (PEM) that signs the kubelets' serving certificates "
+        "(default: one the agent makes; `up` uses the API server's CA)",
+    )
+    parser.add_argument(
+        "--kubelet-ca-key", type=Path, default=None, help="that CA's private key (PEM)"
     )
     parser.add_argument(
         "--info-out",

@@ -37,6 +37,9 @@ class Informer:
         self.resource = resource
         self.gate = gate
         self.store: dict[str, KubeObject] = {}
+        # the same objects by namespace, so controllers reading one namespace (every reconcile
+        # does) do not scan the whole cluster's cache
+        self._by_namespace: dict[str, dict[str, KubeObject]] = {}
         self.synced = asyncio.Event()
         self._handlers: list[Handler] = []
 
@@ -47,9 +50,27 @@ class Informer:
         return self.store.get(f"{namespace}/{name}" if namespace else name)
 
     def items(self, namespace: str | None = None) -> Iterator[KubeObject]:
-        for obj in list(self.store.values()):
-            if namespace is None or namespace_of(obj) == namespace:
-                yield obj
+        if namespace is None:
+            yield from list(self.store.values())
+        else:
+            yield from list(self._by_namespace.get(namespace, {}).values())
+
+    def _put(self, key: str, obj: KubeObject) -> KubeObject | None:
+        previous = self._pop(key)
+        self.store[key] = obj
+        self._by_namespace.setdefault(namespace_of(obj), {})[key] = obj
+        return previous
+
+    def _pop(self, key: str) -> KubeObject | None:
+        previous = self.store.pop(key, None)
+        if previous is not None:
+            namespace = namespace_of(previous)
+            members = self._by_namespace.get(namespace)
+            if members is not None:
+                members.pop(key, None)
+                if not members:
+                    del self._by_namespace[namespace]
+        return previous
 
     def _emit(self, kind: str, obj: KubeObject, old: KubeObject | None) -> None:
         for handler in self._handlers:
@@ -71,11 +92,11 @@ class Informer:
             return
         obj.setdefault("apiVersion", self.resource.api_version)
         obj.setdefault("kind", self.resource.kind)
-        self.store[key] = obj
+        self._put(key, obj)
         self._emit("MODIFIED" if old is not None else "ADDED", obj, old)
 
     def forget(self, obj: KubeObject) -> None:
-        old = self.store.pop(key_of(obj), None)
+        old = self._pop(key_of(obj))
         if old is not None:
             self._emit("DELETED", old, old)
 
@@ -84,11 +105,10 @@ class Informer:
         fresh = {key_of(item): item for item in items}
         for key, old in list(self.store.items()):
             if key not in fresh:
-                del self.store[key]
+                self._pop(key)
                 self._emit("DELETED", old, old)
         for key, item in fresh.items():
-            previous = self.store.get(key)
-            self.store[key] = item
+            previous = self._put(key, item)
             if previous is None:
                 self._emit("ADDED", item, None)
             elif _rv(previous) != _rv(item):
@@ -123,7 +143,7 @@ class Informer:
                     if kind == "BOOKMARK":
                         continue
                     if kind == "DELETED":
-                        old = self.store.pop(key_of(obj), None)
+                        old = self._pop(key_of(obj))
                         self._emit("DELETED", obj, old)
                     else:
                         self.upsert(obj)

@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from clustersim.apiserver.kinds import STANDARD_VERBS, SUBRESOURCE_VERBS, ResourceType
+from clustersim.apiserver.kinds import SUBRESOURCE_VERBS, ResourceType
 from clustersim.apiserver.registry import TypeRegistry
 
 JsonObject = dict[str, Any]
@@ -18,6 +18,7 @@ AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGro
 _SUBRESOURCE_KINDS: dict[str, tuple[str, str, str]] = {
     "scale": ("autoscaling", "v1", "Scale"),
     "binding": ("", "v1", "Binding"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
 }
 _PROXY_KINDS = {"pods": "PodProxyOptions", "services": "ServiceProxyOptions",
                 "nodes": "NodeProxyOptions"}
@@ -62,7 +63,7 @@ def resource_list(types: TypeRegistry, group: str, version: str) -> JsonObject |
             "singularName": resource.singular,
             "namespaced": resource.namespaced,
             "kind": resource.kind,
-            "verbs": list(STANDARD_VERBS),
+            "verbs": list(resource.verbs),
         }
         if resource.short_names:
             entry["shortNames"] = list(resource.short_names)
@@ -124,7 +125,7 @@ def _aggregated_resource(resource: ResourceType) -> JsonObject:
                          "kind": resource.kind},
         "scope": "Namespaced" if resource.namespaced else "Cluster",
         "singularResource": resource.singular,
-        "verbs": list(STANDARD_VERBS),
+        "verbs": list(resource.verbs),
     }
     if resource.short_names:
         entry["shortNames"] = list(resource.short_names)

@@ -19,6 +19,7 @@ import yaml
 from aiohttp import web
 
 from clustersim.apiserver import discovery, openapi, protobuf
+from clustersim.apiserver.access_reviews import AccessReviews
 from clustersim.apiserver.errors import (
     ApiError,
     bad_request,
@@ -36,6 +37,7 @@ from clustersim.apiserver.objects import (
     WriteOptions,
 )
 from clustersim.apiserver.proxy import Forwarder
+from clustersim.apiserver.rbac import Attributes, UserInfo, forbidden
 from clustersim.apiserver.selectors import (
     FieldSelector,
     LabelSelector,
@@ -45,6 +47,7 @@ from clustersim.apiserver.selectors import (
 )
 from clustersim.apiserver.storage import Watcher, WatchEvent
 from clustersim.apiserver.tables import table
+from clustersim.yamlload import load_yaml_or_json
 
 JsonObject = dict[str, Any]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -57,6 +60,29 @@ CLIENT_CHECK_SECONDS = 1.0
 ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 
 
+USER_KEY = web.RequestKey("clustersim.user", UserInfo)
+# warnings the answer to a request carries whatever it is (added when the answer is prepared,
+# so streamed answers such as watches carry them too)
+WARNINGS_KEY = web.RequestKey("clustersim.warnings", list)
+# kube-apiserver 1.33+ marks every v1 Endpoints request deprecated
+ENDPOINTS_DEPRECATED = "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+
+
+def warning_header(text: str) -> str:
+    return '299 - "' + text.replace('"', '\\"') + '"'
+
+
+async def add_request_warnings(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """aiohttp on_response_prepare hook: the request's standing warnings as Warning headers."""
+    for text in request.get(WARNINGS_KEY) or []:
+        response.headers.add("Warning", warning_header(text))
+
+
+def user_of(request: web.Request) -> UserInfo:
+    """The identity the authentication middleware attached to the request."""
+    return request[USER_KEY]
+
+
 def encode(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
@@ -67,7 +93,7 @@ def json_response(body: Any, status: int = 200, content_type: str = JSON,
     response = web.Response(body=encode(body), status=status,
                             headers={"Content-Type": content_type, **(headers or {})})
     for warning in warnings or []:
-        response.headers.add("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
+        response.headers.add("Warning", warning_header(warning))
     return response
 
 
@@ -139,8 +165,10 @@ class ApiHandler:
 
     def __init__(self, service: ObjectService, faults: FaultInjector, forwarder: Forwarder,
                  version_info: JsonObject, server_address: Callable[[], str],
-                 bookmark_interval: float = 5.0) -> None:
+                 reviews: AccessReviews, bookmark_interval: float = 5.0) -> None:
         self.service = service
+        self.reviews = reviews
+        self.authorizer = reviews.authorizer
         self.types = service.types
         self.storage = service.storage
         self.faults = faults
@@ -173,6 +201,11 @@ class ApiHandler:
 
     async def _dispatch(self, request: web.Request, path: str) -> web.StreamResponse:
         segments = [s for s in path.split("/") if s]
+        resource_path = len(segments) >= (3 if segments[:1] == ["api"] else 4) and \
+            segments[0] in ("api", "apis")
+        if not resource_path:
+            self._authorize(Attributes(user_of(request), request.method.lower(),
+                                       resource_request=False, path=path))
         if not segments:
             return json_response({"paths": ["/api", "/api/v1", "/apis", "/openapi/v3",
                                             "/version", "/healthz"]})
@@ -200,6 +233,12 @@ class ApiHandler:
             return json_response(resource_list)
         target = self._parse(group, version, rest, path)
         verb = self._verb(request, target)
+        if target.resource.kind == "Endpoints" and not target.resource.group:
+            request[WARNINGS_KEY] = [ENDPOINTS_DEPRECATED]
+        self._authorize(Attributes(
+            user_of(request), verb, group=group, version=version,
+            resource=target.resource.plural, subresource=target.subresource,
+            namespace=target.namespace or "", name=target.name or ""))
         decision = self.faults.decide(verb, path)
         if decision.latency_seconds:
             await asyncio.sleep(decision.latency_seconds)
@@ -208,6 +247,11 @@ class ApiHandler:
         if decision.error is not None:
             raise decision.error
         return await self._serve(request, target, verb, decision)
+
+    def _authorize(self, attributes: Attributes) -> None:
+        """RBAC, before anything is served: a denied request gets the real 403."""
+        if not self.authorizer.allows(attributes):
+            raise forbidden(attributes)
 
     def _reset(self, request: web.Request) -> web.StreamResponse:
         transport = request.transport
@@ -345,7 +389,7 @@ class ApiHandler:
             try:
                 if content_type == JSON:
                     return json.loads(raw or b"null")
-                return yaml.safe_load(raw.decode())
+                return load_yaml_or_json(raw)
             except (ValueError, yaml.YAMLError) as error:
                 raise bad_request(f"the body of the request could not be decoded: "
                                   f"{error}") from error
@@ -433,6 +477,12 @@ class ApiHandler:
                 raise method_not_allowed()
             return await self.forwarder.pod_log(request, target.namespace or "",
                                                 target.name or "")
+        if resource.create_only:
+            if verb != "create" or target.name is not None:
+                raise method_not_allowed()
+            answer = self.reviews.review(resource.kind, resource.api_version, user_of(request),
+                                         target.namespace, await self._body(request))
+            return json_response(answer, 201)
         if verb == "watch":
             return await self._watch(request, target, decision)
         if verb == "list":
@@ -474,6 +524,10 @@ class ApiHandler:
     async def _create(self, request: web.Request, target: ResourceRequest) -> web.Response:
         resource = target.resource
         body = await self._body(request)
+        if target.subresource == "token" and resource.kind == "ServiceAccount":
+            account = self.service.get(resource, target.namespace, target.name or "")
+            answer = self.reviews.token_request(account, body, self.service.clock())
+            return json_response(answer, 201)
         if target.subresource == "binding":
             answer = self.service.bind(resource, target.namespace or "", target.name or "",
                                        body)
@@ -621,23 +675,9 @@ class ApiHandler:
 
     async def _send_event(self, sender: _EventSender, resource: ResourceType,
                           event: WatchEvent, selected: Callable[[JsonObject], bool]) -> None:
-        shown = resource.present(event.obj)
-        previous = resource.present(event.previous) if event.previous is not None else None
-        now_matches = selected(shown)
-        if event.type == "ADDED":
-            if now_matches:
-                await sender.send("ADDED", shown)
-        elif event.type == "DELETED":
-            if previous is None or selected(previous):
-                await sender.send("DELETED", shown)
-        else:
-            before = previous is not None and selected(previous)
-            if before and now_matches:
-                await sender.send("MODIFIED", shown)
-            elif now_matches:
-                await sender.send("ADDED", shown)
-            elif before:
-                await sender.send("DELETED", shown)
+        sent = _sent_type(resource, event, selected)
+        if sent is not None:
+            await sender.send(sent, resource.present(event.obj), event)
 
     async def _stream(self, request: web.Request, sender: _EventSender,
                       resource: ResourceType, watcher: Watcher,
@@ -655,19 +695,47 @@ class ApiHandler:
             wait = min(deadline - now, CLIENT_CHECK_SECONDS)
             if bookmarks:
                 wait = min(wait, max(next_bookmark - now, 0.0))
-            try:
-                event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
-            except TimeoutError:
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    return
-                if bookmarks and loop.time() >= next_bookmark:
-                    await sender.bookmark(self.storage.resource_version)
-                    next_bookmark = loop.time() + self.bookmark_interval
-                continue
-            if event is None:
+            if watcher.queue.empty():
+                try:
+                    event = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+                except TimeoutError:
+                    transport = request.transport
+                    if transport is None or transport.is_closing():
+                        return
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await sender.bookmark(self.storage.resource_version)
+                        next_bookmark = loop.time() + self.bookmark_interval
+                    continue
+            else:
+                event = watcher.queue.get_nowait()
+            # everything queued goes out in one write: a burst of changes costs one send
+            batch = [event]
+            while not watcher.queue.empty() and batch[-1] is not None:
+                batch.append(watcher.queue.get_nowait())
+            ended = batch[-1] is None
+            await sender.send_batch([
+                (sent, resource.present(e.obj), e) for e in batch if e is not None
+                if (sent := _sent_type(resource, e, selected)) is not None])
+            if ended:
                 return
-            await self._send_event(sender, resource, event, selected)
+
+
+def _sent_type(resource: ResourceType, event: WatchEvent,
+               selected: Callable[[JsonObject], bool]) -> str | None:
+    """What a filtered watch sees of a change: the event type to send, or None. An object that
+    starts matching arrives as ADDED, one that stops matching as DELETED."""
+    now_matches = selected(resource.present(event.obj))
+    previous = resource.present(event.previous) if event.previous is not None else None
+    if event.type == "ADDED":
+        return "ADDED" if now_matches else None
+    if event.type == "DELETED":
+        return "DELETED" if previous is None or selected(previous) else None
+    before = previous is not None and selected(previous)
+    if before and now_matches:
+        return "MODIFIED"
+    if now_matches:
+        return "ADDED"
+    return "DELETED" if before else None
 
 
 class _WatchCut(Exception):
@@ -699,20 +767,40 @@ class _EventSender:
     async def send_raw(self, event_type: str, obj: JsonObject) -> None:
         await self.response.write(encode({"type": event_type, "object": obj}) + b"\n")
 
-    async def send(self, event_type: str, obj: JsonObject) -> None:
-        if self.cut_after is not None and self.sent >= self.cut_after:
-            self.cut = True
-            raise _WatchCut()
+    async def send(self, event_type: str, obj: JsonObject, event: WatchEvent | None = None
+                   ) -> None:
+        await self.send_batch([(event_type, obj, event)])
+
+    async def send_batch(self, events: list[tuple[str, JsonObject, WatchEvent | None]]) -> None:
+        """Write events in one chunk; a plain-JSON event is encoded once for every watcher."""
+        chunks: list[bytes] = []
+        for event_type, obj, event in events:
+            if self.cut_after is not None and self.sent >= self.cut_after:
+                self.cut = True
+                if chunks:
+                    await self.response.write(b"".join(chunks))
+                raise _WatchCut()
+            chunks.append(self._line(event_type, obj, event))
+            self.sent += 1
+        if chunks:
+            await self.response.write(b"".join(chunks))
+
+    def _line(self, event_type: str, obj: JsonObject, event: WatchEvent | None) -> bytes:
         if self.representation.kind == "table":
             shown = table(self.resource, [obj], str(obj["metadata"].get("resourceVersion", "")),
                           self.include, with_columns=self.sent == 0)
             shown["apiVersion"] = f"meta.k8s.io/{self.representation.version}"
-        elif self.representation.kind == "metadata":
+            return encode({"type": event_type, "object": shown}) + b"\n"
+        if self.representation.kind == "metadata":
             shown = _partial(obj, self.representation.version)
-        else:
-            shown = obj
-        self.sent += 1
-        await self.send_raw(event_type, shown)
+            return encode({"type": event_type, "object": shown}) + b"\n"
+        if event is None:
+            return encode({"type": event_type, "object": obj}) + b"\n"
+        key = (event_type, str(obj.get("apiVersion", "")))
+        line = event.encoded.get(key)
+        if line is None:
+            line = event.encoded[key] = encode({"type": event_type, "object": obj}) + b"\n"
+        return line
 
     async def bookmark(self, resource_version: int, initial_events_end: bool = False) -> None:
         metadata: JsonObject = {"resourceVersion": str(resource_version)}

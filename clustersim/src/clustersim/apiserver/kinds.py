@@ -23,7 +23,10 @@ SUBRESOURCE_VERBS: dict[str, tuple[str, ...]] = {
     "log": ("get",),
     "proxy": ("create", "delete", "get", "patch", "update"),
     "finalize": ("update",),
+    "token": ("create",),
 }
+# kinds that are only ever created, answered at once and never stored (access reviews)
+CREATE_ONLY = ("create",)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ResourceType:
     tracks_generation: bool = False
     status_on_create: bool = False
     scale: ScalePaths | None = None
+    verbs: tuple[str, ...] = STANDARD_VERBS
     # custom resources only
     crd_name: str | None = None
     schema: JsonObject | None = None
@@ -79,6 +83,11 @@ class ResourceType:
     def storage_key(self) -> tuple[str, str]:
         group = self.storage_group if self.storage_group is not None else self.group
         return group, self.storage_plural or self.plural
+
+    @property
+    def create_only(self) -> bool:
+        """An access review or similar: answered on create, never stored."""
+        return self.verbs == CREATE_ONLY
 
     @property
     def has_status(self) -> bool:
@@ -185,7 +194,8 @@ def builtin_types() -> list[ResourceType]:
         _builtin("", "v1", "Pod", "pods", True, ("po",), ("all",),
                  subresources=("log", "proxy", "status"), tracks_generation=True),
         _builtin("", "v1", "Secret", "secrets", True),
-        _builtin("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",)),
+        _builtin("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",),
+                 subresources=("token",)),
         _builtin("", "v1", "Service", "services", True, ("svc",), ("all",),
                  subresources=("proxy", "status")),
         _builtin("apps", "v1", "ControllerRevision", "controllerrevisions", True),
@@ -209,4 +219,20 @@ def builtin_types() -> list[ResourceType]:
                  subresources=("status",), tracks_generation=True),
         _builtin("coordination.k8s.io", "v1", "Lease", "leases", True),
         _builtin("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+        *_reviews(),
     ]
+
+
+def _reviews() -> list[ResourceType]:
+    kinds = [("authorization.k8s.io", "LocalSubjectAccessReview", True),
+             ("authorization.k8s.io", "SelfSubjectAccessReview", False),
+             ("authorization.k8s.io", "SelfSubjectRulesReview", False),
+             ("authorization.k8s.io", "SubjectAccessReview", False),
+             ("authentication.k8s.io", "SelfSubjectReview", False),
+             ("authentication.k8s.io", "TokenReview", False)]
+    reviews = []
+    for group, kind, namespaced in kinds:
+        review = _builtin(group, "v1", kind, kind.lower() + "s", namespaced)
+        review.verbs = CREATE_ONLY
+        reviews.append(review)
+    return reviews

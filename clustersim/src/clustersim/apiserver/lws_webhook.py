@@ -1,4 +1,5 @@
-"""The LeaderWorkerSet v0.7.0 admission webhooks (defaulting and validation), built in.
+"""The LeaderWorkerSet v0.7.0 admission webhooks (defaulting and validation), built in. The pod
+webhook's mutation is `clustersim.lws_pods`, applied by `objects.py` to Pod creates.
 
 A real cluster runs these in the LWS controller's webhook server; clustersim applies them to
 every `leaderworkerset.x-k8s.io` LeaderWorkerSet write so the same objects are accepted and

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,14 +48,31 @@ class Ownership:
     def identity(self) -> tuple[str, str, str]:
         return self.manager, self.operation, self.subresource
 
+    # the stored entry this was read from, and its state then: an ownership a write left as
+    # it was is written back as that same entry, without rendering its fields again
+    source: JsonObject | None = None
+    source_state: tuple[str, str, str, str, str, frozenset[Path]] | None = None
+
+    def state(self) -> tuple[str, str, str, str, str, frozenset[Path]]:
+        return (self.manager, self.operation, self.api_version, self.time, self.subresource,
+                frozenset(self.fields))
+
     def entry(self) -> JsonObject:
+        state = self.state()
+        if self.source is not None and state == self.source_state:
+            return self.source
+        # the same fields with a new time (a manager updating what it already owns, the
+        # common case) keep their rendered FieldsV1
+        same_fields = self.source is not None and self.source_state is not None and \
+            state[5] == self.source_state[5]
         entry: JsonObject = {
             "manager": self.manager,
             "operation": self.operation,
             "apiVersion": self.api_version,
             "time": self.time,
             "fieldsType": "FieldsV1",
-            "fieldsV1": to_fields_v1(self.fields),
+            "fieldsV1": self.source["fieldsV1"] if same_fields and self.source is not None
+            else to_fields_v1(self.fields),
         }
         if self.subresource:
             entry["subresource"] = self.subresource
@@ -69,22 +87,51 @@ def read_ownerships(obj: JsonObject | None) -> list[Ownership]:
     for entry in entries:
         if not isinstance(entry, dict) or "manager" not in entry:
             continue
-        result.append(Ownership(
+        ownership = Ownership(
             manager=str(entry.get("manager", "")),
             operation=str(entry.get("operation", "Update")),
             api_version=str(entry.get("apiVersion", "")),
             time=str(entry.get("time", "")),
             subresource=str(entry.get("subresource", "")),
-            fields=from_fields_v1(entry.get("fieldsV1") or {}),
-        ))
+            fields=set(_decoded_fields(entry)),
+        )
+        ownership.source = entry
+        ownership.source_state = ownership.state()
+        result.append(ownership)
     return result
 
 
-def _write_ownerships(obj: JsonObject, ownerships: list[Ownership], shape: Shape) -> None:
-    present = all_paths(obj, shape)
+# Decoded field sets of stored managedFields entries. Stored objects are never mutated and a
+# write keeps the entries it did not change, so the same entry dicts come back write after
+# write; the cache holds each entry it is keyed by, so an id is never reused while cached.
+_DECODED: OrderedDict[int, tuple[JsonObject, frozenset[Path]]] = OrderedDict()
+_DECODED_LIMIT = 8192
+
+
+def _decoded_fields(entry: JsonObject) -> frozenset[Path]:
+    cached = _DECODED.get(id(entry))
+    if cached is not None and cached[0] is entry:
+        _DECODED.move_to_end(id(entry))
+        return cached[1]
+    fields = frozenset(from_fields_v1(entry.get("fieldsV1") or {}))
+    _DECODED[id(entry)] = (entry, fields)
+    if len(_DECODED) > _DECODED_LIMIT:
+        _DECODED.popitem(last=False)
+    return fields
+
+
+def _write_ownerships(obj: JsonObject, ownerships: list[Ownership], shape: Shape,
+                      gone: FieldSet | None = None) -> None:
+    """Write the entries, each limited to the fields `obj` has: the paths in `gone` (the
+    fields a write removed) when the caller knows them, else every path present."""
+    if gone is None:
+        present = all_paths(obj, shape)
     entries = []
     for ownership in ownerships:
-        ownership.fields &= present
+        if gone is None:
+            ownership.fields &= present
+        elif gone:
+            ownership.fields -= gone
         if ownership.fields:
             entries.append(ownership.entry())
     metadata = obj.setdefault("metadata", {})
@@ -110,8 +157,9 @@ def record_update(old: JsonObject | None, new: JsonObject, manager: str, api_ver
     requested = new.get("metadata", {}).get("managedFields")
     if requested == [{}]:
         ownerships = []
-    changed = changed_fields(_without_managed_fields(old) if old else None,
-                             _without_managed_fields(new), shape)
+    old_plain = _without_managed_fields(old) if old else None
+    new_plain = _without_managed_fields(new)
+    changed = changed_fields(old_plain, new_plain, shape)
     if changed:
         mine: Ownership | None = None
         for ownership in ownerships:
@@ -125,7 +173,14 @@ def record_update(old: JsonObject | None, new: JsonObject, manager: str, api_ver
         mine.fields |= changed
         mine.api_version = api_version
         mine.time = now
-    _write_ownerships(new, ownerships, shape)
+    gone: FieldSet | None = None
+    if old_plain is not None:
+        # Owned fields are fields the old object had, or ones this write set. Those this write
+        # removed are among the old object's paths that differ in the new one: checking just
+        # those costs far less than listing every path of the new object.
+        differing = changed_fields(new_plain, old_plain, shape)
+        gone = {path for path in differing if not value_at(new_plain, path, shape)[0]}
+    _write_ownerships(new, ownerships, shape, gone)
 
 
 def render_path(path: Path) -> str:

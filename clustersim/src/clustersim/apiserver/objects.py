@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from clustersim import lws_pods
 from clustersim.apiserver import builtin_rules, crds, lws_webhook, names, quantities, structural
 from clustersim.apiserver.clock import rfc3339, utc_now
 from clustersim.apiserver.errors import (
@@ -50,6 +51,7 @@ from clustersim.apiserver.selectors import (
 )
 from clustersim.apiserver.shapes import Shape
 from clustersim.apiserver.storage import Storage, name_of, namespace_of
+from clustersim.yamlload import load_yaml_or_json
 
 JsonObject = dict[str, Any]
 
@@ -164,7 +166,9 @@ class ObjectService:
     # incoming objects
 
     def _incoming(self, resource: ResourceType, body: Any, namespace: str | None,
-                  name: str | None = None) -> JsonObject:
+                  name: str | None = None, private: bool = False) -> JsonObject:
+        """The request's object, checked; copied unless `private` says nothing else holds any
+        part of it (a merge patch applied to a fresh copy of the live object)."""
         if not isinstance(body, dict):
             raise bad_request(f"the body of the request could not be decoded as a "
                               f"{resource.kind}")
@@ -176,7 +180,7 @@ class ObjectService:
         if api_version and api_version != resource.api_version:
             raise bad_request(f"the API version in the data ({api_version}) does not match the "
                               f"expected API version ({resource.api_version})")
-        obj = _copy(body)
+        obj = body if private else _copy(body)
         obj["apiVersion"] = resource.api_version
         obj["kind"] = resource.kind
         metadata = obj.get("metadata")
@@ -252,6 +256,9 @@ class ObjectService:
             builtin_rules.default_object(resource.kind, obj, creating)
             if resource.kind == "CustomResourceDefinition":
                 crds.default_crd(obj)
+            if creating and resource.kind == "Pod" and self._lws_installed():
+                # the LWS pod webhook (mutating, CREATE only), whoever creates the pod
+                lws_pods.mutate_lws_pod(obj)
         errors: list[FieldError] = []
         if resource.is_custom:
             errors.extend(builtin_rules.validate_metadata(obj, resource.kind,
@@ -273,6 +280,10 @@ class ObjectService:
             raise invalid(resource.group, resource.kind, name_of(obj), _unique(errors))
         if creating and resource.kind == "Pod" and not resource.is_custom:
             self._check_service_account(obj)
+
+    def _lws_installed(self) -> bool:
+        """Whether LeaderWorkerSet is served, as its webhook exists only where LWS is."""
+        return self.types.any_version(lws_webhook.GROUP, lws_webhook.KIND) is not None
 
     def _check_service_account(self, pod: JsonObject) -> None:
         account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
@@ -498,7 +509,9 @@ class ObjectService:
             patched = merge_patch(live, document)
         else:
             patched = strategic_merge_patch(live, document, resource.shape)
-        obj = self._incoming(resource, patched, namespace, name)
+        # a JSON patch's copy and move can make two places share one dict: only those copy
+        obj = self._incoming(resource, patched, namespace, name,
+                             private=content_type != JSON_PATCH)
         requested_version = obj["metadata"].get("resourceVersion")
         if requested_version and requested_version != current["metadata"]["resourceVersion"]:
             raise conflict(resource.group, resource.plural, name, STALE_OBJECT)
@@ -511,7 +524,7 @@ class ObjectService:
             raise bad_request("PATCH /apply: fieldManager: Required value: is required for "
                               "apply patch")
         try:
-            applied = yaml.safe_load(raw.decode() if raw else "")
+            applied = load_yaml_or_json(raw)
         except (yaml.YAMLError, UnicodeDecodeError) as error:
             raise bad_request(f"error decoding YAML: {error}") from error
         if not isinstance(applied, dict):

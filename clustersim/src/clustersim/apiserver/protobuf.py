@@ -1,7 +1,8 @@
 """Decoding of Kubernetes protobuf request bodies for the kinds typed Go clients send that way.
 
-client-go's typed clients (kubectl's `create namespace|secret|configmap|serviceaccount`, helm's
-release storage, DeleteOptions of typed deletes) send `application/vnd.kubernetes.protobuf`.
+client-go's typed clients (kubectl's `create namespace|secret|configmap|serviceaccount|token`,
+`auth can-i|whoami`, helm's release storage, DeleteOptions of typed deletes) send
+`application/vnd.kubernetes.protobuf`.
 The server answers JSON (those clients accept it); request bodies of these kinds are decoded
 here into the same JSON objects a JSON body would give. Other kinds answer 415.
 """
@@ -157,6 +158,23 @@ _OBJECT_REFERENCE = _message({
     6: ("resourceVersion", "string", None), 7: ("fieldPath", "string", None),
 })
 _LOCAL_REFERENCE = _message({1: ("name", "string", None)})
+# authorization.k8s.io/v1 and authentication.k8s.io/v1: what `kubectl auth can-i`, `kubectl auth
+# whoami` and `kubectl create token` send
+_RESOURCE_ATTRIBUTES = _message({
+    1: ("namespace", "string", None), 2: ("verb", "string", None), 3: ("group", "string", None),
+    4: ("version", "string", None), 5: ("resource", "string", None),
+    6: ("subresource", "string", None), 7: ("name", "string", None),
+})
+_NON_RESOURCE_ATTRIBUTES = _message({1: ("path", "string", None), 2: ("verb", "string", None)})
+_SUBJECT_ACCESS_REVIEW_SPEC = _message({
+    1: ("resourceAttributes", "message", _RESOURCE_ATTRIBUTES),
+    2: ("nonResourceAttributes", "message", _NON_RESOURCE_ATTRIBUTES),
+    3: ("user", "string", None), 4: ("groups", "strings", None), 6: ("uid", "string", None),
+})
+
+
+def _review(spec: Decoder) -> Decoder:
+    return _message({1: ("metadata", "message", _OBJECT_META), 2: ("spec", "message", spec)})
 
 KINDS: dict[tuple[str, str], Decoder] = {
     ("v1", "Secret"): _message({
@@ -191,6 +209,21 @@ KINDS: dict[tuple[str, str], Decoder] = {
         5: ("dryRun", "strings", None),
     }),
     ("meta.k8s.io/v1", "DeleteOptions"): lambda raw: KINDS[("v1", "DeleteOptions")](raw),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): _review(_SUBJECT_ACCESS_REVIEW_SPEC),
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): _review(_SUBJECT_ACCESS_REVIEW_SPEC),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"):
+        _review(_SUBJECT_ACCESS_REVIEW_SPEC),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"):
+        _review(_message({1: ("namespace", "string", None)})),
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): _review(_message({})),
+    ("authentication.k8s.io/v1", "TokenReview"):
+        _review(_message({1: ("token", "string", None), 2: ("audiences", "strings", None)})),
+    ("authentication.k8s.io/v1", "TokenRequest"): _review(_message({
+        1: ("audiences", "strings", None), 4: ("expirationSeconds", "int", None),
+        3: ("boundObjectRef", "message", _message({
+            1: ("kind", "string", None), 2: ("apiVersion", "string", None),
+            3: ("name", "string", None), 4: ("uid", "string", None)})),
+    })),
 }
 
 

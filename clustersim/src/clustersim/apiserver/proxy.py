@@ -1,9 +1,11 @@
 """Pod logs and the pod, service and node proxies, forwarded over real HTTP.
 
-Logs are fetched from the kubelet of the pod's node (`/containerLogs/...` on the node's
-InternalIP and kubelet port) and streamed back, as the real API server does. Proxies forward
-method, query, body and headers (minus hop-by-hop ones and the caller's credentials) to a pod
-IP, a ready endpoint of a Service, or a node's kubelet.
+Logs are fetched from the kubelet of the pod's node (`/containerLogs/...` over HTTPS on the
+node's InternalIP and kubelet port) and streamed back, as the real API server does. The kubelet's
+certificate is verified against the kubelet CA when the server has one
+(`--kubelet-certificate-authority`), and not verified otherwise, as kube-apiserver does.
+Proxies forward method, query, body and headers (minus hop-by-hop ones and the caller's
+credentials) to a pod IP, a ready endpoint of a Service, or a node's kubelet.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -61,6 +65,12 @@ class Forwarder:
         self._session: aiohttp.ClientSession | None = None
         self._round_robin = itertools.count()
         self._closing = asyncio.Event()
+        self._kubelet_tls: ssl.SSLContext | bool = False
+
+    def verify_kubelets_with(self, ca_path: Path | None) -> None:
+        """Verify kubelet serving certificates against this CA; None: do not verify."""
+        self._kubelet_tls = (False if ca_path is None
+                             else ssl.create_default_context(cafile=str(ca_path)))
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -130,7 +140,7 @@ class Forwarder:
         if not address or not port:
             raise bad_request(f"node {node_name} has no kubelet endpoint (InternalIP and "
                               f"status.daemonEndpoints.kubeletEndpoint.Port)")
-        return f"http://{address}:{port}"
+        return f"https://{address}:{port}"
 
     async def pod_log(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
         pods = self._type("pods")
@@ -145,7 +155,7 @@ class Forwarder:
         if parameters:
             url += "?" + urlencode(parameters)
         try:
-            upstream = await self._client().get(url)
+            upstream = await self._client().get(url, ssl=self._kubelet_tls)
         except aiohttp.ClientError as error:
             raise internal_error(f'Get "{url}": {error}') from error
         async with upstream:
@@ -201,7 +211,10 @@ class Forwarder:
     # -- proxies ----------------------------------------------------------------------------
 
     async def _forward(self, request: web.Request, target: str, tail: str,
-                       description: str) -> web.StreamResponse:
+                       description: str, tls: ssl.SSLContext | bool = False
+                       ) -> web.StreamResponse:
+        """Forward to target; an https pod or service target is not verified (as
+        kube-apiserver's proxies do), a kubelet is verified as `verify_kubelets_with` says."""
         url = f"{target}/{tail.lstrip('/')}"
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string
@@ -209,7 +222,8 @@ class Forwarder:
         body = await request.read() if request.body_exists else None
         try:
             upstream = await self._client().request(request.method, url, headers=headers,
-                                                    data=body, allow_redirects=False)
+                                                    data=body, allow_redirects=False,
+                                                    ssl=tls)
         except aiohttp.ClientError as error:
             raise ApiError(503, "ServiceUnavailable",
                            f"error trying to reach {description}: {error}") from error
@@ -237,7 +251,8 @@ class Forwarder:
 
     async def node_proxy(self, request: web.Request, target: str, tail: str) -> web.StreamResponse:
         _, name, _ = _split_target(target)
-        return await self._forward(request, self._kubelet(name), tail, f'node "{name}"')
+        return await self._forward(request, self._kubelet(name), tail, f'node "{name}"',
+                                   self._kubelet_tls)
 
     def _service_endpoint(self, namespace: str, service: JsonObject,
                           port_spec: str) -> tuple[str, int]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from clustersim.apiserver.kinds import ResourceType, builtin_types, version_priority
 
-BUILTIN_GROUP_ORDER = ("", "apps", "events.k8s.io", "rbac.authorization.k8s.io",
+BUILTIN_GROUP_ORDER = ("", "apps", "events.k8s.io", "authentication.k8s.io",
+                       "authorization.k8s.io", "rbac.authorization.k8s.io",
                        "apiextensions.k8s.io", "coordination.k8s.io", "discovery.k8s.io")
 
 

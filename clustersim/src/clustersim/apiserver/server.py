@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import tempfile
 from dataclasses import dataclass, field
@@ -20,19 +19,29 @@ from typing import Any
 
 from aiohttp import web
 
-from clustersim.apiserver import kubeconfig, persistence, quantities
+from clustersim.apiserver import kubeconfig, persistence, quantities, rbac_defaults
+from clustersim.apiserver.access_reviews import AccessReviews
 from clustersim.apiserver.admin import PREFIX, AdminApi
-from clustersim.apiserver.auth import TokenAuthenticator, load_or_create_tokens
+from clustersim.apiserver.auth import TokenAuthenticator, load_or_create_identities
 from clustersim.apiserver.errors import ApiError, unauthorized
 from clustersim.apiserver.faults import FaultInjector
-from clustersim.apiserver.http_api import ANONYMOUS_PATHS, ApiHandler, error_response
+from clustersim.apiserver.http_api import (
+    ANONYMOUS_PATHS,
+    USER_KEY,
+    ApiHandler,
+    add_request_warnings,
+    error_response,
+)
 from clustersim.apiserver.ipam import ServiceAddresses
 from clustersim.apiserver.lifecycle import ControlLoops
 from clustersim.apiserver.objects import ObjectService, WriteOptions
 from clustersim.apiserver.proxy import Forwarder
+from clustersim.apiserver.rbac import Attributes, RbacAuthorizer, forbidden
 from clustersim.apiserver.registry import TypeRegistry
+from clustersim.apiserver.sa_tokens import ServiceAccountTokens, load_or_create_key
 from clustersim.apiserver.storage import Storage
 from clustersim.apiserver.tls import ensure_certificates
+from clustersim.listeners import listen_on
 
 LOG = logging.getLogger(__name__)
 
@@ -60,6 +69,12 @@ class ApiServerConfig:
     # where Service IP block claims are kept (default: $TMPDIR/clustersim-ipam, shared by every
     # clustersim server and agent on the machine)
     ip_lock_dir: Path | None = None
+    # CA that signs the kubelets' serving certificates (kube-apiserver's
+    # --kubelet-certificate-authority). None: kubelet certificates are not verified, as
+    # kube-apiserver does without that flag. `kubelet_ca_from_own_pki` names this server's own
+    # CA instead (`clustersim up`, where that CA signs the kubelets' certificates).
+    kubelet_certificate_authority: Path | None = None
+    kubelet_ca_from_own_pki: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,6 +113,7 @@ class ApiServer:
         self._handler: ApiHandler | None = None
         self._runner: web.AppRunner | None = None
         self._authenticator: TokenAuthenticator | None = None
+        self.authorizer = RbacAuthorizer(self.storage)
 
     # -- properties of the running server ---------------------------------------------------
 
@@ -117,35 +133,43 @@ class ApiServer:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # first, so a busy fixed port fails before anything else is set up
+        sock = listen_on(self.config.host, self.config.port, "API server (--port)")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        tokens = load_or_create_tokens(self.token_file)
-        self.token = tokens[0]
-        self._authenticator = TokenAuthenticator(tokens)
+        identities = load_or_create_identities(self.token_file)
+        self.token = identities[0][0]
+        service_account_tokens = ServiceAccountTokens(
+            load_or_create_key(self.data_dir / "pki" / "sa.key"))
+        self._authenticator = TokenAuthenticator(identities, service_account_tokens,
+                                                 self._service_account_uid)
+        self.authorizer = RbacAuthorizer(self.storage)
+        reviews = AccessReviews(self.authorizer, self._authenticator, service_account_tokens)
         context: ssl.SSLContext | None = None
         if not self.config.insecure_http:
             certificates = ensure_certificates(self.data_dir / "pki")
             self.ca_path = certificates.ca_path
             context = certificates.server_context()
+        kubelet_ca = self.config.kubelet_certificate_authority or (
+            self.ca_path if self.config.kubelet_ca_from_own_pki else None)
+        self.forwarder.verify_kubelets_with(kubelet_ca)
         loops = ControlLoops(self.service)
         self._loops = loops
         if self.config.state_file is not None and Path(self.config.state_file).exists():
             self._load_state(Path(self.config.state_file))
         self._handler = ApiHandler(self.service, self.faults, self.forwarder, version_info(),
                                    lambda: f"{self.config.host}:{self.port}",
-                                   self.config.bookmark_interval_seconds)
+                                   reviews, self.config.bookmark_interval_seconds)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES,
                               middlewares=[self._authenticate])
         admin = AdminApi(self.faults, self.storage)
         app.router.add_route("*", PREFIX + "{tail:.*}", admin.handle)
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
+        app.on_response_prepare.append(add_request_warnings)
         # open log follows and proxies must not hold a shutdown for long
         runner = web.AppRunner(app, access_log=LOG if self.config.access_log else None,
                                handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         self._runner = runner
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
         self.port = sock.getsockname()[1]
         site = web.SockSite(runner, sock, ssl_context=context, backlog=512)
         await site.start()
@@ -186,10 +210,23 @@ class ApiServer:
         if request.path not in ANONYMOUS_PATHS and not request.path.startswith(
                 ("/healthz", "/livez", "/readyz")):
             assert self._authenticator is not None
-            if not self._authenticator.authenticates(request.headers.get("Authorization")):
+            user = self._authenticator.authenticate(request.headers.get("Authorization"))
+            if user is None:
                 return error_response(unauthorized())
+            request[USER_KEY] = user
+            if request.path.startswith(PREFIX):
+                # the admin endpoint is a non-resource path: cluster-admin only by default
+                attributes = Attributes(user, request.method.lower(), resource_request=False,
+                                        path=request.path)
+                if not self.authorizer.allows(attributes):
+                    return error_response(forbidden(attributes))
         response: web.StreamResponse = await handler(request)
         return response
+
+    def _service_account_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of a ServiceAccount, for checking that a token's account still exists."""
+        found = self.storage.get(("", "serviceaccounts"), namespace, name)
+        return None if found is None else str((found.get("metadata") or {}).get("uid"))
 
     def _load_state(self, path: Path) -> None:
         resource_version, resources = persistence.load(path)
@@ -217,6 +254,7 @@ class ApiServer:
         """The objects every cluster starts with: system namespaces and the `kubernetes`
         Service with its endpoints pointing at this server."""
         options = WriteOptions(field_manager="kube-apiserver")
+        self._bootstrap_rbac(options)
         namespaces = self.types.lookup("", "v1", "namespaces")
         services = self.types.lookup("", "v1", "services")
         endpoints = self.types.lookup("", "v1", "endpoints")
@@ -252,3 +290,14 @@ class ApiServer:
             updated = dict(current)
             updated["subsets"] = body["subsets"]
             self.service.write_internal(endpoints, current, updated, "kube-apiserver")
+
+    def _bootstrap_rbac(self, options: WriteOptions) -> None:
+        """The default ClusterRoles and bindings, created when absent (an edited one stays)."""
+        roles = self.types.lookup("rbac.authorization.k8s.io", "v1", "clusterroles")
+        bindings = self.types.lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        assert roles is not None and bindings is not None
+        for resource, objects in ((roles, rbac_defaults.cluster_roles()),
+                                  (bindings, rbac_defaults.cluster_role_bindings())):
+            for obj in objects:
+                if self.storage.get(resource.storage_key, "", obj["metadata"]["name"]) is None:
+                    self.service.create(resource, None, obj, options)

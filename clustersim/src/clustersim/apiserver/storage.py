@@ -24,12 +24,18 @@ ObjectKey = tuple[str, str]  # (namespace, name)
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """One change of one object; `previous` lets filtered watches translate transitions."""
+    """One change of one object; `previous` lets filtered watches translate transitions.
+
+    `encoded` caches the event's JSON line per (type sent, apiVersion shown), so one change is
+    serialized once however many watchers receive it in the same form.
+    """
 
     resource_version: int
     type: str
     obj: JsonObject
     previous: JsonObject | None
+    encoded: dict[tuple[str, str], bytes] = field(default_factory=dict, compare=False,
+                                                  repr=False)
 
 
 @dataclass(eq=False)

@@ -342,7 +342,9 @@ def _custom_cell(obj: JsonObject, column: JsonObject) -> Any:
     values = evaluate(obj, str(column.get("jsonPath", "")))
     if not values:
         return None
-    value = values[0] if len(values) == 1 else ",".join(str(v) for v in values)
+    # the CRD table convertor prints the first result only: `.items[*].name` shows the first
+    # name, as kubectl does against a real server
+    value = values[0]
     if column.get("type") == "date" and isinstance(value, str):
         return human_age(value)
     return value

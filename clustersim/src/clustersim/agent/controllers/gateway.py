@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import yaml
@@ -75,6 +76,16 @@ def _backend_refs(route: KubeObject) -> list[KubeObject]:
     for rule in (route.get("spec") or {}).get("rules") or []:
         refs.extend(rule.get("backendRefs") or [])
     return refs
+
+
+@functools.lru_cache(maxsize=256)
+def _overlay(text: str) -> dict[str, Any]:
+    """A parametersRef overlay, parsed once per distinct text (every reconcile reads it)."""
+    try:
+        parsed = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    except yaml.YAMLError:
+        parsed = {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 class GatewayController(Controller):
@@ -222,13 +233,8 @@ class GatewayController(Controller):
             CONFIGMAPS, str(ref.get("name")), namespace_of(gateway)
         )
         data = (configmap or {}).get("data") or {}
-        overlays = []
-        for key in ("deployment", "service"):
-            try:
-                parsed = yaml.safe_load(data.get(key) or "") or {}
-            except yaml.YAMLError:
-                parsed = {}
-            overlays.append(parsed if isinstance(parsed, dict) else {})
+        overlays = [copy.deepcopy(_overlay(str(data.get(key) or "")))
+                    for key in ("deployment", "service")]
         return overlays[0], overlays[1]
 
     def _listener_ports(self, gateway: KubeObject) -> list[KubeObject]:

@@ -23,19 +23,6 @@ from clustersim.agent.controllers.common import (
     restart_count,
 )
 from clustersim.agent.controllers.lws_rollout import GroupState, plan_rollout
-from clustersim.agent.controllers.lws_webhook import (
-    GROUP_INDEX_LABEL,
-    GROUP_KEY_LABEL,
-    LEADER_NAME_ANNOTATION,
-    NAME_LABEL,
-    REPLICAS_ANNOTATION,
-    SIZE_ANNOTATION,
-    TEMPLATE_HASH_LABEL,
-    WORKER_INDEX_LABEL,
-    group_key,
-    mutate_lws_pod,
-)
-from clustersim.agent.controllers.statefulset import StatefulSetController
 from clustersim.agent.kubeclient import (
     CONTROLLERREVISIONS,
     LEADERWORKERSETS,
@@ -63,6 +50,17 @@ from clustersim.agent.meta import (
 )
 from clustersim.agent.selectors import selector_string
 from clustersim.agent.workqueue import Controller
+from clustersim.lws_pods import (
+    GROUP_INDEX_LABEL,
+    GROUP_KEY_LABEL,
+    LEADER_NAME_ANNOTATION,
+    NAME_LABEL,
+    REPLICAS_ANNOTATION,
+    SIZE_ANNOTATION,
+    TEMPLATE_HASH_LABEL,
+    WORKER_INDEX_LABEL,
+    group_key,
+)
 
 _CONDITIONS = {
     "Available": ("AllGroupsReady", "All replicas are ready"),
@@ -128,10 +126,9 @@ def _with_labels(
 class LeaderWorkerSetController(Controller):
     name = "lws-controller"
 
-    def __init__(self, ctx: AgentContext, statefulsets: StatefulSetController) -> None:
+    def __init__(self, ctx: AgentContext) -> None:
         super().__init__()
         self.ctx = ctx
-        statefulsets.mutators.append(mutate_lws_pod)
         ctx.informers.lws.add_handler(lambda _k, lws, _o: self.queue.add(key_of(lws)))
         for informer in (ctx.informers.statefulsets, ctx.informers.pods, ctx.informers.revisions):
             informer.add_handler(self._on_member)

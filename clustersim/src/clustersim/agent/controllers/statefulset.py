@@ -6,13 +6,13 @@ time once the previous is Running and Ready; Parallel creates them together. Rol
 replaces outdated pods from the highest ordinal down to `partition`, one at a time, waiting for
 each to be healthy (rollingUpdate.maxUnavailable is honoured only with the
 MaxUnavailableStatefulSet feature gate, as on a real cluster). Failed pods are recreated.
-Pod mutators stand in for admission webhooks (the LWS pod webhook registers one).
+Pods are created as they are; admission (the LWS pod webhook, see `clustersim.lws_pods`) is the
+API server's business, as with kube-controller-manager's StatefulSet controller.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 
 from clustersim.agent.context import AgentContext
 from clustersim.agent.controllers.common import (
@@ -40,8 +40,6 @@ from clustersim.agent.meta import (
 from clustersim.agent.workqueue import Controller
 
 REVISION_LABEL = "controller-revision-hash"
-PodMutator = Callable[[KubeObject, KubeObject], None]
-"""(pod being created, owning StatefulSet) -> mutate the pod in place."""
 
 
 def ordinal_of(pod_name: str, sts_name: str) -> int | None:
@@ -58,7 +56,6 @@ class StatefulSetController(Controller):
     def __init__(self, ctx: AgentContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.mutators: list[PodMutator] = []
         ctx.informers.statefulsets.add_handler(lambda _k, s, _o: self.queue.add(key_of(s)))
         ctx.informers.pods.add_handler(self._on_pod)
         ctx.informers.revisions.add_handler(self._on_revision)
@@ -132,8 +129,6 @@ class StatefulSetController(Controller):
         service = (sts.get("spec") or {}).get("serviceName")
         if service:
             pod["spec"]["subdomain"] = service
-        for mutate in self.mutators:
-            mutate(pod, sts)
         return pod
 
     async def _create(

@@ -1,7 +1,9 @@
 """Image pulls on one node: pull policy, per-image durations, serialized pulls, the node's cache.
 
 The kubelet pulls one image at a time by default (serializeImagePulls), so a pull may wait for
-another; the Pulled event reports both times as the real one does:
+another. A pull of an image another pod is pulling waits for that pull and then finds the image
+in the store: one full pull per image per node. The Pulled event reports both times as the
+real one does:
 `Successfully pulled image "x" in 5m0s (5m12s including waiting). Image size: 21474836480 bytes.`
 """
 
@@ -66,6 +68,9 @@ def image_id(image: str) -> str:
     return f"{repository}@sha256:{digest}"
 
 
+DEFAULT_IMAGE_BYTES = 104857600
+
+
 @dataclass(frozen=True)
 class PullPlan:
     simulated_seconds: float
@@ -83,8 +88,9 @@ class NodeImages:
     def plan(self, profile: ClusterProfile, image: str) -> PullPlan:
         rule = profile.image_rule(image)
         known = rule is not None or profile.unknown_images == "pull"
+        size = rule.size_bytes if rule is not None else DEFAULT_IMAGE_BYTES
         if image in self.present:
-            return PullPlan(profile.durations.image_recheck, rule.size_bytes if rule else 0, known)
+            return PullPlan(profile.durations.image_recheck, size, known)
         if rule is not None:
-            return PullPlan(rule.pull_seconds, rule.size_bytes, True)
-        return PullPlan(profile.durations.image_pull_default, 104857600, known)
+            return PullPlan(rule.pull_seconds, size, True)
+        return PullPlan(profile.durations.image_pull_default, size, known)

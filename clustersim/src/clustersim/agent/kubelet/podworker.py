@@ -254,10 +254,14 @@ class PodWorker:
                 continue
             self.event("Normal", "Pulling", f'Pulling image "{image}"', runtime)
             queued = time.monotonic()
-            plan = images.plan(profile, image)
             fault = self.ctx.faults.take("image_pull", self.pod, runtime.spec)
             async with images.slot:
                 began = time.monotonic()
+                # Planned once the slot is ours: a pod queued behind another pod's pull of the
+                # same image finds it in the store then, and its own pull only resolves the
+                # reference, as containerd does for content it already holds. One full pull per
+                # image per node.
+                plan = images.plan(profile, image)
                 await self._sleep(self.ctx.scale.delay(plan.simulated_seconds))
             failure = fault is not None or not plan.known
             if not failure:

@@ -17,6 +17,8 @@ import aiohttp
 
 from clustersim.agent.profile import TimeScale
 
+PROBE_AGENT = "kube-probe/1.33"
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -49,6 +51,48 @@ async def _tcp(host: str, port: int, timeout: float) -> ProbeResult:
     return ProbeResult(True, "")
 
 
+async def _status_code(host: str, port: int, path: str, headers: dict[str, str]) -> int:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        request = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", f"User-Agent: {PROBE_AGENT}",
+                   "Accept: */*", "Connection: close"]
+        request += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(request) + "\r\n\r\n").encode())
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    parts = status_line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ConnectionResetError("no HTTP status line")
+    return int(parts[1])
+
+
+async def _http_get(url: str, host: str, port: int, path: str, headers: dict[str, str],
+                    timeout: float) -> ProbeResult:
+    """One plain-HTTP probe: a new connection, the request, the status line, as the kubelet's
+    prober does. Written on asyncio streams because probes are the agent's most frequent
+    requests: a client library's per-request machinery cost more than the probe itself."""
+    try:
+        status = await asyncio.wait_for(_status_code(host, port, path, headers), timeout)
+    except TimeoutError:
+        return ProbeResult(
+            False,
+            f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting '
+            "headers)",
+        )
+    except ConnectionRefusedError:
+        return ProbeResult(
+            False, f'Get "{url}": dial tcp {host}:{port}: connect: connection refused'
+        )
+    except OSError:
+        return ProbeResult(False, f'Get "{url}": EOF')
+    if 200 <= status < 400:
+        return ProbeResult(True, "")
+    return ProbeResult(False, f"HTTP probe failed with statuscode: {status}")
+
+
 async def probe_once(
     spec: dict[str, Any],
     container: dict[str, Any],
@@ -66,6 +110,8 @@ async def probe_once(
         path = str(action.get("path") or "/")
         url = f"{scheme}://{host}:{port}{path}"
         headers = {h["name"]: h["value"] for h in action.get("httpHeaders") or []}
+        if scheme == "http":
+            return await _http_get(url, host, port, path, headers, timeout)
         try:
             async with session.get(
                 url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout), ssl=False

@@ -1,39 +1,31 @@
-"""The kubelet HTTP API the API server proxies `pods/{name}/log` to.
+"""The kubelet HTTPS API the API server proxies `pods/{name}/log` and node proxies to.
 
 `GET /containerLogs/{namespace}/{pod}/{container}` with tailLines, sinceSeconds, sinceTime,
 timestamps, follow, previous and limitBytes. `follow` streams (chunked) until the container
 instance stops or the client goes away; `previous` serves the last terminated instance.
-Each simulated node listens on its own InternalIP (127.0.10.N) with one shared aiohttp app.
+Each simulated node listens on its own InternalIP (127.0.10.N) with one shared aiohttp app,
+over TLS with a serving certificate for the node's addresses (InternalIP and hostname) signed
+by the kubelet CA, as a real kubelet serves 10250: an API server given that CA
+(`--kubelet-certificate-authority`) verifies it; one given none skips verification, as
+kube-apiserver does by default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+from pathlib import Path
 
 from aiohttp import web
 
 from clustersim.agent.kubelet.kubelet import Kubelet, SimNode
 from clustersim.agent.kubelet.logs import LogQuery
 from clustersim.agent.meta import parse_time
+from clustersim.listeners import listen_preferring
+from clustersim.pki import CertificateAuthority, issue_serving
 
 DEFAULT_KUBELET_PORT = 10250
 SHUTDOWN_SECONDS = 3.0
-
-
-def bind_socket(host: str, preferred_port: int) -> socket.socket:
-    """A listening-ready TCP socket on host: the preferred port when free, else any free port."""
-    for port in (preferred_port, 0):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            continue
-        return sock
-    raise OSError(f"cannot listen on {host}")
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -51,8 +43,10 @@ def _int(request: web.Request, name: str) -> int | None:
 
 
 class KubeletServer:
-    def __init__(self, kubelet: Kubelet) -> None:
+    def __init__(self, kubelet: Kubelet, ca: CertificateAuthority, pki_dir: Path) -> None:
         self.kubelet = kubelet
+        self.ca = ca
+        self.pki_dir = pki_dir
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -124,9 +118,11 @@ class KubeletServer:
         await runner.setup()
         self._runner = runner
         for node in nodes:
-            sock = bind_socket(node.ip, DEFAULT_KUBELET_PORT)
+            sock = listen_preferring(node.ip, DEFAULT_KUBELET_PORT)
             node.kubelet_port = int(sock.getsockname()[1])
-            await web.SockSite(runner, sock).start()
+            serving = issue_serving(self.ca, self.pki_dir, f"kubelet-{node.name}", node.name,
+                                    [node.ip], [node.name])
+            await web.SockSite(runner, sock, ssl_context=serving.server_context()).start()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -1,15 +1,22 @@
-"""The LeaderWorkerSet pod webhook's part, applied when the StatefulSet controller creates pods.
+"""The LeaderWorkerSet v0.7.0 pod webhook: what it adds to leader and worker pods on create.
 
 Leader pods get their group index (from the pod ordinal) and group key; worker pods their worker
 index; every container gets LWS_LEADER_ADDRESS (`<leader>.<subdomain>.<namespace>`),
 LWS_GROUP_SIZE and LWS_WORKER_INDEX, as the real webhook injects them.
+
+Pure and shared: clustersim's API server applies it as an admission step to every Pod created
+with the `leaderworkerset.sigs.k8s.io/name` label while the LeaderWorkerSet kind is served, so
+LWS groups form whichever StatefulSet controller creates the pods (the agent's, a real
+kube-controller-manager's, a test's); the agent's LWS controller uses its label names. Applying
+it twice changes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from clustersim.agent.meta import KubeObject, annotations_of, labels_of, name_of, namespace_of
+KubeObject = dict[str, Any]
 
 GROUP = "leaderworkerset.sigs.k8s.io"
 NAME_LABEL = f"{GROUP}/name"
@@ -39,14 +46,17 @@ def _add_env(container: KubeObject, values: list[tuple[str, str]]) -> None:
     container["env"] = added + env
 
 
-def mutate_lws_pod(pod: KubeObject, _: KubeObject) -> None:
-    labels = pod.setdefault("metadata", {}).setdefault("labels", {})
+def mutate_lws_pod(pod: KubeObject, _: KubeObject | None = None) -> None:
+    """Add the webhook's labels and env to a pod being created (in place; idempotent)."""
+    metadata = pod.setdefault("metadata", {})
+    labels = metadata.get("labels") or {}
     lws_name = labels.get(NAME_LABEL)
-    if not lws_name:
+    name = str(metadata.get("name") or "")
+    if not lws_name or not name:
         return
-    namespace = namespace_of(pod)
-    name = name_of(pod)
-    annotations = annotations_of(pod)
+    metadata["labels"] = labels
+    namespace = str(metadata.get("namespace") or "")
+    annotations = dict(metadata.get("annotations") or {})
     leader_name = annotations.get(LEADER_NAME_ANNOTATION)
     if leader_name is None:
         leader_name = name
@@ -59,7 +69,7 @@ def mutate_lws_pod(pod: KubeObject, _: KubeObject) -> None:
     values = [
         ("LWS_LEADER_ADDRESS", f"{leader_name}.{subdomain}.{namespace}"),
         ("LWS_GROUP_SIZE", annotations.get(SIZE_ANNOTATION, "1")),
-        ("LWS_WORKER_INDEX", labels_of(pod).get(WORKER_INDEX_LABEL, "0")),
+        ("LWS_WORKER_INDEX", labels.get(WORKER_INDEX_LABEL, "0")),
     ]
     spec = pod.get("spec") or {}
     for container in list(spec.get("containers") or []) + list(spec.get("initContainers") or []):
