@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.binaries import tool_binary
 from activities.failures import failure
 from activities.helmcli import (
     HelmVersion,
@@ -73,13 +73,7 @@ _GRACE_SECONDS = 10.0
 def helm_binary() -> str:
     """$LLMD_HELM, else `helm` on PATH, else the pinned helm `make venv` installs beside Python
     (so the CLI run as .venv/bin/llmd-rollout finds it without an activated venv)."""
-    configured = os.environ.get(HELM_ENV)
-    if configured:
-        return configured
-    pinned = Path(sys.executable).parent / "helm"
-    if shutil.which("helm") is None and pinned.is_file():
-        return str(pinned)
-    return "helm"
+    return tool_binary("helm", HELM_ENV)
 
 
 @contextlib.contextmanager

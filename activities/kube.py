@@ -24,6 +24,7 @@ import yaml
 from temporalio import activity
 
 import manifests
+from activities.binaries import tool_binary
 from activities.failures import api_unavailable, apply_failure, failure, kube_client
 from activities.kubeclient import ApiUnavailable, KubeClient, KubeError, UnknownKind
 from activities.readiness import is_true
@@ -248,7 +249,7 @@ def is_kustomization(source: str) -> bool:
 
 def kubectl_apply_kustomization(target: Target, source: str) -> list[str]:
     """`kubectl apply --server-side -k URL` (kustomize needs kubectl); the CRD names applied."""
-    command = [os.environ.get(KUBECTL_ENV, "kubectl"), "apply", "--server-side", "-k", source]
+    command = [tool_binary("kubectl", KUBECTL_ENV), "apply", "--server-side", "-k", source]
     command += ["--field-manager", "llmd-rollout", "--force-conflicts", "-o", "name"]
     if target.kubeconfig:
         command += ["--kubeconfig", target.kubeconfig]

@@ -9,6 +9,7 @@ embedded.connect, go after the verbs that talk to Temporal.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
@@ -24,8 +25,11 @@ from cli.commands import (
     teardown,
     validate,
 )
-from cli.exit_codes import EXIT_CODES_HELP
-from cli.output import Output
+from cli.completion import SHELLS
+from cli.completion import script as completion_script
+from cli.exit_codes import EXIT_CODES_HELP, ExitCode
+from cli.output import OUTPUT_MODES, Output
+from cli.suggest import invalid_choice_hint
 from embedded import add_connection_arguments
 
 Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
@@ -44,7 +48,7 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     # argparse exits 2 on usage errors, which our exit codes reserve for "waiting for approval".
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(invalid_choice_hint(message))
 
 
 def _output_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -52,8 +56,9 @@ def _output_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # overwritten by the verb's default.
     default: object = "auto" if top else argparse.SUPPRESS
     parser.add_argument(
-        "-o", "--output", choices=("auto", "text", "json"), default=default,
-        help="text for people, json for scripts (auto: json when stdout is not a terminal)",
+        "-o", "--output", choices=OUTPUT_MODES, default=default,
+        help="text for people, json or yaml for scripts (auto: json when stdout is not a "
+        "terminal)",
     )
     parser.add_argument(
         "--no-color", action="store_true", default=False if top else argparse.SUPPRESS,
@@ -167,7 +172,17 @@ def build_parser() -> argparse.ArgumentParser:
                      f"load into 6 s (default {demo.DEFAULT_TIME_SCALE})")
     sub.add_argument("--spec", default=None,
                      help="the spec to roll out (default: examples/demo.yaml)")
+
+    sub = verb("completion", "print a shell completion script: source <(llmd-rollout "
+               "completion bash)", _completion, temporal=False)
+    sub.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
+
+
+async def _completion(args: argparse.Namespace, output: Output) -> int:
+    """The script, whatever -o says: a shell reads it, not a person or a JSON parser."""
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return ExitCode.SUCCESS
 
 
 def _schedule_verbs(parser: _Parser) -> None:

@@ -22,6 +22,7 @@ from rich.text import Text
 from cli.follow import TEARDOWN_WORKFLOW, Snapshot
 from cli.formatting import cut, duration_text, table
 from spec.activity_io import ModelLoadProgress, PodLoadState
+from spec.reasons import FailureReason
 from spec.workflow_io import (
     ROLLOUT_PHASES,
     FailureReport,
@@ -38,6 +39,8 @@ from spec.workflow_io import (
 )
 
 MODEL_LOAD_ACTIVITY = "wait_for_model_load"
+# The gate step a requested pause holds at (workflows.control.RolloutControl.checkpoint).
+PAUSED_STEP = "paused"
 BAR_WIDTH = 24
 WEIGHTS_BAR_WIDTH = 12
 EVIDENCE_LINES = 5
@@ -292,10 +295,27 @@ def _result_lines(result: RolloutResult) -> list[RenderableType]:
     return lines
 
 
+def failure_place(phase: str, step: str) -> str:
+    """Where a rollout stopped, in words: `at gate between-roles`, `while paused`,
+    `in model-load at model-load/decode`."""
+    if phase == Phase.GATE.value:
+        return "while paused" if step == PAUSED_STEP else f"at gate {step}"
+    return f"in {phase} at {step}" if step else f"in {phase}"
+
+
+def failure_headline(reason: str, phase: str, step: str) -> str:
+    """`failed: ImagePull in model-service at ...`; an abort is a person's decision, not a
+    failure: `aborted at gate between-roles`."""
+    place = failure_place(phase, step)
+    if reason == FailureReason.ABORTED.value:
+        return f"aborted {place}"
+    return f"failed: {reason} {place}"
+
+
 def _failure_lines(failure: FailureReport) -> list[RenderableType]:
+    headline = failure_headline(failure.reason.value, failure.phase.value, failure.step)
     lines: list[RenderableType] = [
-        Text(f"failed: {failure.reason.value} in {failure.phase.value} at {failure.step}",
-             style="bold red"),
+        Text(headline, style="bold red"),
         Text(f"  {failure.message}"),
     ]
     evidence: dict[str, Any] = failure.evidence

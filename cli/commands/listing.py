@@ -20,9 +20,11 @@ from cli.follow import ROLLOUT_WORKFLOW, TEARDOWN_WORKFLOW
 from cli.formatting import age_text, cut, duration_text, flexible, table, time_text
 from cli.output import Output
 from cli.session import Session, open_session
+from cli.suggest import target_hint
 from cli.targets import parse_target
+from cli.views import failure_headline
 from rollouts import rollout_result
-from spec.workflow_io import RolloutResult
+from spec.workflow_io import Phase, RolloutResult
 from workflows import search
 
 UPGRADE_WORKFLOW = "UpgradeWorkflow"
@@ -60,9 +62,10 @@ async def run_history(args: argparse.Namespace, output: Output) -> int:
     query = f"WorkflowType = '{ROLLOUT_WORKFLOW}' AND {search.TARGET.name} = '{target}'"
     executions = await _executions(session, query, args.limit)
     if not executions:
+        hint = await target_hint(session.client, target)
         raise CliError(
-            f"no rollout of {target} is recorded in Temporal namespace {session.namespace!r}; "
-            "check the target with 'llmd-rollout list'"
+            f"no rollout of {target} is recorded in Temporal namespace {session.namespace!r}"
+            + (hint or "; check the target with 'llmd-rollout list'")
         )
     items = [await _history_item(session, execution) for execution in executions]
     output.document("RolloutHistory", {"target": target, "items": items})
@@ -70,7 +73,10 @@ async def run_history(args: argparse.Namespace, output: Output) -> int:
     flexible(grid, "IMAGE", "REASON")
     for item in items:
         failure = item["failure"]
-        reason = f"{failure['reason']} in {failure['phase']}" if failure else ""
+        reason = (
+            failure_headline(failure["reason"], failure["phase"], failure["step"])
+            if failure else ""
+        )
         if item["rollback"]:
             restored = item["rollback"]["restoredRevision"]
             reason += f"; restored {restored}" if restored else "; nothing to restore"
@@ -164,6 +170,7 @@ def _duration(execution: WorkflowExecution) -> float | None:
 
 _OUTCOME_STYLES = {
     "succeeded": "green", "removed": "green", "running": "cyan", "rolled-back": "yellow",
+    "refused": "yellow",
 }
 
 
@@ -171,9 +178,13 @@ def _outcome_text(item: dict[str, Any]) -> Text:
     """The outcome the workflow recorded; a running one with its phase; a run that ended
     without recording one (terminated, timed out) by how Temporal closed it."""
     if item["executionStatus"] == "RUNNING":
-        phase = f" ({item['phase']})" if item.get("phase") else ""
-        return Text(f"running{phase}", style="cyan")
+        running_in = f" ({item['phase']})" if item.get("phase") else ""
+        return Text(f"running{running_in}", style="cyan")
     outcome = item["outcome"]
     if not outcome or outcome == "running":
         outcome = item["executionStatus"].lower()
+    phase: str | None = item.get("phase") or (item.get("failure") or {}).get("phase")
+    if outcome == "failed" and phase == Phase.PREFLIGHT.value:
+        # Preflight changed nothing: the cluster refused the rollout (exit 5), as `status` says.
+        outcome = "refused"
     return Text(outcome, style=_OUTCOME_STYLES.get(outcome, "red"))

@@ -13,7 +13,7 @@ from cli import exit_codes
 from cli.exit_codes import ExitCode
 from cli.follow import Snapshot
 from cli.live import LineDisplay, progress_line
-from cli.views import snapshot_view
+from cli.views import failure_headline, snapshot_view
 from spec.reasons import FailureReason
 from spec.workflow_io import (
     FailureReport,
@@ -202,3 +202,16 @@ def test_progress_lines_are_written_only_when_something_new_happens() -> None:
     assert progress_line(snapshot(result=result(Outcome.SUCCEEDED))) == (
         f"[done] {TARGET}  succeeded"
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "phase", "step", "headline"),
+    [
+        ("Aborted", "gate", "between-roles", "aborted at gate between-roles"),
+        ("Aborted", "gate", "paused", "aborted while paused"),
+        ("ImagePull", "model-load", "model-load/decode",
+         "failed: ImagePull in model-load at model-load/decode"),
+    ],
+)
+def test_a_failure_says_where_in_words(reason: str, phase: str, step: str, headline: str) -> None:
+    assert failure_headline(reason, phase, step) == headline
