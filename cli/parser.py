@@ -92,12 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
                validate.run, temporal=False)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
 
-    sub = verb("plan", "show what a rollout of the spec would change, without changing it",
+    sub = verb("plan", "show what a rollout of the spec would change, without changing it "
+               "(exit 0: nothing, 7: changes)",
                plan.run, temporal=False)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
     sub.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: the spec's "
                      "target.kubeconfig, then $KUBECONFIG, then ~/.kube/config)")
     sub.add_argument("--context", help="kubeconfig context (default: the spec's, then current)")
+    sub.add_argument("--diff", action="store_true",
+                     help="also show the full diff of every object that changes")
 
     sub = verb("apply", "start a rollout of the spec (install or upgrade)", apply.run)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
