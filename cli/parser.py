@@ -213,6 +213,9 @@ def _schedule_verbs(parser: _Parser) -> None:
     create.add_argument("--window-duration", help="maintenance window length, e.g. 4h")
     create.add_argument("--paused", action="store_true", help="create it paused")
     create.add_argument("--note", help="a note shown with the schedule")
+    create.add_argument("--roll-out-unchanged", action="store_true",
+                        help="roll out at every firing, even when the desired spec already runs "
+                        "(default: such a firing ends 'unchanged', without a rollout)")
     action("list", "list the upgrade schedules")
     for name, help in (
         ("describe", "show a target's upgrade schedule: next and recent runs"),

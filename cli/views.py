@@ -312,6 +312,13 @@ def failure_headline(reason: str, phase: str, step: str) -> str:
     return f"failed: {reason} {place}"
 
 
+def failure_brief(reason: str, phase: str, step: str) -> str:
+    """For a table cell: `ImagePull in model-load`, `aborted at gate between-roles`."""
+    if reason == FailureReason.ABORTED.value:
+        return f"aborted {failure_place(phase, step)}"
+    return f"{reason} in {phase}"
+
+
 def _failure_lines(failure: FailureReport) -> list[RenderableType]:
     headline = failure_headline(failure.reason.value, failure.phase.value, failure.step)
     lines: list[RenderableType] = [

@@ -302,13 +302,19 @@ class UpgradeInput(IoModel):
     target: str = Field(description="`<cluster>/<namespace>/<name>`, as RolloutSpec.target_id.")
     source: SpecSource
     maintenance_window: MaintenanceWindow | None = None
+    roll_out_unchanged: bool = Field(
+        default=False,
+        description="Roll out even when the desired spec is the last-known-good one (by default "
+        "such a firing ends `unchanged`, with no rollout).",
+    )
 
 
 class UpgradeResult(IoModel):
     target: str
     outcome: str = Field(
-        description="`started`, `succeeded`, `skipped: running <workflow id>`, `skipped: outside "
-        "the maintenance window ...`, or the rollout's outcome."
+        description="`started`, `succeeded`, `unchanged` (the desired spec is the last-known-good "
+        "one), `skipped: running <workflow id>`, `skipped: outside the maintenance window ...`, "
+        "or the rollout's outcome."
     )
     skipped: bool
     rollout_workflow_id: str | None = None
