@@ -19,6 +19,7 @@ from cli.commands import (
     demo,
     listing,
     plan,
+    reapply,
     rollback,
     schedule,
     status,
@@ -149,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("target", help=TARGET_HELP)
     sub.add_argument("--to", metavar="REVISION",
                      help="the revision (or a prefix of it; default: the previous one)")
+    sub.add_argument("--wait", action="store_true", help="follow it to its end")
+
+    sub = verb("set-image", "roll out the target's current spec with a new vLLM image",
+               reapply.run_set_image)
+    sub.add_argument("target", help=TARGET_HELP)
+    sub.add_argument("image", help="the image, e.g. ghcr.io/llm-d/llm-d:v0.2.1")
+    sub.add_argument("--role", choices=("prefill", "decode"),
+                     help="only this role (default: both, dropping per-role images)")
+    sub.add_argument("--wait", action="store_true", help="follow it to its end")
+
+    sub = verb("retry", "run the target's last failed or aborted rollout again", reapply.run_retry)
+    sub.add_argument("target", help=TARGET_HELP)
     sub.add_argument("--wait", action="store_true", help="follow it to its end")
 
     sub = verb("schedule", "scheduled upgrades of a target", schedule.run, temporal=False)

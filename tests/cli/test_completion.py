@@ -46,7 +46,7 @@ def bash_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_bash_completes_verbs_actions_flags_and_output_formats(bash_script: Path) -> None:
     assert complete(bash_script, "llmd-rollout", "sta") == ["status"]
-    assert set(complete(bash_script, "llmd-rollout", "s")) == {"status", "schedule"}
+    assert set(complete(bash_script, "llmd-rollout", "s")) == {"status", "schedule", "set-image"}
     assert complete(bash_script, "llmd-rollout", "schedule", "unp") == ["unpause"]
     assert complete(bash_script, "llmd-rollout", "status", "--wa") == ["--watch"]
     assert complete(bash_script, "llmd-rollout", "teardown", "--include-g") == [
