@@ -35,7 +35,14 @@ from activities.metrics import (
     delta,
 )
 from activities.podfailures import PodFailureCheck
-from activities.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
+from activities.readiness import (
+    LWS_NAME,
+    REVISION_HASH,
+    expected_pod_names,
+    group_of,
+    lws_state,
+    pod_ready,
+)
 from activities.vllmlog import LoadLog
 from activities.waits import LWS_API, informer_failure, nodes_by_name
 from activities.watching import (
@@ -356,6 +363,8 @@ class ModelLoadWait:
                     name=str(pod["metadata"]["name"]),
                     group=group_of(pod),
                     node=(pod.get("spec") or {}).get("nodeName"),
+                    revision_hash=(pod["metadata"].get("labels") or {}).get(REVISION_HASH),
+                    image=_container_image(pod, self.container),
                     phase=_phase(pod, self.container, watch),
                     weights_percent=watch.log.percent if watch else None,
                     detail=watch.probe_detail if watch else "",
@@ -471,6 +480,13 @@ class Gateway:
             body,
             self.timeout,
         )
+
+
+def _container_image(pod: Mapping[str, Any], container: str) -> str | None:
+    for spec in (pod.get("spec") or {}).get("containers") or []:
+        if spec.get("name") == container:
+            return str(spec.get("image") or "") or None
+    return None
 
 
 def _role_metrics(

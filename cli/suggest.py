@@ -18,14 +18,16 @@ from workflows import search
 
 # How many recent runs are read to learn the targets a namespace knows.
 KNOWN_TARGETS_SCAN = 200
-# difflib's similarity ratio below which a guess would confuse more than help.
+# difflib's similarity ratio below which a guess would confuse more than help. Targets share
+# their shape (`<cluster>/<namespace>/<name>`), so one must be closer to count.
 CUTOFF = 0.6
+TARGET_CUTOFF = 0.8
 _INVALID_CHOICE = re.compile(r"invalid choice: '(?P<word>[^']*)' \(choose from (?P<choices>.*)\)")
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = CUTOFF) -> str:
     """`; did you mean 'status'?` for the closest choice, or "" when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=CUTOFF)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -53,6 +55,6 @@ async def target_hint(client: Client, target: str) -> str:
     """`; did you mean 'clustersim/llm-d-wide-ep/wide-ep'?`, or "" (also when visibility
     cannot answer: a hint must never turn one error into another)."""
     try:
-        return did_you_mean(target, await known_targets(client))
+        return did_you_mean(target, await known_targets(client), TARGET_CUTOFF)
     except RPCError:
         return ""

@@ -186,6 +186,18 @@ class RoleProgress(IoModel):
     pods_ready: int = 0
     pods_loaded: int = 0
     load_percent: float | None = None
+    # Two revisions side by side, as `kubectl argo rollouts get rollout` shows them: the stable
+    # one (last known good, what served before this rollout; restored by a rollback) and the
+    # one this rollout applies. The figures above are the updating revision's.
+    revision: str | None = Field(default=None, description="The revision this rollout applies.")
+    stable_revision: str | None = Field(
+        default=None, description="The last-known-good revision (None: first install)."
+    )
+    stable_image: str | None = None
+    updating: bool = Field(
+        default=False, description="This role's step has begun: groups from `partition` up "
+        "are moving to the new revision; before that every group runs the stable one."
+    )
 
 
 class GateStatus(IoModel):

@@ -121,6 +121,7 @@ class RolloutWorkflow:
         previous_revision = self._previous.revision if self._previous else None
         result = progress.result(started, self._revision, previous_revision, failure, rollback)
         progress.state = RunState.FINISHED
+        progress.final = result
         progress.enter(Phase.DONE, "finished")
         search.update(outcome=progress.outcome.value)
         progress.publish()
@@ -168,6 +169,7 @@ class RolloutWorkflow:
         )
         self._previous = previous
         self._previous_spec = _previous_spec(previous, spec)
+        self._progress.note_stable(previous.revision, self._previous_spec)
         plan = plan_rollout(spec, previous.revision, self._previous_spec)
         self._progress.planned(plan)
         report = await self._steps.call(
