@@ -56,14 +56,14 @@ def revision_rows(role: RoleProgress, state: RunState) -> list[RevisionRow]:
         # Nothing of this role changes (or not yet known to): the stable revision serves.
         return [RevisionRow(
             role.role, stable, "stable", role.stable_image or role.image, str(role.groups),
-            role.pods, "-", "-", None, "serving (last known good)",
+            role.pods, "-", "-", None, "serving",
         )]
     rows = []
     if stable is not None:
         # Groups below the partition keep the stable revision while the role updates.
         old_groups = (role.partition or 0) if role.updating else role.groups
         if old_groups or rolling_back:
-            serving = "serving (last known good)" if old_groups else "replaced"
+            serving = "serving" if old_groups else "replaced"
             rows.append(RevisionRow(
                 role.role, stable, "stable", role.stable_image or "-", str(old_groups),
                 old_groups * per_group, "-", "-", None,
@@ -78,7 +78,7 @@ def revision_rows(role: RoleProgress, state: RunState) -> list[RevisionRow]:
         )
         ready, loaded = str(role.pods_ready), str(role.pods_loaded)
     rows.append(RevisionRow(
-        "" if rows else role.role, new or "-", "new" if stable is None else "updating",
+        "" if rows else role.role, new or "-", "new",
         role.image, f"{role.groups_updated}/{new_groups}" if role.updating else f"0/{new_groups}",
         new_groups * per_group, ready, loaded, role.load_percent if role.updating else None,
         new_state,
@@ -89,7 +89,7 @@ def revision_rows(role: RoleProgress, state: RunState) -> list[RevisionRow]:
 def roles_table(roles: Sequence[RoleProgress], state: RunState) -> Table:
     """Per role, one row per revision. READY is Kubernetes' word, LOADED is vLLM serving the
     model (the reference pods turn Ready minutes before); the stable revision's pods were
-    verified serving when it became last known good, which its STATE says."""
+    verified serving when it became last known good, which the caption says."""
     grid = table()
     for column in ("ROLE", "REVISION"):
         grid.add_column(column, no_wrap=True)
@@ -98,15 +98,24 @@ def roles_table(roles: Sequence[RoleProgress], state: RunState) -> Table:
         grid.add_column(column, justify="right", no_wrap=True)
     grid.add_column("WEIGHTS", no_wrap=True)
     grid.add_column("STATE", no_wrap=True)
+    stable = False
     for role in roles:
         for row in revision_rows(role, state):
+            stable = stable or row.label == "stable"
             style = _REVISION_STYLE.get(row.state.split(" ")[0], "")
             grid.add_row(
                 row.role, Text(f"{row.revision[:12]} {row.label}", style="dim"), cut(row.image),
                 row.groups, str(row.pods), row.ready, row.loaded, weights_cell(row.weights),
                 Text(row.state, style=style),
             )
+    if stable:
+        grid.caption = STABLE_CAPTION
+        grid.caption_justify = "left"
+        grid.caption_style = "dim"
     return grid
+
+
+STABLE_CAPTION = "stable: last known good, verified serving when recorded; new: this rollout's"
 
 
 _REVISION_STYLE = {

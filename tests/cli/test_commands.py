@@ -138,7 +138,7 @@ async def test_an_approval_gate_exits_2_and_refuses_a_second_rollout_with_6(
     # The last frame: the view as the watch stopped at the gate.
     stable_row = [line for line in screen_lines(watched.out) if line.startswith("prefill ")][-1]
     assert stable_row.split()[1:3] == [install_revision, "stable"], watched.out
-    assert stable_row.endswith("serving (last known good)"), stable_row
+    assert stable_row.endswith("serving"), stable_row
     assert_golden_json("approval-wait.json", waiting.json())
     assert second.code == ExitCode.ALREADY_RUNNING
     assert one_line(second).startswith(

@@ -259,11 +259,12 @@ def test_a_role_not_yet_updated_shows_its_stable_revision_serving() -> None:
 
     prefill = rows_of(text, "prefill")
     assert prefill[0][:6] == ["prefill", OLD_REVISION, "stable", OLD_IMAGE, "1", "1"]
-    assert " ".join(prefill[0]).endswith("serving (last known good)")
-    assert prefill[1][:6] == ["prefill", NEW_REVISION, "updating", NEW_IMAGE, "0/1", "1"]
+    assert prefill[0][-1] == "serving"
+    assert prefill[1][:6] == ["prefill", NEW_REVISION, "new", NEW_IMAGE, "0/1", "1"]
     assert prefill[1][-1] == "pending"
     decode = rows_of(text, "decode")
-    assert [row[2] for row in decode] == ["updating"]
+    assert [row[2] for row in decode] == ["new"]
+    assert "stable: last known good, verified serving when recorded" in text
     assert decode[0][4:8] == ["1/1", "2", "2", "2"] and decode[0][-1] == "serving"
 
 
@@ -283,7 +284,7 @@ def test_a_rollback_shows_the_revision_it_restores() -> None:
     assert " ".join(decode[1][-2:]) == "rolling back"
     # Prefill never left its stable revision: it serves on; its update will not happen.
     prefill = rows_of(text, "prefill")
-    assert " ".join(prefill[0]).endswith("serving (last known good)")
+    assert prefill[0][-1] == "serving"
     assert prefill[1][-1] == "cancelled"
 
 
