@@ -30,7 +30,14 @@ from k8s.client import KubeClient, KubeError
 from k8s.diagnosis import pod_summary
 from k8s.gateway import Gateway
 from k8s.podfailures import PodFailureCheck
-from k8s.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
+from k8s.readiness import (
+    LWS_NAME,
+    REVISION_HASH,
+    expected_pod_names,
+    group_of,
+    lws_state,
+    pod_ready,
+)
 from k8s.watching import Collection, Informer, LogFollower, Wakeup
 from manifests.labels import role_labels
 from manifests.lws import vllm_port
@@ -348,6 +355,8 @@ class ModelLoadWait:
                     name=str(pod["metadata"]["name"]),
                     group=group_of(pod),
                     node=(pod.get("spec") or {}).get("nodeName"),
+                    revision_hash=(pod["metadata"].get("labels") or {}).get(REVISION_HASH),
+                    image=_container_image(pod, self.container),
                     phase=_phase(pod, self.container, watch),
                     weights_percent=watch.log.percent if watch else None,
                     detail=watch.probe_detail if watch else "",
@@ -423,6 +432,13 @@ async def wait_for_model_load(input: ModelLoadInput) -> ModelLoadResult:
 
 
 # --- verification ------------------------------------------------------------------------------
+
+
+def _container_image(pod: Mapping[str, Any], container: str) -> str | None:
+    for spec in (pod.get("spec") or {}).get("containers") or []:
+        if spec.get("name") == container:
+            return str(spec.get("image") or "") or None
+    return None
 
 
 def _role_metrics(

@@ -27,10 +27,14 @@ class CliError(Exception):
 
 
 class NoSuchRollout(CliError):
-    def __init__(self, target: str, namespace: str) -> None:
+    """`hint` is cli.suggest's "; did you mean '...'?", or empty when no known target is close."""
+
+    def __init__(self, target: str, namespace: str, hint: str = "") -> None:
+        fix = hint or (
+            "; check the target (<cluster>/<namespace>/<name>) with 'llmd-rollout list'"
+        )
         super().__init__(
-            f"no rollout of {target} is known to Temporal namespace {namespace!r}; "
-            "check the target (<cluster>/<namespace>/<name>) with 'llmd-rollout list'"
+            f"no rollout of {target} is known to Temporal namespace {namespace!r}{fix}"
         )
 
 

@@ -19,6 +19,9 @@ class ExitCode(IntEnum):
     FAILED = 4
     REFUSED = 5
     ALREADY_RUNNING = 6
+    # `plan`: the rollout would change something (as `kubectl diff` exits 1 on differences;
+    # 1 is ours for usage errors).
+    CHANGES = 7
 
 
 EXIT_CODES_HELP = """exit codes:
@@ -28,7 +31,8 @@ EXIT_CODES_HELP = """exit codes:
   3  failed and rolled back
   4  failed without rollback
   5  refused (invalid spec or preflight)
-  6  a rollout of this target is already running"""
+  6  a rollout of this target is already running
+  7  plan: the rollout would change something (0: nothing would)"""
 
 
 def for_outcome(outcome: Outcome, failed_phase: Phase | None = None) -> ExitCode:

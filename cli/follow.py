@@ -26,6 +26,7 @@ from cli import exit_codes
 from cli.errors import NoSuchRollout
 from cli.exit_codes import ExitCode
 from cli.session import Session
+from cli.suggest import target_hint
 from cli.targets import workflow_id_of
 from rollouts import fetch_progress, rollout_result
 from spec.workflow_io import Progress, RolloutResult, TeardownResult
@@ -82,7 +83,8 @@ async def observe(session: Session, target: str, run_id: str | None = None) -> S
         description = await handle.describe()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
-            raise NoSuchRollout(target, session.namespace) from None
+            hint = await target_hint(session.client, target)
+            raise NoSuchRollout(target, session.namespace, hint) from None
         raise
     status = description.status or WorkflowExecutionStatus.RUNNING
     base = Snapshot(

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.console import RenderableType
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+
+WEIGHTS_BAR_WIDTH = 12
 
 
 def table(*columns: str) -> Table:
@@ -60,3 +64,14 @@ def _aware(moment: datetime | str) -> datetime:
 def time_text(moment: datetime | str) -> str:
     """`2025-07-14 09:30:12` in UTC."""
     return _aware(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def weights_cell(percent: float | None) -> RenderableType:
+    if percent is None:
+        return Text("-")
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        ProgressBar(total=100, completed=percent, width=WEIGHTS_BAR_WIDTH),
+        Text(f"{percent:>3.0f}%"),
+    )
+    return grid

@@ -30,7 +30,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as error:
-        print(f"llmd-rollout: {error}. Run 'llmd-rollout --help' for usage.", file=sys.stderr)
+        end = " " if str(error).endswith("?") else ". "
+        print(f"llmd-rollout: {error}{end}Run 'llmd-rollout --help' for usage.", file=sys.stderr)
         return ExitCode.USAGE
     output = Output(args.output, no_color=args.no_color)
     handler: Handler = args.handler

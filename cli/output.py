@@ -2,8 +2,9 @@
 
 Where it sits: every command writes through one `Output`. Off a TTY, or with `--output json`,
 stdout carries exactly one JSON document (`document`), the versioned envelope
-`{"apiVersion": "llmd-rollout/v1", "kind": ..., ...}`; everything else goes to stderr. On a TTY,
-text goes to stdout through rich, coloured unless `--no-color` or NO_COLOR.
+`{"apiVersion": "llmd-rollout/v1", "kind": ..., ...}`; everything else goes to stderr.
+`--output yaml` is the same document as YAML (kubectl's `-o yaml`). On a TTY, text goes to
+stdout through rich, coloured unless `--no-color` or NO_COLOR.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 from typing import Any, Literal
 
+import yaml
 from rich.console import Console, RenderableType
 
 from cli.errors import CliError
@@ -21,13 +23,17 @@ JSON_SCHEMA_VERSION = "llmd-rollout/v1"
 # ones (image names, failure reasons).
 PLAIN_WIDTH = 160
 
-OutputMode = Literal["auto", "text", "json"]
+OutputMode = Literal["auto", "text", "json", "yaml"]
+OUTPUT_MODES: tuple[OutputMode, ...] = ("auto", "text", "json", "yaml")
 
 
 class Output:
     def __init__(self, mode: OutputMode = "auto", *, no_color: bool = False) -> None:
         interactive = sys.stdout.isatty()
-        self.json = mode == "json" or (mode == "auto" and not interactive)
+        self.yaml = mode == "yaml"
+        # `json` means "a document for scripts", whichever its syntax: the commands only ask
+        # whether a person or a script reads.
+        self.json = self.yaml or mode == "json" or (mode == "auto" and not interactive)
         # The live view redraws in place, which only a terminal can show.
         self.live = not self.json and interactive
         self.console = Console(
@@ -46,8 +52,10 @@ class Output:
         )
 
     def document(self, kind: str, payload: dict[str, Any]) -> None:
-        """The command's JSON answer (JSON mode only; text mode ignores it)."""
-        if self.json:
+        """The command's document for scripts (JSON or YAML mode only; text mode ignores it)."""
+        if self.yaml:
+            emit_yaml(kind, payload)
+        elif self.json:
             emit_json(kind, payload)
 
     def show(self, renderable: RenderableType) -> None:
@@ -72,4 +80,11 @@ class Output:
 def emit_json(kind: str, payload: dict[str, Any]) -> None:
     document = {"apiVersion": JSON_SCHEMA_VERSION, "kind": kind, **payload}
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def emit_yaml(kind: str, payload: dict[str, Any]) -> None:
+    # Through JSON first: the payload is exactly the JSON document's, whatever types it holds.
+    document = json.loads(json.dumps({"apiVersion": JSON_SCHEMA_VERSION, "kind": kind, **payload}))
+    sys.stdout.write(yaml.safe_dump(document, sort_keys=True, allow_unicode=True))
     sys.stdout.flush()

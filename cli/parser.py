@@ -9,6 +9,7 @@ embedded.connect, go after the verbs that talk to Temporal.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
@@ -18,14 +19,18 @@ from cli.commands import (
     demo,
     listing,
     plan,
+    reapply,
     rollback,
     schedule,
     status,
     teardown,
     validate,
 )
-from cli.exit_codes import EXIT_CODES_HELP
-from cli.output import Output
+from cli.completion import SHELLS
+from cli.completion import script as completion_script
+from cli.exit_codes import EXIT_CODES_HELP, ExitCode
+from cli.output import OUTPUT_MODES, Output
+from cli.suggest import invalid_choice_hint
 from embedded import add_connection_arguments
 
 Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
@@ -44,7 +49,7 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     # argparse exits 2 on usage errors, which our exit codes reserve for "waiting for approval".
     def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
+        raise UsageError(invalid_choice_hint(message))
 
 
 def _output_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -52,8 +57,9 @@ def _output_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
     # overwritten by the verb's default.
     default: object = "auto" if top else argparse.SUPPRESS
     parser.add_argument(
-        "-o", "--output", choices=("auto", "text", "json"), default=default,
-        help="text for people, json for scripts (auto: json when stdout is not a terminal)",
+        "-o", "--output", choices=OUTPUT_MODES, default=default,
+        help="text for people, json or yaml for scripts (auto: json when stdout is not a "
+        "terminal)",
     )
     parser.add_argument(
         "--no-color", action="store_true", default=False if top else argparse.SUPPRESS,
@@ -87,12 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
                validate.run, temporal=False)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
 
-    sub = verb("plan", "show what a rollout of the spec would change, without changing it",
+    sub = verb("plan", "show what a rollout of the spec would change, without changing it "
+               "(exit 0: nothing, 7: changes)",
                plan.run, temporal=False)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
     sub.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: the spec's "
                      "target.kubeconfig, then $KUBECONFIG, then ~/.kube/config)")
     sub.add_argument("--context", help="kubeconfig context (default: the spec's, then current)")
+    sub.add_argument("--diff", action="store_true",
+                     help="also show the full diff of every object that changes")
 
     sub = verb("apply", "start a rollout of the spec (install or upgrade)", apply.run)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
@@ -143,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the revision (or a prefix of it; default: the previous one)")
     sub.add_argument("--wait", action="store_true", help="follow it to its end")
 
+    sub = verb("set-image", "roll out the target's current spec with a new vLLM image",
+               reapply.run_set_image)
+    sub.add_argument("target", help=TARGET_HELP)
+    sub.add_argument("image", help="the image, e.g. ghcr.io/llm-d/llm-d:v0.2.1")
+    sub.add_argument("--role", choices=("prefill", "decode"),
+                     help="only this role (default: both, dropping per-role images)")
+    sub.add_argument("--wait", action="store_true", help="follow it to its end")
+
+    sub = verb("retry", "run the target's last failed or aborted rollout again", reapply.run_retry)
+    sub.add_argument("target", help=TARGET_HELP)
+    sub.add_argument("--wait", action="store_true", help="follow it to its end")
+
     sub = verb("schedule", "scheduled upgrades of a target", schedule.run, temporal=False)
     _schedule_verbs(sub)
 
@@ -167,7 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
                      f"load into 6 s (default {demo.DEFAULT_TIME_SCALE})")
     sub.add_argument("--spec", default=None,
                      help="the spec to roll out (default: examples/demo.yaml)")
+
+    sub = verb("completion", "print a shell completion script: source <(llmd-rollout "
+               "completion bash)", _completion, temporal=False)
+    sub.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
+
+
+async def _completion(args: argparse.Namespace, output: Output) -> int:
+    """The script, whatever -o says: a shell reads it, not a person or a JSON parser."""
+    sys.stdout.write(completion_script(build_parser(), args.shell))
+    return ExitCode.SUCCESS
 
 
 def _schedule_verbs(parser: _Parser) -> None:
@@ -195,6 +226,9 @@ def _schedule_verbs(parser: _Parser) -> None:
     create.add_argument("--window-duration", help="maintenance window length, e.g. 4h")
     create.add_argument("--paused", action="store_true", help="create it paused")
     create.add_argument("--note", help="a note shown with the schedule")
+    create.add_argument("--roll-out-unchanged", action="store_true",
+                        help="roll out at every firing, even when the desired spec already runs "
+                        "(default: such a firing ends 'unchanged', without a rollout)")
     action("list", "list the upgrade schedules")
     for name, help in (
         ("describe", "show a target's upgrade schedule: next and recent runs"),

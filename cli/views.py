@@ -21,14 +21,15 @@ from rich.text import Text
 
 from cli.follow import TEARDOWN_WORKFLOW, Snapshot
 from cli.formatting import cut, duration_text, table
+from cli.revisions import pods_table, restoring_line, roles_table
 from spec.activity_io import ModelLoadProgress, PodLoadState
+from spec.reasons import FailureReason
 from spec.workflow_io import (
     ROLLOUT_PHASES,
     FailureReport,
     Outcome,
     Phase,
     Progress,
-    RoleProgress,
     RollbackReport,
     RolloutResult,
     RunState,
@@ -38,8 +39,9 @@ from spec.workflow_io import (
 )
 
 MODEL_LOAD_ACTIVITY = "wait_for_model_load"
+# The gate step a requested pause holds at (workflows.control.RolloutControl.checkpoint).
+PAUSED_STEP = "paused"
 BAR_WIDTH = 24
-WEIGHTS_BAR_WIDTH = 12
 EVIDENCE_LINES = 5
 # How a phase with several steps shows: the first status found in this order.
 _PRECEDENCE = (
@@ -72,12 +74,7 @@ _OUTCOME_STYLE = {
     Outcome.FAILED: "bold red",
     Outcome.ROLLBACK_FAILED: "bold red",
 }
-_POD_STYLE = {
-    "serving": "green",
-    "failed": "bold red",
-    "loading": "cyan",
-    "serving-probe": "cyan",
-}
+
 
 
 @dataclass(frozen=True)
@@ -116,10 +113,10 @@ def snapshot_view(snapshot: Snapshot, now: datetime | None = None) -> Renderable
     if steps or snapshot.workflow_type != TEARDOWN_WORKFLOW:
         parts += [Text(""), _phases_table(steps, now, snapshot.workflow_type == TEARDOWN_WORKFLOW)]
     if progress is not None and progress.roles and snapshot.running:
-        parts += [Text(""), _roles_table(progress.roles)]
-        pods = loading_pods(progress)
-        if pods:
-            parts += [Text(""), _pods_table(pods)]
+        parts += [Text(""), roles_table(progress.roles, progress.state)]
+        heartbeat = model_load(progress)
+        if heartbeat is not None and heartbeat.pods:
+            parts += [Text(""), pods_table(heartbeat)]
     parts += _attention(snapshot)
     if isinstance(result, RolloutResult):
         parts += _result_lines(result)
@@ -128,16 +125,21 @@ def snapshot_view(snapshot: Snapshot, now: datetime | None = None) -> Renderable
     return Group(*parts)
 
 
-def loading_pods(progress: Progress) -> list[PodLoadState]:
-    """Per-pod load state from the running model-load wait's heartbeat, if one runs."""
+def model_load(progress: Progress) -> ModelLoadProgress | None:
+    """The running model-load wait's heartbeat (per-pod load state), if one runs."""
     entry = (progress.live or {}).get(MODEL_LOAD_ACTIVITY)
     heartbeat = entry.get("heartbeat") if isinstance(entry, dict) else None
     if not isinstance(heartbeat, dict):
-        return []
+        return None
     try:
-        return ModelLoadProgress.model_validate(heartbeat).pods
+        return ModelLoadProgress.model_validate(heartbeat)
     except ValidationError:
-        return []
+        return None
+
+
+def loading_pods(progress: Progress) -> list[PodLoadState]:
+    heartbeat = model_load(progress)
+    return heartbeat.pods if heartbeat is not None else []
 
 
 def outcome_of(snapshot: Snapshot) -> Outcome:
@@ -215,40 +217,6 @@ def _phases_table(steps: Sequence[StepRecord], now: datetime, teardown: bool) ->
     return grid
 
 
-def _roles_table(roles: Sequence[RoleProgress]) -> Table:
-    """READY is Kubernetes' word, LOADED is vLLM serving the model (the reference pods turn
-    Ready minutes before), WAITING the pods not serving yet."""
-    grid = table()
-    grid.add_column("ROLE", no_wrap=True)
-    for column in ("GROUPS", "PODS", "READY", "LOADED", "WAITING"):
-        grid.add_column(column, justify="right", no_wrap=True)
-    grid.add_column("WEIGHTS", no_wrap=True)
-    grid.add_column("IMAGE")
-    for role in roles:
-        groups = f"{role.groups_updated}/{role.groups}" if role.partition is not None else (
-            str(role.groups)
-        )
-        grid.add_row(
-            role.role, groups, str(role.pods), str(role.pods_ready), str(role.pods_loaded),
-            str(max(0, role.pods - role.pods_loaded)), _weights(role.load_percent),
-            cut(role.image),
-        )
-    return grid
-
-
-def _pods_table(pods: Sequence[PodLoadState]) -> Table:
-    grid = table()
-    for column in ("POD", "NODE", "STATE", "WEIGHTS"):
-        grid.add_column(column, no_wrap=True)
-    grid.add_column("DETAIL")
-    for pod in pods:
-        grid.add_row(
-            pod.name, pod.node or "-", Text(pod.phase, style=_POD_STYLE.get(pod.phase, "")),
-            _weights(pod.weights_percent), cut(pod.detail),
-        )
-    return grid
-
-
 def _attention(snapshot: Snapshot) -> list[RenderableType]:
     """The lines that ask for a person: a gate, a pause, the diagnosis, a missing worker."""
     lines: list[RenderableType] = []
@@ -276,6 +244,9 @@ def _attention(snapshot: Snapshot) -> list[RenderableType]:
             )
         if progress.abort_requested:
             lines.append(Text("abort requested: rolling back", style="yellow"))
+        restoring = restoring_line(progress)
+        if restoring:
+            lines.append(Text(restoring, style="bold yellow"))
         if progress.diagnosis:
             lines.append(Text(f"diagnosis: {progress.diagnosis}", style="magenta"))
     if snapshot.notice:
@@ -292,10 +263,34 @@ def _result_lines(result: RolloutResult) -> list[RenderableType]:
     return lines
 
 
+def failure_place(phase: str, step: str) -> str:
+    """Where a rollout stopped, in words: `at gate between-roles`, `while paused`,
+    `in model-load at model-load/decode`."""
+    if phase == Phase.GATE.value:
+        return "while paused" if step == PAUSED_STEP else f"at gate {step}"
+    return f"in {phase} at {step}" if step else f"in {phase}"
+
+
+def failure_headline(reason: str, phase: str, step: str) -> str:
+    """`failed: ImagePull in model-service at ...`; an abort is a person's decision, not a
+    failure: `aborted at gate between-roles`."""
+    place = failure_place(phase, step)
+    if reason == FailureReason.ABORTED.value:
+        return f"aborted {place}"
+    return f"failed: {reason} {place}"
+
+
+def failure_brief(reason: str, phase: str, step: str) -> str:
+    """For a table cell: `ImagePull in model-load`, `aborted at gate between-roles`."""
+    if reason == FailureReason.ABORTED.value:
+        return f"aborted {failure_place(phase, step)}"
+    return f"{reason} in {phase}"
+
+
 def _failure_lines(failure: FailureReport) -> list[RenderableType]:
+    headline = failure_headline(failure.reason.value, failure.phase.value, failure.step)
     lines: list[RenderableType] = [
-        Text(f"failed: {failure.reason.value} in {failure.phase.value} at {failure.step}",
-             style="bold red"),
+        Text(headline, style="bold red"),
         Text(f"  {failure.message}"),
     ]
     evidence: dict[str, Any] = failure.evidence
@@ -336,17 +331,6 @@ def _rollback_lines(rollback: RollbackReport) -> list[RenderableType]:
     if rollback.failure is not None:
         lines.append(Text(f"  rollback failed: {rollback.failure.message}", style="bold red"))
     return lines
-
-
-def _weights(percent: float | None) -> RenderableType:
-    if percent is None:
-        return Text("-")
-    grid = Table.grid(padding=(0, 1))
-    grid.add_row(
-        ProgressBar(total=100, completed=percent, width=WEIGHTS_BAR_WIDTH),
-        Text(f"{percent:>3.0f}%"),
-    )
-    return grid
 
 
 def _state_style(state: RunState) -> str:

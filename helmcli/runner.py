@@ -14,13 +14,13 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embedded.tools import tool_binary
 from helmcli.commands import (
     HelmVersion,
     command_line,
@@ -74,13 +74,7 @@ class HelmCommandFailed(HelmError):
 def helm_binary() -> str:
     """$LLMD_HELM, else `helm` on PATH, else the pinned helm `make venv` installs beside Python
     (so the CLI run as .venv/bin/llmd-rollout finds it without an activated venv)."""
-    configured = os.environ.get(HELM_ENV)
-    if configured:
-        return configured
-    pinned = Path(sys.executable).parent / "helm"
-    if shutil.which("helm") is None and pinned.is_file():
-        return str(pinned)
-    return "helm"
+    return tool_binary("helm", HELM_ENV)
 
 
 @contextlib.contextmanager

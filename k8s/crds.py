@@ -7,7 +7,6 @@ needs kubectl); the names kubectl reports are the CRDs to wait for.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import httpx
 import yaml
 
 import manifests
+from embedded.tools import tool_binary
 from manifests import CrdBundleName
 from spec.rollout import Target
 
@@ -65,7 +65,7 @@ def is_kustomization(source: str) -> bool:
 
 def kubectl_apply_kustomization(target: Target, source: str) -> list[str]:
     """`kubectl apply --server-side -k URL` (kustomize needs kubectl); the CRD names applied."""
-    command = [os.environ.get(KUBECTL_ENV, "kubectl"), "apply", "--server-side", "-k", source]
+    command = [tool_binary("kubectl", KUBECTL_ENV), "apply", "--server-side", "-k", source]
     command += ["--field-manager", "llmd-rollout", "--force-conflicts", "-o", "name"]
     if target.kubeconfig:
         command += ["--kubeconfig", target.kubeconfig]

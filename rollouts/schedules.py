@@ -8,7 +8,10 @@ Where it sits: the CLI's `schedule ...` commands call these. One schedule per ta
 - a short catch-up window: after a Temporal outage, a missed firing older than that is dropped
   rather than run at a surprising hour.
 The per-target guard against a CLI rollout lives in UpgradeWorkflow (it starts the rollout under
-the target's workflow ID), since a schedule's workflow IDs carry a timestamp.
+the target's workflow ID), since a schedule's workflow IDs carry a timestamp. Each firing carries
+the target's search attributes (LlmdTarget, and model and image when the spec is stored), so
+`llmd-rollout list --target` finds it. Pause and unpause keep the schedule's note unless given a
+new one; a paused schedule reports no next runs (none will happen until it is unpaused).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleState,
 )
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from spec.workflow_io import UpgradeInput
-from workflows import UpgradeWorkflow, upgrade_schedule_id
+from workflows import UpgradeWorkflow, search, upgrade_schedule_id
 
 DEFAULT_CATCHUP_WINDOW = timedelta(minutes=10)
 
@@ -73,6 +77,7 @@ async def create_upgrade_schedule(
             id=schedule_id,
             task_queue=task_queue,
             static_summary=f"scheduled upgrade of {request.target}",
+            typed_search_attributes=_attributes(request),
         ),
         spec=ScheduleSpec(
             cron_expressions=list(cron),
@@ -86,6 +91,17 @@ async def create_upgrade_schedule(
         state=ScheduleState(paused=paused, note=note or None),
     )
     return await client.create_schedule(schedule_id, schedule)
+
+
+def _attributes(request: UpgradeInput) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[str]] = [SearchAttributePair(search.TARGET, request.target)]
+    spec = request.source.spec
+    if spec is not None:
+        pairs += [
+            SearchAttributePair(search.MODEL, spec.model_service.model_name),
+            SearchAttributePair(search.IMAGE, spec.model_service.vllm_image),
+        ]
+    return TypedSearchAttributes(pairs)
 
 
 def upgrade_schedule(client: Client, target: str) -> ScheduleHandle:
@@ -105,12 +121,14 @@ async def describe_upgrade_schedule(client: Client, target: str) -> ScheduleStat
         for action in info.running_actions
         if isinstance(action, ScheduleActionExecutionStartWorkflow)
     ]
+    paused = description.schedule.state.paused
     return ScheduleStatus(
         schedule_id=description.id,
         target=target,
-        paused=description.schedule.state.paused,
-        note=description.schedule.state.note or "",
-        next_runs=list(info.next_action_times),
+        paused=paused,
+        note=(description.schedule.state.note or "").strip(),
+        # The server still computes the times a paused schedule would fire at; none happens.
+        next_runs=[] if paused else list(info.next_action_times),
         recent_runs=recent,
         running=running,
         skipped_overlap=info.num_actions_skipped_overlap,
@@ -119,11 +137,20 @@ async def describe_upgrade_schedule(client: Client, target: str) -> ScheduleStat
 
 
 async def pause_upgrade_schedule(client: Client, target: str, note: str = "") -> None:
-    await upgrade_schedule(client, target).pause(note=note or "paused by llmd-rollout")
+    """Pause; `note` replaces the schedule's note, none keeps it (the server would otherwise
+    write its own over the one given at create)."""
+    handle = upgrade_schedule(client, target)
+    await handle.pause(note=note or await _current_note(handle))
 
 
 async def unpause_upgrade_schedule(client: Client, target: str, note: str = "") -> None:
-    await upgrade_schedule(client, target).unpause(note=note or "unpaused by llmd-rollout")
+    handle = upgrade_schedule(client, target)
+    await handle.unpause(note=note or await _current_note(handle))
+
+
+async def _current_note(handle: ScheduleHandle) -> str:
+    # An empty note would make the server (and the SDK) write a default one.
+    return (await handle.describe()).schedule.state.note or " "
 
 
 async def trigger_upgrade_schedule(client: Client, target: str) -> None:

@@ -322,6 +322,11 @@ class PodLoadState(IOModel):
     name: str
     group: int | None = None
     node: str | None = None
+    revision_hash: str | None = Field(
+        default=None, description="The pod's LWS template-revision-hash label: which revision "
+        "of the LeaderWorkerSet it runs (ModelLoadProgress.revision_hash is the new one)."
+    )
+    image: str | None = Field(default=None, description="The vLLM container's image.")
     phase: PodLoadPhase = "pending"
     weights_percent: float | None = Field(
         default=None, description="From 'Loading safetensors checkpoint shards: N% Completed'."

@@ -187,6 +187,18 @@ class RoleProgress(IoModel):
     pods_ready: int = 0
     pods_loaded: int = 0
     load_percent: float | None = None
+    # Two revisions side by side, as `kubectl argo rollouts get rollout` shows them: the stable
+    # one (last known good, what served before this rollout; restored by a rollback) and the
+    # one this rollout applies. The figures above are the updating revision's.
+    revision: str | None = Field(default=None, description="The revision this rollout applies.")
+    stable_revision: str | None = Field(
+        default=None, description="The last-known-good revision (None: first install)."
+    )
+    stable_image: str | None = None
+    updating: bool = Field(
+        default=False, description="This role's step has begun: groups from `partition` up "
+        "are moving to the new revision; before that every group runs the stable one."
+    )
 
 
 class GateStatus(IoModel):
@@ -303,13 +315,19 @@ class UpgradeInput(IoModel):
     target: str = Field(description="`<cluster>/<namespace>/<name>`, as RolloutSpec.target_id.")
     source: SpecSource
     maintenance_window: MaintenanceWindow | None = None
+    roll_out_unchanged: bool = Field(
+        default=False,
+        description="Roll out even when the desired spec is the last-known-good one (by default "
+        "such a firing ends `unchanged`, with no rollout).",
+    )
 
 
 class UpgradeResult(IoModel):
     target: str
     outcome: str = Field(
-        description="`started`, `succeeded`, `skipped: running <workflow id>`, `skipped: outside "
-        "the maintenance window ...`, or the rollout's outcome."
+        description="`started`, `succeeded`, `unchanged` (the desired spec is the last-known-good "
+        "one), `skipped: running <workflow id>`, `skipped: outside the maintenance window ...`, "
+        "or the rollout's outcome."
     )
     skipped: bool
     rollout_workflow_id: str | None = None

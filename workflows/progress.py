@@ -68,6 +68,8 @@ class RolloutProgress:
         self.pause_requested = False
         self.abort_requested = False
         self._milestones = milestones(spec, None)
+        # The result, once the rollout has finished: what the UI's details state from then on.
+        self.final: RolloutResult | None = None
         self._reached: list[str] = []
         self.roles: dict[RoleName, RoleProgress] = {
             role: RoleProgress(
@@ -112,8 +114,24 @@ class RolloutProgress:
         self.outcome = Outcome.SUCCEEDED
         self._reached = list(self._milestones)
 
+    def note_stable(self, revision: str | None, spec: RolloutSpec | None) -> None:
+        """What serves before this rollout: the last-known-good revision and its images."""
+        for role, current in self.roles.items():
+            self.roles[role] = current.model_copy(
+                update={
+                    "stable_revision": revision,
+                    "stable_image": spec.model_service.image_for(role) if spec else None,
+                }
+            )
+
+    def note_revision(self, revision: str) -> None:
+        for role, current in self.roles.items():
+            self.roles[role] = current.model_copy(update={"revision": revision})
+
     def note_partition(self, role: RoleName, partition: int) -> None:
-        self.roles[role] = self.roles[role].model_copy(update={"partition": partition})
+        self.roles[role] = self.roles[role].model_copy(
+            update={"partition": partition, "updating": True}
+        )
 
     def note_loaded(self, role: RoleName, partition: int, loaded: ModelLoadResult) -> None:
         self.metrics.model_loaded(role, loaded.elapsed_seconds)
@@ -138,17 +156,39 @@ class RolloutProgress:
         return min(99, round(100 * len(self._reached) / len(self._milestones)))
 
     def publish(self) -> None:
-        """What the Temporal UI shows for this run (no history event: it rides on the task)."""
+        """What the Temporal UI shows for this run (no history event: it rides on the task).
+
+        While a gate or a pause holds the rollout, the exact command that continues it (and the
+        one that aborts it); once finished, the outcome and why, never a stale "rolling back"."""
+        if self.state == RunState.FINISHED and self.final is not None:
+            workflow.set_current_details("\n\n".join(final_details(self.final)))
+            return
+        target = self.spec.target_id
         lines = [
-            f"**{self.spec.target_id}** · phase **{self.phase.value}** · step `{self.step_name}` · "
+            f"**{target}** · phase **{self.phase.value}** · step `{self.step_name}` · "
             f"{self.percent()}%",
             f"state: **{self.state.value}**"
             + (f" (outcome {self.outcome.value})" if self.outcome != Outcome.RUNNING else ""),
         ]
         if self.gate is not None:
-            waiting = "approval" if self.state == RunState.WAITING_FOR_APPROVAL else "pause"
-            lines.append(f"gate `{self.gate.name}` waiting for {waiting}")
-        if self.pause_requested and self.state != RunState.PAUSED:
+            if self.state == RunState.WAITING_FOR_APPROVAL:
+                lines += [
+                    f"gate `{self.gate.name}` waiting for approval",
+                    f"continue: `llmd-rollout approve {target}` · "
+                    f"stop and roll back: `llmd-rollout abort {target}`",
+                ]
+            else:
+                until = self.gate.pause_until
+                lines.append(
+                    f"gate `{self.gate.name}` waiting for pause"
+                    + (f" until {until:%H:%M:%S} UTC" if until is not None else "")
+                )
+        if self.state == RunState.PAUSED:
+            lines.append(
+                f"paused: `llmd-rollout resume {target}` continues · "
+                f"`llmd-rollout abort {target}` rolls back"
+            )
+        elif self.pause_requested:
             lines.append("pause requested: holds before the next step")
         if self.diagnosis:
             lines.append(f"diagnosis: {self.diagnosis}")
@@ -194,3 +234,27 @@ class RolloutProgress:
             finished_at=finished,
             duration_seconds=(finished - started).total_seconds(),
         )
+
+
+def final_details(result: RolloutResult) -> list[str]:
+    """The current details of a finished rollout: outcome, failure and what was restored."""
+    lines = [
+        f"**{result.target}** · finished: **{result.outcome.value}** in "
+        f"{result.duration_seconds:.1f}s"
+    ]
+    if result.revision:
+        previous = f" (was {result.previous_revision})" if result.previous_revision else ""
+        lines.append(f"revision {result.revision}{previous}")
+    failure = result.failure
+    if failure is not None:
+        lines.append(
+            f"failed: {failure.reason.value} in {failure.phase.value} at `{failure.step}`: "
+            f"{failure.message}"
+        )
+    rollback = result.rollback
+    if rollback is not None:
+        restored = rollback.restored_revision or "nothing (first install)"
+        verified = "verified" if rollback.verified else "NOT verified"
+        lines.append(f"rollback: restored {restored}, {verified}")
+    lines.append(f"details: `llmd-rollout status {result.target}`")
+    return lines

@@ -123,6 +123,7 @@ class RolloutWorkflow:
         result = progress.result(started, self._revision, previous_revision, failure, rollback)
         progress.metrics.finished(result)
         progress.state = RunState.FINISHED
+        progress.final = result
         progress.enter(Phase.DONE, "finished")
         search.update(outcome=progress.outcome.value)
         progress.publish()
@@ -170,6 +171,7 @@ class RolloutWorkflow:
         )
         self._previous = previous
         self._previous_spec = _previous_spec(previous, spec)
+        self._progress.note_stable(previous.revision, self._previous_spec)
         plan = plan_rollout(spec, previous.revision, self._previous_spec)
         self._progress.planned(plan)
         report = await self._steps.call(

@@ -127,6 +127,8 @@ class RolloutSteps:
         )
         if part != "shared" and part != "all":
             self._progress.note_partition(part, partition or 0)
+        else:
+            self._progress.note_revision(result.revision)
         return result
 
     async def wait_for_role(self, phase: Phase, step: RoleStep, spec: RolloutSpec) -> None:

@@ -110,7 +110,7 @@ class TeardownWorkflow:
                 secret = [_ref("v1", "Secret", token.secret_name, namespace)]
                 steps.append(("hf-token-secret", lambda: _delete_refs(spec, secret)))
             steps.append(("last-known-good", lambda: _forget_last_known_good(spec)))
-            kept.append(f"namespace {namespace} (keep_namespace)")
+            kept.append(f"namespace {namespace} (--keep-namespace)")
         else:
             namespace_ref = [_ref("v1", "Namespace", namespace, None)]
             steps.append(("namespace", lambda: _delete_refs(spec, namespace_ref)))
@@ -120,7 +120,7 @@ class TeardownWorkflow:
                 steps.append((f"helm/{release.release_name}", _uninstaller(spec, release)))
         elif provider.releases:
             names = ", ".join(r.release_name for r in provider.releases)
-            kept.append(f"gateway provider releases {names} (shared; include_gateway_provider)")
+            kept.append(f"gateway provider releases {names} (shared; --include-gateway-provider)")
         deps = spec.dependencies
         if request.include_dependencies:
             if deps.leader_worker_set.release is not None:
@@ -132,7 +132,7 @@ class TeardownWorkflow:
         else:
             kept.append(
                 "LWS controller and the Gateway API and inference-extension CRDs "
-                "(cluster-wide; include_dependencies)"
+                "(cluster-wide; --include-dependencies)"
             )
         return steps
 

@@ -9,7 +9,11 @@ rollout is never cut short because its schedule was deleted); otherwise this wor
 and fails when it fails, so the schedule pauses after a failed upgrade (pause on failure).
 
 Before that: outside the maintenance window the upgrade is skipped; the desired spec comes stored
-in the input or from a file the worker reads (an activity: no I/O in workflow code).
+in the input or from a file the worker reads (an activity: no I/O in workflow code). A desired
+spec that is the target's last-known-good one ends `unchanged` after one read: no
+rollout, so no run in the target's history and a dozen events instead of a full rollout's
+(UpgradeInput.roll_out_unchanged asks for the rollout anyway). The outcome is upserted
+(LlmdOutcome), so `llmd-rollout list` shows what each firing did.
 """
 
 from __future__ import annotations
@@ -21,23 +25,30 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    from spec.activity_io import SnapshotLookupInput
     from spec.reasons import FailureReason
+    from spec.rollout import RolloutSpec
     from spec.workflow_io import RolloutInput, RolloutResult, UpgradeInput, UpgradeResult
-    from workflows import calls
+    from workflows import calls, search
     from workflows.ids import rollout_workflow_id
     from workflows.rollout import RolloutWorkflow
 
 SPEC_FILE_BUDGET = timedelta(minutes=1)
+LAST_KNOWN_GOOD_BUDGET = timedelta(minutes=2)
+# Runs started before these existed replay without them (workflows/README.md).
+UNCHANGED_PATCH = "upgrade-unchanged-shortcut"
+UNCHANGED = "unchanged"
 
 
 @workflow.defn(name="UpgradeWorkflow")
 class UpgradeWorkflow:
     @workflow.run
     async def run(self, request: UpgradeInput) -> UpgradeResult:
+        patched = workflow.patched(UNCHANGED_PATCH)
         window = request.maintenance_window
         if window is not None and not window.contains(workflow.now()):
             outside = f"skipped: outside the maintenance window ({window.describe()})"
-            return self._skipped(request, outside)
+            return self._skipped(request, outside, patched)
 
         spec = request.source.spec
         if spec is None:
@@ -55,6 +66,13 @@ class UpgradeWorkflow:
                 non_retryable=True,
             )
 
+        if patched and not request.roll_out_unchanged:
+            unchanged = await self._unchanged(spec)
+            if unchanged is not None:
+                workflow.set_current_details(unchanged)
+                search.update(outcome=UNCHANGED)
+                return UpgradeResult(target=request.target, outcome=UNCHANGED, skipped=True)
+
         rollout_id = rollout_workflow_id(spec.target_id)
         schedule = workflow.info().workflow_id
         try:
@@ -68,18 +86,22 @@ class UpgradeWorkflow:
                 static_summary=f"scheduled upgrade of {spec.target_id}",
             )
         except WorkflowAlreadyStartedError as running:
-            return self._skipped(request, f"skipped: running {running.workflow_id}")
+            return self._skipped(request, f"skipped: running {running.workflow_id}", patched)
 
         workflow.set_current_details(f"rollout `{rollout_id}` started; waiting for it to finish")
         try:
             result: RolloutResult = await child
         except ChildWorkflowError as failed:
+            if patched:
+                search.update(outcome="failed")
             raise ApplicationError(
                 f"the scheduled rollout {rollout_id} failed: {failed.cause or failed}",
                 type=_reason_of(failed),
                 non_retryable=True,
             ) from failed
         workflow.set_current_details(f"rollout `{rollout_id}` {result.outcome.value}")
+        if patched:
+            search.update(outcome=result.outcome.value)
         return UpgradeResult(
             target=request.target,
             outcome=result.outcome.value,
@@ -88,8 +110,31 @@ class UpgradeWorkflow:
             rollout=result,
         )
 
-    def _skipped(self, request: UpgradeInput, outcome: str) -> UpgradeResult:
+    async def _unchanged(self, spec: RolloutSpec) -> str | None:
+        """Why no rollout is needed, or None. The whole desired spec must be the one the
+        last-known-good revision was rolled out with (stored with its snapshot): the revision
+        hash covers only the model service, not the releases or the strategy."""
+        recorded = await calls.execute(
+            calls.READ_LAST_KNOWN_GOOD,
+            SnapshotLookupInput(target=spec.target, rollout=spec.metadata.name),
+            budget=LAST_KNOWN_GOOD_BUDGET, summary="read the last-known-good record",
+        )
+        if recorded.revision is None or recorded.spec is None:
+            return None
+        # The target's connection details (kubeconfig path) are the worker's, not the rollout's.
+        if recorded.spec.model_copy(update={"target": spec.target}) != spec:
+            return None
+        return (
+            f"unchanged: {spec.target_id} already runs revision {recorded.revision} "
+            "(its last-known-good spec is the desired one)"
+        )
+
+    def _skipped(
+        self, request: UpgradeInput, outcome: str, patched: bool = False
+    ) -> UpgradeResult:
         workflow.set_current_details(outcome)
+        if patched:
+            search.update(outcome="skipped")
         return UpgradeResult(target=request.target, outcome=outcome, skipped=True)
 
 

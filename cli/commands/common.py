@@ -9,6 +9,7 @@ code of how it ended (cli.exit_codes).
 from __future__ import annotations
 
 import getpass
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio.client import WorkflowExecution
@@ -16,7 +17,7 @@ from temporalio.client import WorkflowExecution
 from cli.documents import status_document
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
-from cli.follow import Snapshot, follow
+from cli.follow import ROLLOUT_WORKFLOW, Snapshot, follow
 from cli.live import display_for
 from cli.output import Output
 from cli.session import Session
@@ -24,6 +25,7 @@ from cli.views import snapshot_view
 from helmcli.render import problems_of, render_charts
 from spec import RolloutSpec, SpecError, load_spec
 from spec.workflow_io import RolloutInput
+from workflows import search
 
 
 def load_spec_file(path: str) -> RolloutSpec:
@@ -54,6 +56,19 @@ def refusal(error: SpecError) -> CliError:
     else:
         message = error.render()
     return CliError(message, ExitCode.REFUSED)
+
+
+async def latest_rollout(
+    session: Session, target: str, outcomes: Sequence[str] = ()
+) -> WorkflowExecution | None:
+    """The target's newest RolloutWorkflow run (with one of `outcomes`, when given)."""
+    query = f"WorkflowType = '{ROLLOUT_WORKFLOW}' AND {search.TARGET.name} = '{target}'"
+    if outcomes:
+        listed = ", ".join(f"'{outcome}'" for outcome in outcomes)
+        query += f" AND {search.OUTCOME.name} IN ({listed})"
+    async for execution in session.client.list_workflows(query, limit=1):
+        return execution
+    return None
 
 
 async def rollout_input_of(session: Session, execution: WorkflowExecution) -> RolloutInput:

@@ -22,6 +22,7 @@ from cli.exit_codes import ExitCode
 from cli.follow import handle_of
 from cli.output import Output
 from cli.session import open_session
+from cli.suggest import target_hint
 from cli.targets import parse_target
 from spec.workflow_io import (
     AbortRequest,
@@ -71,7 +72,8 @@ async def run(args: argparse.Namespace, output: Output) -> int:
                 f"cannot {action} {target}: its last rollout has already finished; see "
                 f"'llmd-rollout status {target}'"
             ) from None
-        raise NoSuchRollout(target, session.namespace) from None
+        hint = await target_hint(session.client, target)
+        raise NoSuchRollout(target, session.namespace, hint) from None
     follow_rollback = action == "abort" and args.wait
     if not follow_rollback:
         # With --wait the RolloutStatus at the end is the one document on stdout.

@@ -10,6 +10,10 @@ It starts a Temporal dev server (with its UI), the simulated two-node H200 clust
    `llmd-rollout approve` would), then prefill follows;
 4. prints the Temporal UI address and the commands to explore, and keeps everything up until
    Ctrl-C (or stops at once with --exit), stopping every process it started.
+
+Every command it prints runs as printed in a new terminal once the printed `export` lines are
+pasted (the first puts this installation's bin directory, with llmd-rollout, helm and kubectl,
+on PATH); tests/cli/test_demo.py runs them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Coroutine
 from pathlib import Path
@@ -127,7 +133,8 @@ async def _story(
     target = spec.target_id
     runs: dict[str, Snapshot] = {}
     output.note(f"Temporal UI: {environment.ui_url}")
-    _section(output, f"1. install: llmd-rollout apply -f {args.spec or 'examples/demo.yaml'}")
+    spec_path = Path(args.spec or DEMO_SPEC).resolve()
+    _section(output, f"1. install: llmd-rollout apply -f {spec_path}")
     runs["install"] = await _rollout(session, output, spec, "demo install")
     code = _code(runs["install"])
     if code != ExitCode.SUCCESS:
@@ -158,8 +165,13 @@ async def _story(
         return _failed(output, environment, runs, code)
     _section(output, "4. verify the upgraded stack")
     _show_verification(output, upgrade, environment.kubeconfig)
-    _section(output, "the demo is up")
-    _explore(output, environment, target)
+    if args.exit:
+        # Everything stops as this returns: commands to try would find nothing running.
+        _section(output, "the demo is done (--exit: everything stops now)")
+        output.note(f"Temporal UI was {environment.ui_url}; run without --exit to explore")
+    else:
+        _section(output, "the demo is up")
+        _explore(output, environment, target)
     _document(output, environment, runs, ExitCode.SUCCESS)
     return ExitCode.SUCCESS
 
@@ -197,11 +209,11 @@ def _show_verification(output: Output, spec: RolloutSpec, kubeconfig: Path) -> N
     client = KubeClient.for_target(target)
     try:
         gateway = Gateway(spec.model_copy(update={"target": target}), client)
-        service = f"service/{spec.gateway_service}:{spec.verification.gateway.port}"
-        output.note(
-            f"GATEWAY={service} in namespace {spec.target.namespace}, reached through "
-            f"{GATEWAY_VIA}"
+        proxy = (
+            f"/api/v1/namespaces/{spec.target.namespace}/services/{spec.gateway_service}:"
+            f"{spec.verification.gateway.port}/proxy"
         )
+        output.note(f"the gateway, reached through {GATEWAY_VIA} (KUBECONFIG={kubeconfig}):")
         body = {
             "model": spec.model_service.model_name,
             "prompt": spec.verification.prompt,
@@ -211,14 +223,19 @@ def _show_verification(output: Output, spec: RolloutSpec, kubeconfig: Path) -> N
             ("GET", "/v1/models", None),
             ("POST", "/v1/completions", body),
         ):
-            request = f"$ curl -s $GATEWAY{path}"
-            if payload is not None:
-                request += f" -H 'Content-Type: application/json' -d '{json.dumps(payload)}'"
-            output.note(request)
+            output.note("$ " + gateway_command(proxy + path, payload))
             status, data = gateway.call(method, path, payload)
             _show_json(output, status, data)
     finally:
         client.close()
+
+
+def gateway_command(proxy_path: str, payload: Any) -> str:
+    """The kubectl command that makes the same request through the API server's proxy (runs
+    as printed, with the KUBECONFIG the demo prints)."""
+    if payload is None:
+        return f"kubectl get --raw {proxy_path}"
+    return f"echo {shlex.quote(json.dumps(payload))} | kubectl create --raw {proxy_path} -f -"
 
 
 def _show_json(output: Output, status: int, data: bytes) -> None:
@@ -243,15 +260,25 @@ def _explore(output: Output, environment: DemoEnvironment, target: str) -> None:
         f"kubeconfig:       {environment.kubeconfig}",
         "",
         "try, in another terminal:",
-        f"  export TEMPORAL_ADDRESS={environment.temporal_address}",
-        f"  export KUBECONFIG={environment.kubeconfig}",
+        *(f"  {line}" for line in exports(environment)),
         "  llmd-rollout list",
         f"  llmd-rollout history {target}",
         f"  llmd-rollout status {target}",
-        "  .venv/bin/kubectl get pods -A",
+        "  kubectl get pods -A",
     ]
     for line in lines:
         output.note(line)
+
+
+def exports(environment: DemoEnvironment) -> list[str]:
+    """What a new terminal needs: this installation's bin directory (llmd-rollout, helm and
+    kubectl) on PATH, and where Temporal and the cluster are."""
+    return [
+        f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"",
+        f"export TEMPORAL_ADDRESS={environment.temporal_address}",
+        f"export TEMPORAL_NAMESPACE={environment.namespace}",
+        f"export KUBECONFIG={shlex.quote(str(environment.kubeconfig))}",
+    ]
 
 
 def _section(output: Output, title: str) -> None:

@@ -6,10 +6,13 @@ activities' own functions, not through Temporal, so nothing needs to run but the
   and gates the workflow will walk (workflows.plan, the same pure function it uses);
 - per phase: CRD bundles, Helm releases (install, upgrade or unchanged, judged by the digest
   our installs record), namespace and Secret;
-- the rendered model-service objects against the cluster: create, configure or unchanged, by a
-  server-side apply dry run, with a unified diff of what would change;
-- the capacity plan preflight will check. It exits 5 when that plan does not fit, as the
-  rollout would be refused.
+- the rendered model-service objects against the cluster: create, configure, bookkeeping (only
+  our spec-revision annotation changes) or unchanged, by a server-side apply dry run; `--diff`
+  adds the unified diffs;
+- the capacity plan preflight will check.
+It leads with a summary of the real changes (cli.plansummary): images by role, how many objects
+change, GPUs more or fewer. Exit codes, as `kubectl diff`: 0 nothing would change, 7 something
+would (ExitCode.CHANGES), 5 the capacity plan does not fit (the rollout would be refused).
 Before any of that, every local chart is rendered with its values (helm template): values the
 chart refuses exit 5 without reading the cluster.
 """
@@ -42,6 +45,7 @@ from cli.errors import CliError
 from cli.exit_codes import ExitCode
 from cli.formatting import flexible, table
 from cli.output import Output
+from cli.plansummary import gpu_text, gpus, image_changes, is_bookkeeping
 from helmcli import HelmError, HelmRunner, digest_of, release_digest, user_values
 from k8s import ApiUnavailable, KubeClient, KubeError, UnknownKind
 from manifests import spec_revision
@@ -65,6 +69,12 @@ class ObjectChange:
     ref: ObjectRef
     action: str
     diff: str
+    # Comparable forms (server-owned fields dropped); `before` is empty for a new object.
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+
+
+BOOKKEEPING = "bookkeeping"
 
 
 @dataclass(frozen=True)
@@ -117,10 +127,70 @@ async def run(args: argparse.Namespace, output: Output) -> int:
         client.close()
     rollout_plan = plan_rollout(spec, view.previous_revision, None)
     releases = [await _release_change(target, *entry) for entry in _releases(spec)]
-    document = _document(args.file, spec, view, rollout_plan, releases)
+    summary = _summary(spec, view, rollout_plan, releases)
+    document = _document(args.file, spec, view, rollout_plan, releases, summary)
     output.document("Plan", document)
-    output.show(_view(spec, view, rollout_plan, releases))
-    return ExitCode.SUCCESS if view.capacity.fits else ExitCode.REFUSED
+    output.show(_view(spec, view, rollout_plan, releases, summary, args))
+    if not view.capacity.fits:
+        return ExitCode.REFUSED
+    return ExitCode.CHANGES if summary.changes else ExitCode.SUCCESS
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The real changes, for the plan's first lines and its exit code."""
+
+    lines: list[str]
+    changes: bool
+    counts: dict[str, int]
+    gpu_delta: int
+    images: list[dict[str, Any]]
+
+
+def _summary(
+    spec: RolloutSpec,
+    view: ClusterView,
+    rollout_plan: RolloutPlan,
+    releases: list[ReleaseChange],
+) -> Summary:
+    changes = [c for c in view.objects if c.action != "unchanged"]
+    counts: dict[str, int] = {}
+    for change in view.objects:
+        key = change.action if not change.action.startswith("rejected") else "rejected"
+        counts[key] = counts.get(key, 0) + 1
+    images = image_changes([(c.before, c.after) for c in changes])
+    gpu_delta = sum(gpus(c.after) - gpus(c.before) for c in changes)
+    release_changes = [r for r in releases if r.action != "unchanged"]
+    crd_installs = [crd for crd in view.crds if crd["action"] not in ("apply", "check")]
+    lines = [image.text() for image in images]
+    total = len(view.objects)
+    real = [c for c in changes if c.action != BOOKKEEPING]
+    parts = [f"{len(real)} of {total} objects change"]
+    if counts.get(BOOKKEEPING):
+        parts.append(f"{counts[BOOKKEEPING]} only take the new revision annotation")
+    lines.append(", ".join(parts) + f"; {gpu_text(gpu_delta)}")
+    for release in release_changes:
+        lines.append(f"helm release {release.release} ({release.phase}): {release.action}")
+    for crd in crd_installs:
+        lines.append(f"{crd['bundle']} CRDs {crd['version']}: {crd['action']}")
+    if not view.namespace_exists:
+        lines.append(f"namespace {spec.target.namespace}: create")
+    revision_changes = view.previous_revision != spec_revision(spec)
+    changed = bool(
+        changes or release_changes or crd_installs or not view.namespace_exists
+        or revision_changes
+    )
+    if not changed:
+        lines = [f"nothing would change: {spec.target_id} runs revision {spec_revision(spec)}"]
+    return Summary(
+        lines=lines,
+        changes=changed,
+        counts=counts,
+        gpu_delta=gpu_delta,
+        images=[
+            {"from": image.old, "to": image.new, "roles": list(image.roles)} for image in images
+        ],
+    )
 
 
 def _target(target: Target, kubeconfig: str | None, context: str | None) -> Target:
@@ -184,7 +254,7 @@ def _object_change(client: KubeClient, rendered: dict[str, Any]) -> ObjectChange
     except UnknownKind:
         live = None
     if live is None:
-        return ObjectChange(ref, "create", _diff(str(ref), {}, rendered))
+        return ObjectChange(ref, "create", _diff(str(ref), {}, rendered), {}, rendered)
     resource = client.resource_of(ref)
     try:
         merged = client.request(
@@ -198,8 +268,9 @@ def _object_change(client: KubeClient, rendered: dict[str, Any]) -> ObjectChange
         return ObjectChange(ref, f"rejected: {error.message}", "")
     before, after = _comparable(live), _comparable(merged)
     if before == after:
-        return ObjectChange(ref, "unchanged", "")
-    return ObjectChange(ref, "configure", _diff(str(ref), before, after))
+        return ObjectChange(ref, "unchanged", "", before, after)
+    action = BOOKKEEPING if is_bookkeeping(before, after) else "configure"
+    return ObjectChange(ref, action, _diff(str(ref), before, after), before, after)
 
 
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
@@ -284,10 +355,18 @@ def _document(
     view: ClusterView,
     rollout_plan: RolloutPlan,
     releases: list[ReleaseChange],
+    summary: Summary,
 ) -> dict[str, Any]:
     between = rollout_plan.between_roles
     return {
         "target": spec.target_id,
+        "changes": summary.changes,
+        "summary": {
+            "lines": summary.lines,
+            "images": summary.images,
+            "objects": summary.counts,
+            "gpuDelta": summary.gpu_delta,
+        },
         "file": file,
         "serverVersion": view.server_version,
         "revision": spec_revision(spec),
@@ -339,12 +418,16 @@ def _view(
     view: ClusterView,
     rollout_plan: RolloutPlan,
     releases: list[ReleaseChange],
+    summary: Summary,
+    args: argparse.Namespace,
 ) -> RenderableType:
     kind = "first install" if rollout_plan.first_install else (
         f"upgrade from revision {view.previous_revision}"
     )
     parts: list[RenderableType] = [
         Text(f"plan for {spec.target_id}: {kind} to revision {spec_revision(spec)}", style="bold"),
+        *(Text(f"  {line}", style="bold" if summary.changes else "green")
+          for line in summary.lines),
         Text(f"cluster: Kubernetes {view.server_version}", style="dim"),
         Text(""),
         Text("dependencies and releases", style="bold"),
@@ -373,9 +456,15 @@ def _view(
     )
     parts += [releases_table, Text(""), Text("model-service objects", style="bold")]
     objects = table("ACTION", "OBJECT")
+    bookkeeping = [c for c in view.objects if c.action == BOOKKEEPING]
     for change in view.objects:
-        objects.add_row(change.action, str(change.ref))
-    parts += [objects, Text(""), Text("model-service steps", style="bold")]
+        if change.action != BOOKKEEPING:
+            objects.add_row(change.action, str(change.ref))
+    parts.append(objects)
+    if bookkeeping:
+        names = ", ".join(f"{c.ref.kind}/{c.ref.name}" for c in bookkeeping)
+        parts.append(Text(f"only the revision annotation changes: {names}", style="dim"))
+    parts += [Text(""), Text("model-service steps", style="bold")]
     steps = table("STEP", "CHANGED", "THEN")
     for step in rollout_plan.steps:
         then = []
@@ -393,10 +482,13 @@ def _view(
             "wait for approval" if rollout_plan.between_roles.approval else
             f"pause {rollout_plan.between_roles.pause}"
         )))
-    diff = "".join(change.diff for change in view.objects if change.action == "configure")
-    if diff:
+    diff = "".join(change.diff for change in view.objects if change.before and change.diff)
+    if diff and args.diff:
         parts += [Text(""), Text("diff of the objects that change", style="bold"),
                   Syntax(diff, "diff", background_color="default")]
+    elif diff:
+        parts += [Text(""), Text(f"full diffs: llmd-rollout plan -f {args.file} --diff",
+                                 style="dim")]
     parts += [Text(""), Text(view.capacity.render(),
                              style="" if view.capacity.fits else "bold red")]
     return Group(*parts)

@@ -76,7 +76,10 @@ async def _create(
         source = SpecSource(spec=spec)
     else:
         source = SpecSource(path=args.worker_path)
-    request = UpgradeInput(target=target, source=source, maintenance_window=_window(args))
+    request = UpgradeInput(
+        target=target, source=source, maintenance_window=_window(args),
+        roll_out_unchanged=args.roll_out_unchanged,
+    )
     try:
         handle = await create_upgrade_schedule(
             client,
@@ -174,7 +177,12 @@ def _describe(status: ScheduleStatus, output: Output) -> int:
     grid.add_row("state", "paused" if status.paused else "active")
     if status.note:
         grid.add_row("note", status.note)
-    grid.add_row("next runs", ", ".join(time_text(m) for m in status.next_runs[:3]) or "-")
+    grid.add_row(
+        "next runs",
+        ", ".join(time_text(m) for m in status.next_runs[:3])
+        or ("- (paused: 'llmd-rollout schedule unpause " + status.target + "')"
+            if status.paused else "-"),
+    )
     grid.add_row("running", ", ".join(status.running) or "-")
     recent = [f"{time_text(moment)} {workflow_id}" for moment, workflow_id in status.recent_runs]
     grid.add_row("recent runs", "\n".join(recent[-5:]) or "-")
@@ -189,13 +197,15 @@ async def _list(client: Client, output: Output) -> int:
         if not entry.id.startswith(UPGRADE_SCHEDULE_PREFIX):
             continue
         state = entry.schedule.state if entry.schedule is not None else None
-        next_runs = entry.info.next_action_times if entry.info is not None else []
+        paused = bool(state and state.paused)
+        # A paused schedule fires never (until unpaused), whatever times the server computes.
+        next_runs = entry.info.next_action_times if entry.info is not None and not paused else []
         items.append(
             {
                 "target": entry.id.removeprefix(UPGRADE_SCHEDULE_PREFIX),
                 "scheduleId": entry.id,
-                "paused": bool(state and state.paused),
-                "note": (state.note if state else None) or "",
+                "paused": paused,
+                "note": ((state.note if state else None) or "").strip(),
                 "nextRuns": [moment.isoformat() for moment in next_runs],
             }
         )

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-from cli.commands.common import load_spec_file, requester, rollout_input_of, watch
+from cli.commands.common import (
+    latest_rollout,
+    load_spec_file,
+    requester,
+    rollout_input_of,
+    watch,
+)
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
-from cli.follow import ROLLOUT_WORKFLOW
 from cli.output import Output
 from cli.session import Session, open_session
 from cli.targets import parse_target
 from rollouts import start_teardown
 from spec import RolloutSpec
 from spec.workflow_io import TeardownInput
-from workflows import search
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:
@@ -57,8 +61,8 @@ async def run(args: argparse.Namespace, output: Output) -> int:
 
 
 async def _last_rolled_out_spec(session: Session, target: str) -> RolloutSpec:
-    query = f"WorkflowType = '{ROLLOUT_WORKFLOW}' AND {search.TARGET.name} = '{target}'"
-    async for execution in session.client.list_workflows(query, limit=1):
+    execution = await latest_rollout(session, target)
+    if execution is not None:
         return (await rollout_input_of(session, execution)).spec
     raise CliError(
         f"no rollout of {target} is recorded in Temporal to take the spec from; "

@@ -99,6 +99,10 @@ async def test_model_load_finishes_when_every_decode_pod_serves(deployed: Deploy
         if pod.get("weights_percent") is not None
     }
     assert any(0 < p < 100 for p in percents), percents
+    # Each pod says which LWS revision and image it runs (the CLI shows new/old per pod).
+    last_pods = heartbeats[-1][0]["pods"]
+    assert {pod["revision_hash"] for pod in last_pods} == {result.revision_hash}, last_pods
+    assert {pod["image"] for pod in last_pods} == {deployed.spec.model_service.vllm_image}
     # list+watch pairs, one log stream and a probe or two per pod: not a poll per second.
     assert result.api_requests < 40
     assert TOKEN not in repr(heartbeats) + result.model_dump_json()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import starter
 from starter import ExitCode
@@ -188,3 +189,34 @@ def test_connection_settings_that_do_not_parse_name_the_setting(
     assert code == ExitCode.USAGE
     assert one_line(err) == f"llmd-rollout: invalid Temporal connection settings: {expected}"
     assert json.loads(out)["exitCode"] == ExitCode.USAGE
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [(["statsu", "a/b/c"], "did you mean 'status'?"),
+     (["schedule", "delet", "a/b/c"], "did you mean 'delete'?")],
+)
+def test_a_mistyped_verb_names_the_closest_one(
+    argv: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(argv, capsys)
+
+    assert code == ExitCode.USAGE
+    assert f"; {suggestion} Run 'llmd-rollout --help' for usage." in one_line(err)
+
+
+def test_a_verb_far_from_any_gets_no_guess(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["xyzzy"], capsys)
+
+    assert code == ExitCode.USAGE
+    assert "did you mean" not in one_line(err)
+
+
+def test_yaml_output_is_the_json_document_as_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    json_code, as_json, _ = run(["validate", "-f", str(DEMO_SPEC), "-o", "json"], capsys)
+    yaml_code, as_yaml, _ = run(["-o", "yaml", "validate", "-f", str(DEMO_SPEC)], capsys)
+
+    assert json_code == yaml_code == ExitCode.SUCCESS
+    assert not as_yaml.lstrip().startswith("{")
+    assert yaml.safe_load(as_yaml) == json.loads(as_json)
+    assert yaml.safe_load(as_yaml)["kind"] == "ValidationResult"

@@ -11,12 +11,14 @@ run IDs, times, durations, addresses and hashes.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from cli.exit_codes import ExitCode
 from embedded.demo import DemoEnvironment
@@ -32,6 +34,7 @@ DEMO_SPEC = str(EXAMPLES / "demo.yaml")
 NEW_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.0"
 BROKEN_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.0-broken"
 ABORTED_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.1"
+INSTALL_IMAGE = "ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1"
 
 Runner = Callable[..., Any]
 
@@ -43,6 +46,12 @@ def upgrade(image: str, approval: bool) -> Callable[[dict[str, Any]], None]:
             document["strategy"]["betweenRoles"] = {"approval": True}
 
     return change
+
+
+def screen_lines(out: str) -> list[str]:
+    """A terminal's output as plain lines: escape sequences dropped, each line stripped."""
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out).replace("\r", "\n")
+    return [line.strip() for line in plain.splitlines() if line.strip()]
 
 
 def one_line(run: CliRun) -> str:
@@ -101,18 +110,33 @@ async def test_status_of_an_unknown_target_is_one_line_and_exit_1(cli: Runner) -
 
 
 async def test_an_approval_gate_exits_2_and_refuses_a_second_rollout_with_6(
-    cli: Runner, tmp_path: Path
+    cli: Runner, demo: DemoEnvironment, tmp_path: Path
 ) -> None:
     spec = spec_variant(tmp_path, "upgrade.yaml", upgrade(NEW_IMAGE, approval=True))
+    before: CliRun = await cli("status", TARGET)
+    install_revision = before.json()["result"]["revision"]
 
-    waiting: CliRun = await cli("apply", "-f", str(spec), "--wait")
+    started: CliRun = await cli("apply", "-f", str(spec))
+    # The live view on a terminal, decode first, until the gate before prefill.
+    watched = await run_on_terminal(demo, ["status", TARGET, "--watch"])
+    waiting: CliRun = await cli("status", TARGET)
     second: CliRun = await cli("apply", "-f", str(spec))
     status: CliRun = await cli("status", TARGET)
 
-    assert waiting.code == ExitCode.WAITING_FOR_APPROVAL, str(waiting)
+    assert started.code == ExitCode.SUCCESS, str(started)
+    assert watched.code == waiting.code == ExitCode.WAITING_FOR_APPROVAL, watched.out
     progress = waiting.json()["progress"]
     assert (progress["state"], progress["gate"]["name"]) == ("waiting-for-approval",
                                                               "between-roles")
+    # Prefill has not moved: its old pod serves the install's revision and image.
+    prefill = next(role for role in progress["roles"] if role["role"] == "prefill")
+    assert (prefill["stableRevision"], prefill["stableImage"], prefill["updating"]) == (
+        install_revision, INSTALL_IMAGE, False
+    )
+    # The last frame: the view as the watch stopped at the gate.
+    stable_row = [line for line in screen_lines(watched.out) if line.startswith("prefill ")][-1]
+    assert stable_row.split()[1:3] == [install_revision, "stable"], watched.out
+    assert stable_row.endswith("serving"), stable_row
     assert_golden_json("approval-wait.json", waiting.json())
     assert second.code == ExitCode.ALREADY_RUNNING
     assert one_line(second).startswith(
@@ -127,6 +151,16 @@ async def test_an_approval_gate_exits_2_and_refuses_a_second_rollout_with_6(
     assert_golden_json("approve.json", approved.json())
     assert finished.code == ExitCode.SUCCESS, str(finished)
     assert finished.json()["result"]["outcome"] == "succeeded"
+
+
+async def test_a_mistyped_target_names_the_closest_known_one(cli: Runner) -> None:
+    run: CliRun = await cli("status", TARGET[:-1])
+
+    assert run.code == ExitCode.USAGE
+    assert one_line(run) == (
+        f"llmd-rollout: no rollout of {TARGET[:-1]} is known to Temporal namespace 'default'; "
+        f"did you mean '{TARGET}'?"
+    )
 
 
 async def test_approve_without_a_waiting_gate_is_refused_by_the_workflow(cli: Runner) -> None:
@@ -146,18 +180,37 @@ async def test_plan_shows_nothing_to_change_for_what_runs_and_the_diff_of_a_chan
 
     same: CliRun = await cli("plan", "-f", str(running))
     back: CliRun = await cli("plan", "-f", DEMO_SPEC, "-o", "text")
+    diffed: CliRun = await cli("plan", "-f", DEMO_SPEC, "--diff", "-o", "text")
+    data: CliRun = await cli("plan", "-f", DEMO_SPEC)
 
+    # Exit codes as `kubectl diff`: 0 nothing would change, 7 something would.
     assert same.code == ExitCode.SUCCESS, str(same)
     plan = same.json()
-    assert plan["firstInstall"] is False
+    assert plan["firstInstall"] is False and plan["changes"] is False
     assert {obj["action"] for obj in plan["objects"]} == {"unchanged"}
     assert {release["action"] for release in plan["helmReleases"]} == {"unchanged"}
     assert plan["fits"] is True and plan["diff"] == ""
     assert_golden_json("plan-unchanged.json", plan)
-    assert back.code == ExitCode.SUCCESS, str(back)
-    assert f"-          image: {NEW_IMAGE}" in back.out
-    assert "+          image: ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1" in back.out
+    assert (back.code, diffed.code, data.code) == (ExitCode.CHANGES,) * 3, str(back)
+    # The plan leads with the one real change; the bookkeeping objects share one line.
+    head = back.out.splitlines()[:4]
+    assert head[1] == (
+        f"  image {NEW_IMAGE} → ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1 in decode, prefill"
+    ), back.out
+    assert head[2] == (
+        "  2 of 12 objects change, 10 only take the new revision annotation; 0 GPUs more"
+    ), back.out
+    assert "only the revision annotation changes: ServiceAccount/" in back.out
+    assert "-          image:" not in back.out
+    assert f"full diffs: llmd-rollout plan -f {DEMO_SPEC} --diff" in back.out
+    assert f"-          image: {NEW_IMAGE}" in diffed.out
+    assert "+          image: ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1" in diffed.out
+    assert data.json()["summary"]["images"] == [{
+        "from": NEW_IMAGE, "to": "ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1",
+        "roles": ["decode", "prefill"],
+    }]
     assert_golden_text("plan-back.txt", back.out)
+    assert_golden_text("plan-diff.txt", diffed.out)
 
 
 async def test_an_image_that_cannot_be_pulled_is_rolled_back_with_exit_3(
@@ -228,10 +281,47 @@ async def test_schedule_lifecycle(cli: Runner) -> None:
     assert again.code == ExitCode.USAGE and "already has an upgrade schedule" in one_line(again)
     assert_golden_text("schedule-list.txt", listed.out)
     assert described.json()["paused"] is True and described.json()["note"] == "nightly"
+    # Paused: no next run is shown; unpause keeps the note given at create.
+    assert described.json()["nextRuns"] == []
+    assert fired["note"] == "nightly" and fired["nextRuns"]
     assert (unpaused.code, triggered.code, paused.code, deleted.code) == (0, 0, 0, 0)
     assert fired["recentRuns"][0]["workflowId"].startswith(f"upgrade/{TARGET}")
     assert missing.code == ExitCode.USAGE
     assert one_line(missing).startswith(f"llmd-rollout: {TARGET} has no upgrade schedule")
+
+
+async def test_a_scheduled_firing_with_nothing_to_change_shows_in_list_not_in_history(
+    cli: Runner, tmp_path: Path
+) -> None:
+    # The last good rollout is the approval-gated upgrade to NEW_IMAGE: desire exactly it.
+    running = spec_variant(tmp_path, "upgrade.yaml", upgrade(NEW_IMAGE, approval=True))
+    before: CliRun = await cli("history", TARGET)
+    await cli("schedule", "create", TARGET, "-f", str(running), "--every", "24h", "--paused")
+    await cli("schedule", "trigger", TARGET)
+    await until_fired(cli)
+    listed = await until_listed(cli, "unchanged")
+    text: CliRun = await cli("list", "--target", TARGET, "-o", "text")
+    after: CliRun = await cli("history", TARGET)
+    await cli("schedule", "delete", TARGET)
+
+    firings = {item["outcome"]: item for item in listed if item["kind"] == "scheduled"}
+    # The earlier firing (outside its maintenance window) is found by its target too.
+    assert set(firings) == {"skipped", "unchanged"}
+    firing = firings["unchanged"]
+    assert (firing["target"], firing["scheduled"], firing["image"]) == (TARGET, True, NEW_IMAGE)
+    assert re.search(rf"{TARGET}\s+scheduled\s+unchanged\s+{re.escape(NEW_IMAGE)}", text.out)
+    assert len(after.json()["items"]) == len(before.json()["items"])
+
+
+async def until_listed(cli: Runner, outcome: str) -> list[dict[str, Any]]:
+    """`list --target TARGET` once a scheduled firing with `outcome` shows (bounded)."""
+    for _ in range(60):
+        listed: CliRun = await cli("list", "--target", TARGET)
+        items: list[dict[str, Any]] = listed.json()["items"]
+        if any(item["kind"] == "scheduled" and item["outcome"] == outcome for item in items):
+            return items
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no scheduled firing with outcome {outcome} in 'list --target'")
 
 
 async def until_fired(cli: Runner) -> dict[str, Any]:
@@ -245,7 +335,12 @@ async def until_fired(cli: Runner) -> dict[str, Any]:
     raise AssertionError("the triggered upgrade never showed in the schedule's recent runs")
 
 
-async def test_pause_resume_and_abort_of_a_waiting_rollout(cli: Runner, tmp_path: Path) -> None:
+async def test_pause_resume_and_abort_of_a_waiting_rollout(
+    cli: Runner, demo: DemoEnvironment, tmp_path: Path
+) -> None:
+    good: CliRun = await cli("status", TARGET)
+    # The last rollout (the broken image) rolled back to the last known good revision.
+    restored_revision = good.json()["result"]["rollback"]["restoredRevision"]
     spec = spec_variant(tmp_path, "aborted.yaml", upgrade(ABORTED_IMAGE, approval=True))
     started: CliRun = await cli("apply", "-f", str(spec))
     waiting: CliRun = await cli("status", TARGET, "--watch")
@@ -253,7 +348,11 @@ async def test_pause_resume_and_abort_of_a_waiting_rollout(cli: Runner, tmp_path
     paused: CliRun = await cli("pause", TARGET, "--reason", "lunch")
     paused_again: CliRun = await cli("pause", TARGET)
     resumed: CliRun = await cli("resume", TARGET)
-    aborted: CliRun = await cli("abort", TARGET, "--reason", "changed my mind", "--wait")
+    # The rollback on a terminal: the live view names the revision it restores.
+    aborted = await run_on_terminal(
+        demo, ["abort", TARGET, "--reason", "changed my mind", "--wait"]
+    )
+    final: CliRun = await cli("status", TARGET)
 
     assert started.json()["kind"] == "RolloutStarted", str(started)
     assert waiting.code == ExitCode.WAITING_FOR_APPROVAL, str(waiting)
@@ -261,8 +360,15 @@ async def test_pause_resume_and_abort_of_a_waiting_rollout(cli: Runner, tmp_path
     assert paused_again.code == ExitCode.USAGE
     assert "already paused" in one_line(paused_again)
     assert (resumed.json()["action"], resumed.code) == ("resume", ExitCode.SUCCESS)
-    assert aborted.code == ExitCode.ROLLED_BACK, str(aborted)
-    failure = aborted.json()["result"]["failure"]
+    assert aborted.code == ExitCode.ROLLED_BACK, aborted.out
+    lines = screen_lines(aborted.out)
+    assert any(
+        line.startswith(f"rolling back: restoring revision {restored_revision} (decode "
+                        f"{NEW_IMAGE}")
+        for line in lines
+    ), aborted.out
+    assert any(line.startswith("aborted at gate between-roles") for line in lines), aborted.out
+    failure = final.json()["result"]["failure"]
     assert failure["reason"] == "Aborted" and "changed my mind" in failure["message"]
 
 
@@ -283,6 +389,45 @@ async def test_rollback_returns_to_the_install_revision_with_the_live_view(
     assert "Traceback" not in watched.out
     # rich hides the cursor while it redraws, and shows it again when the view stops.
     assert watched.out.count("\x1b[?25l") == watched.out.count("\x1b[?25h") >= 1
+
+
+async def test_set_image_rolls_out_the_current_spec_with_one_roles_image(
+    cli: Runner
+) -> None:
+    refused: CliRun = await cli("set-image", TARGET, "not an image!")
+    changed: CliRun = await cli("set-image", TARGET, "--role", "decode", ABORTED_IMAGE, "--wait")
+    plan: CliRun = await cli("plan", "-f", DEMO_SPEC)
+    status: CliRun = await cli("status", TARGET, "-o", "yaml")
+
+    assert refused.code == ExitCode.REFUSED
+    assert one_line(refused).startswith(
+        "llmd-rollout: modelService.vllmImage: 'not an image!' is not an image reference"
+    )
+    assert changed.code == ExitCode.SUCCESS, str(changed)
+    # Only decode runs the new image: going back to the demo spec changes decode alone.
+    assert plan.json()["summary"]["images"] == [
+        {"from": ABORTED_IMAGE, "to": "ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1", "roles": ["decode"]}
+    ]
+    document = yaml.safe_load(status.out)
+    assert (document["kind"], document["result"]["outcome"]) == ("RolloutStatus", "succeeded")
+
+
+async def test_retry_runs_the_last_failed_spec_again_and_refuses_after_a_success(
+    cli: Runner
+) -> None:
+    nothing: CliRun = await cli("retry", TARGET)
+    failed: CliRun = await cli("set-image", TARGET, BROKEN_IMAGE, "--wait")
+    retried: CliRun = await cli("retry", TARGET, "--wait")
+    history: CliRun = await cli("history", TARGET, "--limit", "2")
+
+    assert nothing.code == ExitCode.USAGE
+    assert "is succeeded, not failed or aborted; nothing to retry" in one_line(nothing)
+    assert failed.code == ExitCode.ROLLED_BACK, str(failed)
+    assert retried.code == ExitCode.ROLLED_BACK, str(retried)
+    [again, first] = history.json()["items"]
+    assert again["image"] == first["image"] == BROKEN_IMAGE
+    assert again["revision"] == first["revision"]
+    assert "retry of run" in retried.err
 
 
 async def test_teardown_removes_the_stack(cli: Runner) -> None:

@@ -1,5 +1,6 @@
 """`llmd-rollout demo` end to end, as `make demo` runs it: from nothing running to a verified
-install and upgrade, then Ctrl-C stops every process it started."""
+install and upgrade; every command it prints runs as printed in a fresh shell that has only the
+printed `export` lines; then Ctrl-C stops every process it started."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STARTUP_SECONDS = 30
 DEMO_TIMEOUT_SECONDS = 240
+HINT_TIMEOUT_SECONDS = 120
 MODEL = "deepseek-ai/DeepSeek-R1-0528"
+TARGET = "clustersim/llm-d-wide-ep/wide-ep"
+# A fresh terminal: no venv on PATH, no Temporal or cluster settings, not in the repository.
+FRESH_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Hint:
+    command: str
+    code: int
+    out: str
+
+    def __str__(self) -> str:
+        return f"$ {self.command} -> {self.code}\n{self.out}"
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -76,6 +92,7 @@ def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
         start_new_session=True,
     )
     workdir: str | None = None
+    hints: list[Hint] = []
     try:
         output = read_until(process, "and a worker in", time.monotonic() + STARTUP_SECONDS)
         match = re.search(r"and a worker in (\S+)", output)
@@ -87,6 +104,7 @@ def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
                 time.monotonic() + DEMO_TIMEOUT_SECONDS,
             )
             assert processes_mentioning(workdir), "the demo's processes should be up"
+            hints = run_hints(output, Path(workdir))
         finally:
             # Ctrl-C, as a person would: the demo stops what it started.
             process.send_signal(signal.SIGINT)
@@ -106,12 +124,70 @@ def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
     assert "Temporal UI: http://127.0.0.1:" in output
     assert processes_mentioning(workdir) == []
     assert not Path(workdir).exists()
+    for expected in (
+        "llmd-rollout list", f"llmd-rollout history {TARGET}", f"llmd-rollout status {TARGET}",
+        "kubectl get pods -A", "kubectl get --raw", "echo ", f"llmd-rollout approve {TARGET}",
+        "llmd-rollout apply -f /",
+    ):
+        assert any(hint.command.startswith(expected) for hint in hints), (expected, hints)
+    for hint in hints:
+        if hint.command.startswith("llmd-rollout approve"):
+            # The demo approved that gate itself: run again, the command reaches the finished
+            # rollout and says so (it runs as printed; the gate is simply gone).
+            assert (hint.code, "has already finished" in hint.out) == (1, True), str(hint)
+        else:
+            assert hint.code == 0, str(hint)
+        assert "command not found" not in hint.out and "Traceback" not in hint.out
+    models = next(hint for hint in hints if hint.command.startswith("kubectl get --raw"))
+    assert MODEL in models.out, str(models)
+    completion = next(hint for hint in hints if "/v1/completions" in hint.command)
+    assert '"completion_tokens"' in completion.out, str(completion)
+
+
+def printed_commands(output: str) -> tuple[list[str], list[str]]:
+    """The `export` lines of the "try, in another terminal" block, and every command the demo
+    printed: `$ ...` lines, the commands of that block and the one in the install's title."""
+    lines = output.splitlines()
+    start = lines.index("try, in another terminal:")
+    block = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        block.append(line.strip())
+    exports = [line for line in block if line.startswith("export ")]
+    commands = [line for line in block if not line.startswith("export ")]
+    commands += [line[2:] for line in lines if line.startswith("$ ")]
+    install = next(line for line in lines if line.startswith("1. install: "))
+    # The title's rule (a line of ─) follows the command on the same line.
+    commands.append(install.removeprefix("1. install: ").rstrip("─ "))
+    return exports, commands
+
+
+def run_hints(output: str, workdir: Path) -> list[Hint]:
+    """Run each printed command in a fresh shell: only the printed exports, a bare PATH, a
+    directory outside the repository. The install's `apply` runs last (it starts a rollout)."""
+    exports, commands = printed_commands(output)
+    assert exports, output
+    commands.sort(key=lambda command: command.startswith("llmd-rollout apply"))
+    elsewhere = workdir.parent
+    hints = []
+    for command in commands:
+        script = "\n".join([*exports, command])
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-c", script],
+            env={"PATH": FRESH_PATH, "HOME": str(elsewhere), "NO_COLOR": "1"},
+            cwd=elsewhere, capture_output=True, text=True, timeout=HINT_TIMEOUT_SECONDS,
+        )
+        hints.append(Hint(command, done.returncode, done.stdout + done.stderr))
+    return hints
 
 
 def _json_after(output: str, path: str) -> str:
-    """The pretty-printed JSON document that follows the first `$ curl ...{path}` line."""
+    """The pretty-printed JSON document that follows the first `$ kubectl ...{path}` line."""
     lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"$ curl -s $GATEWAY{path}"))
+    start = next(
+        i for i, line in enumerate(lines) if line.startswith("$ ") and f"/proxy{path}" in line
+    )
     document: list[str] = []
     for line in lines[start + 1:]:
         document.append(line.rstrip())

@@ -13,7 +13,7 @@ from cli import exit_codes
 from cli.exit_codes import ExitCode
 from cli.follow import Snapshot
 from cli.live import LineDisplay, progress_line
-from cli.views import snapshot_view
+from cli.views import failure_headline, snapshot_view
 from spec.reasons import FailureReason
 from spec.workflow_io import (
     FailureReport,
@@ -30,6 +30,10 @@ from spec.workflow_io import (
 
 TARGET = "clustersim/llm-d-wide-ep/wide-ep"
 STARTED = datetime(2025, 7, 14, 9, 30, tzinfo=UTC)
+OLD_IMAGE = "ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1"
+NEW_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.0"
+OLD_REVISION = "b84b22cf1fb5"
+NEW_REVISION = "f3a3875b92de"
 
 
 def step(
@@ -52,7 +56,8 @@ def loading_progress(**changes: object) -> Progress:
         percent=56,
         roles=[
             RoleProgress(role="decode", image="ghcr.io/llm-d/llm-d:v0.2.0", groups=1, pods=2,
-                         pods_ready=2, pods_loaded=0, load_percent=45.0),
+                         pods_ready=2, pods_loaded=0, load_percent=45.0, revision=NEW_REVISION,
+                         partition=0, updating=True),
             RoleProgress(role="prefill", image="ghcr.io/llm-d/llm-d:v0.2.0", groups=1, pods=1),
         ],
         diagnosis="decode: 0/2 pods serving; loading weights",
@@ -152,8 +157,10 @@ def test_live_view_shows_phases_pods_weight_loading_and_diagnosis() -> None:
     assert "56%" in text
     assert "16 GPUs asked, 16 available" in text
     decode = next(line for line in text.splitlines() if line.startswith("decode"))
-    assert decode.split()[:6] == ["decode", "1", "2", "2", "0", "2"]
-    assert "45%" in decode
+    assert decode.split()[:8] == [
+        "decode", NEW_REVISION, "new", NEW_IMAGE, "0/1", "2", "2", "0"
+    ]
+    assert "45%" in decode and decode.rstrip().endswith("updating")
     assert "ms-wide-ep-llm-d-modelservice-decode-0-1" in text and "50%" in text
     assert "diagnosis: decode: 0/2 pods serving" in text
 
@@ -202,3 +209,96 @@ def test_progress_lines_are_written_only_when_something_new_happens() -> None:
     assert progress_line(snapshot(result=result(Outcome.SUCCEEDED))) == (
         f"[done] {TARGET}  succeeded"
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "phase", "step", "headline"),
+    [
+        ("Aborted", "gate", "between-roles", "aborted at gate between-roles"),
+        ("Aborted", "gate", "paused", "aborted while paused"),
+        ("ImagePull", "model-load", "model-load/decode",
+         "failed: ImagePull in model-load at model-load/decode"),
+    ],
+)
+def test_a_failure_says_where_in_words(reason: str, phase: str, step: str, headline: str) -> None:
+    assert failure_headline(reason, phase, step) == headline
+
+
+def upgrade_roles(decode_loaded: int) -> list[RoleProgress]:
+    """Decode first: decode's step has begun, prefill's has not."""
+    revisions = {
+        "revision": NEW_REVISION, "stable_revision": OLD_REVISION, "stable_image": OLD_IMAGE,
+    }
+    return [
+        RoleProgress(role="decode", image=NEW_IMAGE, groups=1, pods=2, partition=0,
+                     updating=True, groups_updated=1 if decode_loaded == 2 else 0,
+                     pods_ready=2, pods_loaded=decode_loaded, load_percent=100.0, **revisions),
+        RoleProgress(role="prefill", image=NEW_IMAGE, groups=1, pods=1, **revisions),
+    ]
+
+
+def rows_of(text: str, role: str) -> list[list[str]]:
+    """The role's rows of the roles table (its first row names it, the next ones do not)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(role + " "))
+    rows = [lines[start].split()]
+    for line in lines[start + 1:]:
+        if not line.startswith(" ") or not line.strip():
+            break
+        rows.append([role, *line.split()])
+    return rows
+
+
+def test_a_role_not_yet_updated_shows_its_stable_revision_serving() -> None:
+    waiting = loading_progress(
+        state=RunState.WAITING_FOR_APPROVAL, roles=upgrade_roles(decode_loaded=2), live={},
+        gate=GateStatus(name="between-roles", approval=True, since=STARTED),
+    )
+
+    text = rendered(snapshot(waiting), width=160)
+
+    prefill = rows_of(text, "prefill")
+    assert prefill[0][:6] == ["prefill", OLD_REVISION, "stable", OLD_IMAGE, "1", "1"]
+    assert prefill[0][-1] == "serving"
+    assert prefill[1][:6] == ["prefill", NEW_REVISION, "new", NEW_IMAGE, "0/1", "1"]
+    assert prefill[1][-1] == "pending"
+    decode = rows_of(text, "decode")
+    assert [row[2] for row in decode] == ["new"]
+    assert "stable: last known good, verified serving when recorded" in text
+    assert decode[0][4:8] == ["1/1", "2", "2", "2"] and decode[0][-1] == "serving"
+
+
+def test_a_rollback_shows_the_revision_it_restores() -> None:
+    rolling_back = loading_progress(
+        state=RunState.ROLLING_BACK, roles=upgrade_roles(decode_loaded=0), live={},
+    )
+
+    text = rendered(snapshot(rolling_back), width=160)
+
+    assert (
+        f"rolling back: restoring revision {OLD_REVISION} (decode {OLD_IMAGE}, prefill "
+        f"{OLD_IMAGE})" in text
+    )
+    decode = rows_of(text, "decode")
+    assert decode[0][:3] == ["decode", OLD_REVISION, "stable"] and decode[0][-1] == "restoring"
+    assert " ".join(decode[1][-2:]) == "rolling back"
+    # Prefill never left its stable revision: it serves on; its update will not happen.
+    prefill = rows_of(text, "prefill")
+    assert prefill[0][-1] == "serving"
+    assert prefill[1][-1] == "cancelled"
+
+
+def test_each_loading_pod_names_the_revision_it_runs() -> None:
+    progress = loading_progress()
+    heartbeat = progress.live["wait_for_model_load"]["heartbeat"]  # type: ignore[index]
+    heartbeat["revision_hash"] = "5d9c8b7a"
+    heartbeat["pods"][0].update(revision_hash="5d9c8b7a", image=NEW_IMAGE)
+    heartbeat["pods"][1].update(revision_hash="0aa1bb2c", image=OLD_IMAGE)
+
+    text = rendered(snapshot(progress), width=160)
+
+    lines = text.splitlines()
+    assert f"new {NEW_IMAGE}" in next(line for line in lines if line.startswith(
+        "ms-wide-ep-llm-d-modelservice-decode-0 "))
+    assert f"old {OLD_IMAGE}" in next(line for line in lines if line.startswith(
+        "ms-wide-ep-llm-d-modelservice-decode-0-1"))

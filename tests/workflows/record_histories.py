@@ -1,6 +1,6 @@
 """Record the workflow histories the replay tests replay (tests/histories/*.json).
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories [SCENARIO ...]
 
 Runs each scenario once on a fresh embedded Temporal dev server with the stand-in activities and
 writes its history. Re-record only on purpose: a stored history stands for the workflows already
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
@@ -100,6 +101,17 @@ async def scheduled_upgrade(client: Client, cluster: FakeCluster, queue: str) ->
     return handle
 
 
+async def unchanged_upgrade(client: Client, cluster: FakeCluster, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """A firing whose desired spec is the last-known-good one: `unchanged`, no rollout."""
+    spec = await installed(client, cluster, queue, "history-unchanged")
+    request = UpgradeInput(target=spec.target_id, source=SpecSource(spec=spec))
+    handle = await client.start_workflow(
+        UpgradeWorkflow.run, request, id=f"upgrade/{spec.target_id}", task_queue=queue
+    )
+    await handle.result()
+    return handle
+
+
 async def teardown(client: Client, cluster: FakeCluster, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
     spec = await installed(client, cluster, queue, "history-teardown")
     handle = await start_teardown(client, TeardownInput(spec=spec), task_queue=queue)
@@ -113,11 +125,14 @@ SCENARIOS: dict[str, Scenario] = {
     "rollout-crash-loop-rollback": crash_loop_rollback,
     "rollout-abort-during-model-load": abort_during_load,
     "upgrade-scheduled": scheduled_upgrade,
+    "upgrade-unchanged": unchanged_upgrade,
     "teardown": teardown,
 }
 
 
-async def record(directory: Path = HISTORIES) -> list[Path]:
+async def record(directory: Path = HISTORIES, only: Sequence[str] = ()) -> list[Path]:
+    """Record every scenario, or the ones named in `only` (a new scenario, without
+    re-recording the histories that stand for runs already in flight)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -127,6 +142,8 @@ async def record(directory: Path = HISTORIES) -> list[Path]:
                 data_converter=pydantic_data_converter,
             )
             for name, scenario in SCENARIOS.items():
+                if only and name not in only:
+                    continue
                 cluster = FakeCluster()
                 queue = f"record-{uuid.uuid4().hex[:8]}"
                 async with Worker(
@@ -143,4 +160,4 @@ async def record(directory: Path = HISTORIES) -> list[Path]:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(only=sys.argv[1:]))

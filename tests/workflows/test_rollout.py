@@ -116,6 +116,9 @@ async def test_image_upgrade_waits_at_the_approval_gate_until_approved(
     assert description.typed_search_attributes.get(search.PHASE) == "gate"
     details = await current_details(handle)
     assert "gate `decode/step-1` waiting for approval" in details
+    # The UI says exactly what to run, to continue or to stop.
+    assert f"continue: `llmd-rollout approve {upgrade.target_id}`" in details
+    assert f"stop and roll back: `llmd-rollout abort {upgrade.target_id}`" in details
     assert fake_cluster.image("prefill") == spec.model_service.vllm_image
 
     with pytest.raises(WorkflowUpdateFailedError) as wrong:
@@ -259,6 +262,12 @@ async def test_failed_model_load_rolls_back_newest_first_and_verifies_the_old_ve
     assert fake_cluster.calls.index(f"helm_rollback:infra-wide-ep->{infra_before}") > undo
     assert fake_cluster.calls[-1] == "verify_gateway"
     assert any(p.phase == Phase.ROLLBACK for p in result.phases)
+    # The finished run's details state how it ended, not the "rolling back" of its last step.
+    handle = temporal_client.get_workflow_handle(result.workflow_id)
+    details = await current_details(handle)
+    assert "finished: **rolled-back**" in details and "rolling back" not in details
+    assert f"rollback: restored {lkg}, verified" in details
+    assert "failed: CrashLoop in model-load at `model-load/decode/partition-0`" in details
 
 
 async def test_failed_verification_rolls_back_with_the_gateway_answer_as_evidence(

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import Client, WorkflowExecution, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from rollouts.observing import rollout_result
@@ -28,6 +29,7 @@ from spec.workflow_io import MaintenanceWindow, Outcome, SpecSource, UpgradeInpu
 from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, crash_loop_on, installed
 from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, image
+from workflows import search
 from workflows.ids import rollout_workflow_id
 from workflows.upgrade import UpgradeWorkflow
 
@@ -137,7 +139,10 @@ async def test_schedule_firing_while_a_cli_rollout_runs_does_not_start_a_second_
 
         assert skipped.skipped
         assert skipped.outcome == f"skipped: running {cli.id}"
-        assert fake_cluster.names("read_last_known_good") == ["read_last_known_good"]
+        # One read by the CLI rollout's preflight, one by the upgrade (is anything to change?);
+        # one preflight: no second rollout started.
+        assert fake_cluster.names("read_last_known_good") == ["read_last_known_good"] * 2
+        assert fake_cluster.names("preflight") == ["preflight"]
     finally:
         release.set()
         await delete_upgrade_schedule(temporal_client, spec.target_id)
@@ -174,3 +179,96 @@ async def test_schedule_pauses_itself_after_a_failed_upgrade(
     finally:
         await delete_upgrade_schedule(temporal_client, desired.target_id)
     assert fake_cluster.image("decode") == demo_spec("x").model_service.vllm_image
+
+
+async def fired_upgrade(
+    client: Client, target: str, firings: int
+) -> WorkflowHandle[Any, UpgradeResult]:
+    """Trigger the schedule and wait for firing number `firings` to finish; its handle."""
+    await trigger_upgrade_schedule(client, target)
+    status = await schedule_status(
+        client, target, lambda s: len(s.recent_runs) >= firings and not s.running
+    )
+    handle = client.get_workflow_handle(status.recent_runs[-1][1], result_type=UpgradeResult)
+    await asyncio.wait_for(handle.result(), WAIT)
+    return handle
+
+
+async def visible(client: Client, query: str, count: int) -> list[WorkflowExecution]:
+    """The executions `query` finds once visibility shows `count` of them (bounded)."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while True:
+        found = [execution async for execution in client.list_workflows(query)]
+        if len(found) >= count or asyncio.get_running_loop().time() > deadline:
+            return found
+        await asyncio.sleep(0.2)
+
+
+async def test_a_firing_with_nothing_to_change_records_unchanged_without_a_rollout(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    await installed(temporal_client, fake_cluster, fake_worker, "schedule-unchanged")
+    desired = demo_spec("schedule-unchanged", image(NEW_IMAGE))
+    target = desired.target_id
+    request = UpgradeInput(target=target, source=SpecSource(spec=desired))
+    await create_upgrade_schedule(
+        temporal_client, request, task_queue=fake_worker, every=timedelta(days=1), paused=True,
+        note="nightly",
+    )
+    try:
+        first = await fired_upgrade(temporal_client, target, 1)
+        preflights = len(fake_cluster.names("preflight"))
+        second = await fired_upgrade(temporal_client, target, 2)
+        events = (await second.fetch_history()).events
+        upgrades = await visible(
+            temporal_client,
+            f"WorkflowType = 'UpgradeWorkflow' AND {search.TARGET.name} = '{target}' "
+            f"AND {search.OUTCOME.name} = 'unchanged'", 1,
+        )
+        rollouts = await visible(
+            temporal_client,
+            f"WorkflowType = 'RolloutWorkflow' AND {search.TARGET.name} = '{target}'", 2,
+        )
+    finally:
+        await delete_upgrade_schedule(temporal_client, target)
+
+    changed, unchanged = await first.result(), await second.result()
+    assert (changed.outcome, changed.skipped) == ("succeeded", False)
+    assert (unchanged.outcome, unchanged.skipped) == ("unchanged", True)
+    assert unchanged.rollout_workflow_id is None
+    assert len(events) < 30, len(events)
+    assert len(fake_cluster.names("preflight")) == preflights
+    # The firing is found by its target and outcome; the target's rollouts are the install and
+    # the one upgrade: the unchanged firing added no row to its history.
+    assert [execution.id for execution in upgrades] == [second.id]
+    assert len(rollouts) == 2
+    assert sum(1 for r in rollouts if (r.parent_id or "").startswith("upgrade/")) == 1
+    assert fake_cluster.image("decode") == NEW_IMAGE
+
+
+async def test_pause_and_unpause_keep_the_note_and_a_paused_schedule_has_no_next_run(
+    temporal_client: Client, fake_worker: str
+) -> None:
+    desired = demo_spec("schedule-note", image(NEW_IMAGE))
+    target = desired.target_id
+    request = UpgradeInput(target=target, source=SpecSource(spec=desired))
+    await create_upgrade_schedule(
+        temporal_client, request, task_queue=fake_worker, every=timedelta(hours=1),
+        note="nightly upgrades, owner: serving team",
+    )
+    try:
+        active = await describe_upgrade_schedule(temporal_client, target)
+        await pause_upgrade_schedule(temporal_client, target)
+        paused = await describe_upgrade_schedule(temporal_client, target)
+        await unpause_upgrade_schedule(temporal_client, target)
+        unpaused = await describe_upgrade_schedule(temporal_client, target)
+        await pause_upgrade_schedule(temporal_client, target, "freeze for the launch")
+        frozen = await describe_upgrade_schedule(temporal_client, target)
+    finally:
+        await delete_upgrade_schedule(temporal_client, target)
+
+    assert active.next_runs and not active.paused
+    assert (paused.paused, paused.next_runs) == (True, [])
+    assert paused.note == unpaused.note == "nightly upgrades, owner: serving team"
+    assert unpaused.next_runs
+    assert frozen.note == "freeze for the launch"
