@@ -35,10 +35,10 @@ from rollouts.observing import rollout_result
 from rollouts.starting import start_rollout
 from spec.rollout import RolloutSpec
 from spec.workflow_io import ApproveRequest, Outcome, RolloutResult
+from tests.simcluster import SimCluster, running_sim_cluster
 from tests.workflows.e2e import (
     HF_TOKEN,
-    SimCluster,
-    clustersim,
+    TIME_SCALE,
     history_bytes,
     sim_spec,
     small_decode_pods,
@@ -129,13 +129,13 @@ async def record(directory: Path = HISTORIES) -> list[Path]:
                 data_converter=pydantic_data_converter,
             )
             queue = f"record-real-{uuid.uuid4().hex[:8]}"
-            with (
-                clustersim(Path(scratch) / "sim") as sim,
-                ThreadPoolExecutor(max_workers=16) as executor,
-            ):
-                async with Worker(
-                    client, task_queue=queue, workflows=WORKFLOWS,
-                    activities=activities(), activity_executor=executor,
+            with ThreadPoolExecutor(max_workers=16) as executor:
+                async with (
+                    running_sim_cluster(Path(scratch) / "sim", time_scale=TIME_SCALE) as sim,
+                    Worker(
+                        client, task_queue=queue, workflows=WORKFLOWS,
+                        activities=activities(), activity_executor=executor,
+                    ),
                 ):
                     for name, scenario in SCENARIOS.items():
                         handle = await scenario(client, sim, queue)
