@@ -72,6 +72,12 @@ class PrometheusSource(AnalysisModel):
     url: str = Field(min_length=1)
     pod_label: str = "pod"
     namespace_label: str = "namespace"
+    scrape_interval: Duration = Field(
+        default=timedelta(seconds=15),
+        description="The server's scrape interval: the analysis waits this long after its "
+        "window so the window's last requests are scraped, and widens the range by it.",
+    )
+    request_timeout: Duration = timedelta(seconds=30)
 
 
 class Analysis(AnalysisModel):
@@ -94,3 +100,28 @@ class Analysis(AnalysisModel):
     )
     on_inconclusive: Literal["retry", "fail", "approval"] = "retry"
     max_retries: int = Field(default=2, ge=0, le=10)
+
+
+def analysis_problems(analysis: Analysis) -> list[tuple[str, str]]:
+    """(sub-path, message) for what the field types cannot say; spec.validation prefixes it."""
+    problems: list[tuple[str, str]] = []
+    prometheus = analysis.prometheus
+    if prometheus is not None and not prometheus.url.startswith(("http://", "https://")):
+        problems.append((".prometheus.url", f"must be an http(s) URL, got {prometheus.url!r}"))
+    compare, thresholds = analysis.compare, analysis.thresholds
+    if (
+        all(v is None for v in compare.model_dump().values())
+        and all(v is None for v in thresholds.model_dump().values())
+        and not analysis.require_prefill_decode
+    ):
+        problems.append(("", "judges nothing: set compare, thresholds or requirePrefillDecode"))
+    load = analysis.load
+    if load is not None:
+        expected = load.requests_per_second * analysis.window.total_seconds()
+        if expected < analysis.min_requests:
+            problems.append((
+                ".load.requestsPerSecond",
+                f"sends about {expected:g} requests in the {analysis.window.total_seconds():g}s "
+                f"window, fewer than minRequests ({analysis.min_requests}): never conclusive",
+            ))
+    return problems

@@ -161,9 +161,20 @@ def parse_signals(text: str) -> PodSignals:
             success += value
         elif name == f"{KV_TRANSFER}_count":
             kv += value
-    ok = status.get("2", success) if status else success
     histograms = {n: Histogram(tuple(sorted(b.items()))) for n, b in buckets.items() if b}
-    return PodSignals(histograms, ok, status.get("5", 0.0), kv)
+    return pod_signals(histograms, status, success, kv)
+
+
+def pod_signals(
+    histograms: Mapping[str, Histogram],
+    status_classes: Mapping[str, float],
+    success: float,
+    kv_transfers: float,
+) -> PodSignals:
+    """PodSignals from completion counts by status class ("2", "5"); without any, vLLM's
+    request_success_total counts the requests (and no errors are known)."""
+    ok = status_classes.get("2", success) if status_classes else success
+    return PodSignals(histograms, ok, status_classes.get("5", 0.0), kv_transfers)
 
 
 # --- judgement --------------------------------------------------------------------------------
