@@ -42,7 +42,7 @@ class RelativeBounds(AnalysisModel):
 
     ttft: float | None = Field(default=1.25, gt=0)
     tpot: float | None = Field(default=1.25, gt=0)
-    e2e: float | None = Field(default=1.25, gt=0)
+    e2e: float | None = Field(default=1.25, gt=0, alias="e2e")
     error_rate_increase: float | None = Field(default=0.01, ge=0, le=1)
 
 
@@ -51,7 +51,7 @@ class AbsoluteBounds(AnalysisModel):
 
     ttft_seconds: float | None = Field(default=None, gt=0)
     tpot_seconds: float | None = Field(default=None, gt=0)
-    e2e_seconds: float | None = Field(default=None, gt=0)
+    e2e_seconds: float | None = Field(default=None, gt=0, alias="e2eSeconds")
     error_rate: float | None = Field(default=None, ge=0, le=1)
 
 

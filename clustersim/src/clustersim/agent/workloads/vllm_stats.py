@@ -19,6 +19,7 @@ cache (P/D not used: it recomputes the prompt locally and transfers nothing).
 
 from __future__ import annotations
 
+import math
 import random
 import zlib
 from dataclasses import dataclass, field
@@ -107,9 +108,10 @@ class LatencyModel:
         self._failed = 0
 
     def fails_next(self) -> bool:
-        """Whether the next request fails: exactly `error_rate` of them, evenly spread."""
+        """Whether the next request fails: `error_rate` of them, evenly spread (the first at
+        half the period, so a few requests per pod already show it: 5% fails the 10th)."""
         self._served += 1
-        due = int(self._served * self.degradation.error_rate) > self._failed
+        due = math.floor(self._served * self.degradation.error_rate + 0.5) > self._failed
         if due:
             self._failed += 1
         return due
