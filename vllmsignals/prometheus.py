@@ -100,16 +100,18 @@ class PrometheusQuery:
     def window_signals(
         self, pods: list[str], window_seconds: float, ended_at: float | None = None
     ) -> dict[str, PodSignals]:
-        """Each pod's increases over a window that ends now (after one scrape interval, so the
-        window's last requests are scraped) or ended at the Unix time `ended_at`."""
+        """Each pod's growth over a window that ends now (read after one scrape interval, so
+        the window's last requests are scraped) or ended at the Unix time `ended_at` (read as
+        of then: later, a pod deleted since has only stale series)."""
         if not pods:
             return {}
-        settle = self.source.scrape_interval.total_seconds()
+        settle = 0.0
         if ended_at is None:
+            settle = self.source.scrape_interval.total_seconds()
             time.sleep(settle)
             at = time.time()
         else:
-            at = ended_at + settle
+            at = ended_at
         span = f"{math.ceil((window_seconds + settle) * 1000)}ms"
         pod = self.source.pod_label
 
