@@ -117,3 +117,24 @@ async def test_inconclusive_window_can_fail_at_once_or_wait_for_approval(
     assert result.outcome == Outcome.SUCCEEDED, result.failure
     gate = next(s for s in result.steps if s.phase == Phase.GATE)
     assert "approved by sre" in (gate.detail or "")
+
+
+async def test_first_install_analyses_a_role_once_every_role_serves(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    def thresholds(document: dict[str, Any]) -> None:
+        strategy = document.setdefault("strategy", {})
+        strategy["decode"] = {"analysis": {"window": "5s", "thresholds": {"ttftSeconds": 0.5}}}
+
+    fake_cluster.analysis_verdicts = ["fail"]
+    result = await run_rollout(
+        temporal_client, demo_spec("analysis-install", thresholds), fake_worker
+    )
+    assert analysed(fake_cluster) == ["analyze_canary:decode"]
+    names = [s.name for s in result.steps]
+    assert names.index("model-load/decode") < names.index("analysis/decode")
+    assert names.index("model-load/prefill") < names.index("analysis/decode")
+    assert result.failure is not None
+    assert result.failure.reason == FailureReason.ANALYSIS_FAILED
+    # The failure policy applies as to any other failure (the demo keeps a failed install).
+    assert result.outcome == Outcome.KEPT_FOR_INSPECTION
