@@ -1,7 +1,7 @@
 """The activities this project's workers run.
 
 Where it sits: worker.py registers everything `activities()` returns; the activity modules
-(kube, waits, helm, serving, preflight, specfile) define them. A function rather than a
+(kube, waits, helm, serving, preflight, specfile, analysis) define them. A function rather than a
 constant so that activities needing configuration (a kubeconfig, a clock) can be built when the
 worker starts instead of at import time. Every activity takes and returns models from
 spec/activity_io.py (load_spec_file takes a path and returns the spec).
@@ -10,7 +10,7 @@ spec/activity_io.py (load_spec_file takes a path and returns the spec).
 from collections.abc import Callable
 from typing import Any
 
-from activities import helm, kube, preflight, serving, specfile, waits
+from activities import analysis, helm, kube, preflight, serving, specfile, waits
 
 
 def activities() -> list[Callable[..., Any]]:
@@ -42,4 +42,6 @@ def activities() -> list[Callable[..., Any]]:
         # serving (phases 7 and 8)
         serving.wait_for_model_load,
         serving.verify_gateway,
+        # analysis gates between model-service steps
+        analysis.analyze_canary,
     ]

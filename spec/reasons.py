@@ -39,4 +39,9 @@ class FailureReason(StrEnum):
     GATEWAY_NOT_PROGRAMMED = "GatewayNotProgrammed"
     ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
     VERIFICATION_FAILED = "VerificationFailed"
+    # An analysis gate judged the updated pods worse than the stable ones or its thresholds; the
+    # message names the metric, both values and the bound.
+    ANALYSIS_FAILED = "AnalysisFailed"
+    # An analysis gate could not judge (too few requests) and its spec says to fail then.
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
     ABORTED = "Aborted"

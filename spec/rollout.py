@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from spec.analysis import Analysis
 from spec.types import (
     ChartName,
     DNS1035Label,
@@ -250,15 +251,21 @@ class Gate(SpecModel):
 
 
 class CanaryStep(Gate):
-    """Update the groups with index >= partition, then pass the gate."""
+    """Update the groups with index >= partition, analyse them if asked, then pass the gate."""
 
     partition: int = Field(ge=0)
+    analysis: Analysis | None = Field(
+        default=None, description="Judge the updated pods against the others (spec/analysis.py)."
+    )
 
 
 class RoleStrategy(SpecModel):
     max_unavailable: int | str = 1
     max_surge: int | str = 0
     steps: list[CanaryStep] = Field(default_factory=list)
+    analysis: Analysis | None = Field(
+        default=None, description="Judge the role's pods once all are updated (thresholds)."
+    )
 
 
 class Strategy(SpecModel):

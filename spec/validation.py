@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from spec.analysis import analysis_problems
 from spec.rollout import (
     ROLES,
     ChartRef,
@@ -287,6 +288,16 @@ def _check_role_strategy(path: str, strategy: RoleStrategy, role: Role) -> list[
         if previous is not None and step.partition >= previous:
             problems.append(Problem(item, "partitions must decrease from step to step"))
         previous = step.partition
+        if step.analysis is not None:
+            problems += [
+                Problem(f"{path}.steps[{index}].analysis{where}", message)
+                for where, message in analysis_problems(step.analysis)
+            ]
+    if strategy.analysis is not None:
+        problems += [
+            Problem(f"{path}.analysis{where}", message)
+            for where, message in analysis_problems(strategy.analysis)
+        ]
     return problems
 
 

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForObjectInput,
         WaitResult,
     )
+    from spec.analysis_io import AnalysisInput, AnalysisResult
     from spec.rollout import RolloutSpec
 
 In = TypeVar("In")
@@ -125,6 +126,7 @@ WAIT_FOR_MODEL_LOAD = ActivityRef(
 )
 VERIFY_GATEWAY = ActivityRef("verify_gateway", VerifyInput, VerificationResult, mutating=False)
 LOAD_SPEC_FILE = ActivityRef("load_spec_file", str, RolloutSpec, mutating=False)
+ANALYZE_CANARY = ActivityRef("analyze_canary", AnalysisInput, AnalysisResult, mutating=False)
 
 ALL: tuple[ActivityRef[Any, Any], ...] = (
     PREFLIGHT,
@@ -148,6 +150,7 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     WAIT_FOR_MODEL_LOAD,
     VERIFY_GATEWAY,
     LOAD_SPEC_FILE,
+    ANALYZE_CANARY,
 )
 
 

@@ -15,12 +15,17 @@ last-known-good record, and walks it. Kept free of Temporal so it is tested on i
   first role, `strategy.betweenRoles` gates the second one.
 - Every upgrade step but the last is followed by a verification through the gateway, since the
   mixed old/new stack must serve; the rollout's own verify phase follows the last.
+- A step with an `analysis` gate (`strategy.<role>.steps[].analysis`) is analysed after its
+  verification and before its pause/approval; `strategy.<role>.analysis` analyses the role's last
+  step (partition 0), added when the steps do not end there, and on a first install the role
+  once every role serves (judged on thresholds alone). Unchanged roles are not analysed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from spec.analysis import Analysis
 from spec.rollout import Gate, RoleName, RolloutSpec
 
 
@@ -38,6 +43,7 @@ class RoleStep:
     gate: Gate | None
     gate_name: str
     verify_after: bool
+    analysis: Analysis | None = None
 
     @property
     def name(self) -> str:
@@ -89,7 +95,11 @@ def plan_rollout(
             order, key=lambda role: -desired.model_service.role(role).gpus_per_pod
         )
         steps = tuple(
-            RoleStep(role, None, True, None, "", verify_after=False) for role in largest_first
+            RoleStep(
+                role, None, True, None, "", verify_after=False,
+                analysis=desired.strategy.for_role(role).analysis,
+            )
+            for role in largest_first
         )
         return RolloutPlan(True, order, steps, None)
 
@@ -107,15 +117,17 @@ def plan_rollout(
         for index, step in enumerate(strategy.steps):
             gate = step if gate_is_set(step) else None
             planned.append(
-                RoleStep(role, step.partition, True, gate, f"{role}/step-{index + 1}", True)
+                RoleStep(
+                    role, step.partition, True, gate, f"{role}/step-{index + 1}", True,
+                    step.analysis,
+                )
             )
         if not strategy.steps or strategy.steps[-1].partition != 0:
             planned.append(RoleStep(role, 0, True, None, "", verify_after=True))
+        if strategy.analysis is not None and planned[-1].analysis is None:
+            planned[-1] = replace(planned[-1], analysis=strategy.analysis)
     # The last step is verified by the rollout's verify phase.
-    last = planned[-1]
-    planned[-1] = RoleStep(
-        last.role, last.partition, last.changed, last.gate, last.gate_name, verify_after=False
-    )
+    planned[-1] = replace(planned[-1], verify_after=False)
     between = desired.strategy.between_roles
     first_role_changed = bool(changed) and order[0] in changed
     between_gate = between if gate_is_set(between) and first_role_changed else None

@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
     )
     from workflows import calls, search
+    from workflows.analysis import RolloutAnalysis
     from workflows.control import RolloutControl
     from workflows.failures import StepFailed, describe_failure
     from workflows.plan import RolloutPlan, plan_rollout
@@ -87,6 +88,7 @@ class RolloutWorkflow:
         self._control = RolloutControl(self._progress)
         self._steps = RolloutSteps(request.spec, self._progress, self._saga)
         self._rollback = Rollback(request.spec, self._progress, self._saga, self._steps)
+        self._analysis = RolloutAnalysis(request.spec, self._steps, self._control)
         self._previous: LastKnownGood | None = None
         self._previous_spec: RolloutSpec | None = None
         self._revision: str | None = None
@@ -312,6 +314,10 @@ class RolloutWorkflow:
             for step in plan.steps:
                 await steps.wait_for_role(Phase.MODEL_LOAD, step, spec)
                 self._progress.reached(step.name)
+            # Analysed once every role serves: the gateway needs both for a request.
+            for step in plan.steps:
+                if step.analysis is not None:
+                    await self._analysis.gate(step)
             return
 
         for index, role in enumerate(plan.roles):
@@ -325,6 +331,8 @@ class RolloutWorkflow:
                 await steps.wait_for_role(Phase.MODEL_LOAD, step, spec)
                 if step.verify_after:
                     await steps.verify(f"verify/{step.name}", spec)
+                if step.analysis is not None:
+                    await self._analysis.gate(step)
                 self._progress.reached(step.name)
                 if step.gate is not None:
                     await self._control.pass_gate(step.gate_name, step.gate)

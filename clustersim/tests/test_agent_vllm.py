@@ -191,3 +191,119 @@ async def test_hf_gated_fault_names_the_served_model(session: aiohttp.ClientSess
         f"Access to model {MODEL} is restricted" in ctx.log.text()
         and "huggingface_hub.errors.GatedRepoError: 401 Client Error" in ctx.log.text()
     )
+
+
+def bucket(text: str, name: str, le: str) -> float:
+    """One cumulative bucket of a histogram in a /metrics answer."""
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket{{") and f'le="{le}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no bucket le={le} of {name}")
+
+
+async def serve_pd_pair(
+    session: aiohttp.ClientSession, decode_faults: list[Any] | None = None
+) -> tuple[list[Process], list[asyncio.Task[ExitStatus]]]:
+    registry = ServingRegistry()
+    processes = [
+        process_for(context(session, PREFILL_IP, vllm_container(8000), registry)),
+        process_for(context(session, DECODE_IP, vllm_container(8200), registry, decode_faults)),
+        process_for(context(session, DECODE_IP, SIDECAR, registry)),
+    ]
+    tasks = [asyncio.create_task(p.run()) for p in processes]
+    await wait_serving(session, f"http://{PREFILL_IP}:8000/health")
+    await wait_serving(session, f"http://{DECODE_IP}:8200/health")
+    return processes, tasks
+
+
+async def pd_requests(session: aiohttp.ClientSession, count: int, words: int) -> list[int]:
+    statuses = []
+    for index in range(count):
+        async with session.post(
+            f"http://{DECODE_IP}:8000/v1/completions",
+            json={"model": MODEL, "prompt": " ".join(["word"] * words) + f" {index}",
+                  "max_tokens": 16},
+            headers={"x-prefiller-host-port": f"{PREFILL_IP}:8000"},
+        ) as response:
+            statuses.append(response.status)
+    return statuses
+
+
+async def decode_metrics(
+    session: aiohttp.ClientSession, faults: list[Any] | None, count: int = 40, words: int = 500
+) -> tuple[list[int], str, str]:
+    processes, tasks = await serve_pd_pair(session, faults)
+    try:
+        statuses = await pd_requests(session, count, words)
+        _, decode = await get(session, f"http://{DECODE_IP}:8200/metrics")
+        _, prefill = await get(session, f"http://{PREFILL_IP}:8000/metrics")
+    finally:
+        for process, task in zip(processes, tasks, strict=True):
+            await stop(process, task)
+    return statuses, decode, prefill
+
+
+async def test_vllm_exports_latency_histograms_and_kv_transfers_per_request(
+    session: aiohttp.ClientSession,
+) -> None:
+    statuses, decode, prefill = await decode_metrics(session, None)
+    assert statuses == [200] * 40
+    for name in ("vllm:time_to_first_token_seconds", "vllm:e2e_request_latency_seconds",
+                 "vllm:time_per_output_token_seconds"):
+        assert metric(decode.encode(), f"{name}_count") == 40, name
+    # Every decode took its KV cache from the prefill pod over NIXL.
+    assert metric(decode.encode(), "vllm:nixl_xfer_time_seconds_count") == 40
+    assert metric(prefill.encode(), "vllm:nixl_xfer_time_seconds_count") == 0
+    completions = 'http_requests_total{handler="/v1/completions",method="POST",status="2xx"}'
+    assert f"{completions} 40.0" in decode
+    # A decode with a transferred cache answers its first token in tens of milliseconds; the
+    # spread of the seeded jitter puts them over several of vLLM's buckets.
+    ttft = "vllm:time_to_first_token_seconds"
+    assert bucket(decode, ttft, "0.02") < 40 and bucket(decode, ttft, "0.1") == 40
+    # Time per output token sits around the 28 ms decode step.
+    tpot = "vllm:time_per_output_token_seconds"
+    assert bucket(decode, tpot, "0.01") == 0 and bucket(decode, tpot, "0.05") == 40
+
+
+async def test_vllm_ttft_grows_with_prompt_length(session: aiohttp.ClientSession) -> None:
+    _, _, short_prefill = await decode_metrics(session, None, count=20, words=50)
+    _, _, long_prefill = await decode_metrics(session, None, count=20, words=4000)
+    ttft = "vllm:time_to_first_token_seconds"
+    short = metric(short_prefill.encode(), f"{ttft}_sum")
+    long = metric(long_prefill.encode(), f"{ttft}_sum")
+    assert long > 5 * short, (short, long)
+
+
+async def test_degrade_fault_slows_first_tokens_fails_requests_and_skips_kv_transfer(
+    session: aiohttp.ClientSession,
+) -> None:
+    ttft = "vllm:time_to_first_token_seconds"
+    _, healthy, _ = await decode_metrics(session, None)
+    slow = parse_fault({"kind": "degrade", "ttft_factor": 1.6}, "d1")
+    _, slower, _ = await decode_metrics(session, [slow])
+    # Same seed, same requests: exactly the factor on the sum.
+    assert metric(slower.encode(), f"{ttft}_sum") == pytest.approx(
+        1.6 * metric(healthy.encode(), f"{ttft}_sum")
+    )
+
+    errors = parse_fault({"kind": "degrade", "error_rate": 0.05}, "d2")
+    statuses, failing, _ = await decode_metrics(session, [errors])
+    assert statuses.count(500) == 2 and statuses[0] == 200
+    assert 'status="5xx"} 2.0' in failing
+    assert metric(failing.encode(), "vllm:request_success_total") == 38
+
+    no_pd = parse_fault({"kind": "degrade", "no_pd": True}, "d3")
+    statuses, local, prefill = await decode_metrics(session, [no_pd])
+    assert statuses == [200] * 40
+    assert metric(local.encode(), "vllm:nixl_xfer_time_seconds_count") == 0
+    # The sidecar still asked the prefill pod; the decode ignored what it sent.
+    assert metric(prefill.encode(), "vllm:request_success_total") == 40
+
+
+def test_degrade_fault_lasts_until_cleared_and_checks_its_fields() -> None:
+    fault = parse_fault({"kind": "degrade", "match": {"image": "x:*"}, "error_rate": 0.1}, "d")
+    assert fault.count is None and fault.duration_seconds is None and not fault.exhausted
+    with pytest.raises(ValueError, match="error_rate must be at most 1"):
+        parse_fault({"kind": "degrade", "error_rate": 2}, "d")
+    with pytest.raises(ValueError, match="no_pd must be true or false"):
+        parse_fault({"kind": "degrade", "no_pd": "yes"}, "d")

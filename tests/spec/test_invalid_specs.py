@@ -345,6 +345,36 @@ CASES: list[tuple[str, Mutation, str]] = [
         "modelService.epp.pluginsConfig: must be an EndpointPickerConfig document",
     ),
     (
+        "analysis-prometheus-not-http",
+        put("strategy.decode", {"analysis": {"prometheus": {"url": "prom:9090"}}}),
+        "strategy.decode.analysis.prometheus.url: must be an http(s) URL, got 'prom:9090'",
+    ),
+    (
+        "analysis-quantile-out-of-range",
+        put("strategy.decode", {"analysis": {"quantile": 1.5}}),
+        "strategy.decode.analysis.quantile:",
+    ),
+    (
+        "analysis-unknown-inconclusive-policy",
+        put("strategy.prefill", {"analysis": {"onInconclusive": "ignore"}}),
+        "strategy.prefill.analysis.onInconclusive:",
+    ),
+    (
+        "analysis-judges-nothing",
+        put("strategy.decode", {"analysis": {
+            "requirePrefillDecode": False,
+            "compare": {"ttft": None, "tpot": None, "e2e": None, "errorRateIncrease": None},
+        }}),
+        "strategy.decode.analysis: judges nothing",
+    ),
+    (
+        "analysis-load-too-thin",
+        put("strategy.decode", {"analysis": {
+            "window": "10s", "minRequests": 50, "load": {"requestsPerSecond": 1},
+        }}),
+        "strategy.decode.analysis.load.requestsPerSecond: sends about 10 requests in the 10s",
+    ),
+    (
         "accelerator-no-values",
         put("modelService.accelerator", {"labelValues": []}),
         "modelService.accelerator.labelValues: list should have at least 1 item after validation",

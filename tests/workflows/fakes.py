@@ -66,6 +66,7 @@ from spec.activity_io import (
     WaitForObjectInput,
     WaitResult,
 )
+from spec.analysis_io import AnalysisInput, AnalysisResult, GroupNumbers, MetricCheck
 from spec.reasons import FailureReason
 from spec.rollout import RoleName, RolloutSpec
 from workflows import calls
@@ -123,6 +124,8 @@ class FakeCluster:
         self.load_seconds = 0.0
         # Verification through the gateway fails (503) while a role runs this image.
         self.unservable_image: str | None = None
+        # The verdicts the analysis activity answers, in turn (then "pass").
+        self.analysis_verdicts: list[str] = []
 
     # --- test helpers -----------------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class FakeCluster:
             self.snapshot_objects, self.read_last_known_good, self.mark_last_known_good,
             self.restore_snapshot, self.wait_for_deployment, self.wait_for_gateway,
             self.wait_for_route, self.wait_for_lws_rollout, self.wait_for_model_load,
-            self.verify_gateway, self.load_spec_file,
+            self.verify_gateway, self.load_spec_file, self.analyze_canary,
         ]
 
     def hold(self, name: str) -> asyncio.Event:
@@ -455,6 +458,25 @@ class FakeCluster:
         ]
         return ModelLoadResult(
             role=role, revision_hash=self.image(role), pods=serving, elapsed_seconds=0.0
+        )
+
+    @activity.defn(name=calls.ANALYZE_CANARY.name)
+    async def analyze_canary(self, arg: AnalysisInput) -> AnalysisResult:
+        await self._enter(calls.ANALYZE_CANARY.name, arg, arg.step)
+        verdict = self.analysis_verdicts.pop(0) if self.analysis_verdicts else "pass"
+        check = MetricCheck(
+            metric="ttft", canary=0.1, stable=0.05, limit=0.0625, bound="relative",
+            passed={"pass": True, "fail": False}.get(verdict),
+            detail=f"ttft p90 staged {verdict}",
+        )
+        group = GroupNumbers(
+            pods=["p"], requests=20, errors=0, error_rate=0, ttft_seconds=0.1,
+            tpot_seconds=0.03, e2e_seconds=0.5, kv_transfers=20,
+        )
+        return AnalysisResult(
+            verdict=verdict,  # type: ignore[arg-type]
+            summary=check.detail, checks=[check], canary=group, stable=group,
+            quantile=arg.analysis.quantile, window_seconds=1, source="direct",
         )
 
     @activity.defn(name=calls.VERIFY_GATEWAY.name)

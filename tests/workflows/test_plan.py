@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.workflows.specs import (
     NEW_IMAGE,
     between_roles,
@@ -67,3 +69,30 @@ def test_between_roles_gate_is_skipped_when_the_first_role_did_not_change() -> N
     same = demo_spec("plan", gate)
     assert plan_rollout(same, "rev", old).between_roles is None
     assert plan_rollout(demo_spec("plan", gate, image(NEW_IMAGE)), "rev", old).between_roles
+
+
+def test_analysis_gates_follow_their_step_and_a_role_level_one_its_last_step() -> None:
+    def analysed(document: dict[str, Any]) -> None:
+        strategy = document.setdefault("strategy", {})
+        strategy["decode"] = {"steps": [{"partition": 1, "analysis": {"window": "30s"}}]}
+        strategy["prefill"] = {"analysis": {"window": "20s"}}
+
+    old = demo_spec("plan", decode_replicas(2), analysed)
+    new = demo_spec("plan", decode_replicas(2), analysed, image(NEW_IMAGE))
+    plan = plan_rollout(new, "old-revision", old)
+    windows = [
+        (s.name, s.analysis.window.total_seconds() if s.analysis else None) for s in plan.steps
+    ]
+    assert windows == [
+        ("decode/partition-1", 30), ("decode/partition-0", None), ("prefill/partition-0", 20),
+    ]
+    # The last step is still left to the verify phase.
+    assert plan.steps[-1].verify_after is False
+    # A first install has no stable pods: each role's own analysis (thresholds) runs once.
+    install = plan_rollout(new, None, None)
+    assert [(s.role, s.analysis is not None) for s in install.steps] == [
+        ("prefill", True), ("decode", False),
+    ]
+    # A role the upgrade does not change is not analysed.
+    same = plan_rollout(old, "old-revision", old)
+    assert not any(s.analysis for s in same.steps)

@@ -240,6 +240,9 @@ def _add_fault(kind: str) -> Callable[[argparse.Namespace], int]:
             ("exit_code", "exit_code"),
             ("factor", "factor"),
             ("message", "message"),
+            ("ttft_factor", "ttft_factor"),
+            ("error_rate", "error_rate"),
+            ("no_pd", "no_pd"),
         ):
             value = getattr(args, option, None)
             if value is not None:
@@ -266,6 +269,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "node-not-ready": ("node_not_ready", "nodes stop answering (NotReady, pods evicted)"),
     "capacity": ("capacity", "a node's allocatable is reduced (--resource nvidia.com/gpu=4)"),
     "gateway-503": ("gateway_503", "the gateway answers 503 no healthy upstream"),
+    "degrade": ("degrade", "vLLM of an image regresses: slower TTFT, errors, or no P/D"),
 }
 
 
@@ -290,6 +294,13 @@ def _register_faults(faults: Subcommands[argparse.ArgumentParser]) -> None:
             parser.add_argument("--exit-code", type=int, help="exit code (default 1)")
         if kind == "slow_load":
             parser.add_argument("--factor", type=float, help="load time multiplier (default 3)")
+        if kind == "degrade":
+            parser.add_argument("--ttft-factor", type=float, help="multiply time to first token")
+            parser.add_argument("--error-rate", type=float, help="share of requests failing (0..1)")
+            parser.add_argument(
+                "--no-pd", action="store_true", default=None,
+                help="decode ignores the prefill's KV cache and recomputes the prompt",
+            )
         if kind == "image_pull":
             parser.add_argument("--message", help="registry error text")
         if kind == "capacity":

@@ -4,7 +4,9 @@ Faults come from a YAML fault profile (`--faults FILE`) or at run time from the 
 `python -m clustersim fault ...`. Each fault selects pods by image glob, `llm-d.ai/role` label, pod
 name regex, namespace and container name (nodes by name regex), and is bounded: it fires at most
 `count` times (default 1) and/or stays active `duration_seconds` (simulated seconds, multiplied by
-the time scale). Nothing is injected unless asked.
+the time scale). Nothing is injected unless asked. A `degrade` fault (a regression staged on
+the vLLM of one image: `ttft_factor`, `error_rate`, `no_pd`) lasts until cleared unless a
+count or duration is given, as it is a property of the image, not an event.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from clustersim.agent.quantity import QuantityError, parse_resource_list
 
 ROLE_LABEL = "llm-d.ai/role"
 
-POD_FAULTS = ("image_pull", "crash", "oom", "slow_load", "load_hang")
+POD_FAULTS = ("image_pull", "crash", "oom", "slow_load", "load_hang", "degrade")
 NODE_FAULTS = ("node_not_ready", "capacity")
 GATEWAY_FAULTS = ("gateway_503",)
 FAULT_KINDS = POD_FAULTS + NODE_FAULTS + GATEWAY_FAULTS
@@ -87,6 +89,9 @@ class Fault:
     factor: float = 3.0
     message: str | None = None
     resources: dict[str, str] = field(default_factory=dict)
+    ttft_factor: float = 1.0
+    error_rate: float = 0.0
+    no_pd: bool = False
     fired: int = 0
     created: float = field(default_factory=time.monotonic)
     expires: float | None = None
@@ -116,6 +121,8 @@ class Fault:
             body["factor"] = self.factor
         if self.kind == "capacity":
             body["resources"] = self.resources
+        if self.kind == "degrade":
+            body.update(ttft_factor=self.ttft_factor, error_rate=self.error_rate, no_pd=self.no_pd)
         if self.message:
             body["message"] = self.message
         return body
@@ -146,6 +153,9 @@ _ALLOWED = {
     "factor",
     "message",
     "resources",
+    "ttft_factor",
+    "error_rate",
+    "no_pd",
 }
 
 
@@ -180,6 +190,8 @@ def parse_fault(spec: dict[str, Any], fault_id: str) -> Fault:
         count = None
         if duration is None:
             duration = DEFAULT_NODE_FAULT_SECONDS
+    elif kind == "degrade":
+        count = raw_count
     else:
         count = 1 if raw_count is None and duration is None else raw_count
     if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
@@ -196,6 +208,12 @@ def parse_fault(spec: dict[str, Any], fault_id: str) -> Fault:
         except QuantityError as error:
             raise FaultError(f"capacity fault resources: {error}") from error
     exit_code = int(spec.get("exit_code", 137 if kind == "oom" else 1))
+    error_rate = _number(spec, "error_rate", 0.0) or 0.0
+    if error_rate > 1:
+        raise FaultError(f"fault field error_rate must be at most 1, got {error_rate!r}")
+    no_pd = spec.get("no_pd", False)
+    if not isinstance(no_pd, bool):
+        raise FaultError(f"fault field no_pd must be true or false, got {no_pd!r}")
     return Fault(
         id=str(spec.get("id") or fault_id),
         kind=kind,
@@ -208,6 +226,9 @@ def parse_fault(spec: dict[str, Any], fault_id: str) -> Fault:
         factor=_number(spec, "factor", 3.0) or 3.0,
         message=str(spec["message"]) if spec.get("message") else None,
         resources=resources,
+        ttft_factor=_number(spec, "ttft_factor", 1.0) or 1.0,
+        error_rate=error_rate,
+        no_pd=no_pd,
     )
 
 

@@ -326,7 +326,7 @@ class PodWorker:
 
     def _instance_faults(self, runtime: ContainerRuntime) -> list[Fault]:
         faults: list[Fault] = []
-        for kind in ("crash", "oom", "slow_load", "load_hang"):
+        for kind in ("crash", "oom", "slow_load", "load_hang", "degrade"):
             if kind == "oom" and any(f.kind == "crash" for f in faults):
                 continue
             fault = self.ctx.faults.take(kind, self.pod, runtime.spec)

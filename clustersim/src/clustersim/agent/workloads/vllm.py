@@ -3,8 +3,10 @@
 Until the simulated load completes the port is closed (real vLLM binds its HTTP server only after
 the engine is initialised), so `/health` fails with "connection refused". Then it serves
 `/health`, `/v1/models` (max_model_len 163840), `/v1/completions`, `/v1/chat/completions` and
-`/metrics` (vllm:* counters). A request carrying `kv_transfer_params.do_remote_decode` is a prefill
-request (one generated token); one carrying `do_remote_prefill` is the decode half.
+`/metrics` (vllm:* counters, the latency histograms of workloads/vllm_stats.py, and the HTTP
+request counts by status class that vLLM's API server exports). A request carrying
+`kv_transfer_params.do_remote_decode` is a prefill request (one generated token); one carrying
+`do_remote_prefill` is the decode half. A `degrade` fault on the container stages a regression.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from clustersim.agent.meta import KubeObject
 from clustersim.agent.workloads import vllm_logs
 from clustersim.agent.workloads.process import ExitStatus, Process, ProcessContext
 from clustersim.agent.workloads.tokens import count_tokens, generate
+from clustersim.agent.workloads.vllm_stats import (
+    Degradation,
+    LatencyHistograms,
+    LatencyModel,
+)
 
 MAX_MODEL_LEN = 163840
 _VLLM_SERVE = re.compile(r"\bvllm\s+serve\b")
@@ -106,6 +113,9 @@ class VllmMetrics:
     generation_tokens: int = 0
     success: dict[str, int] = field(default_factory=dict)
     running: int = 0
+    latency: LatencyHistograms = field(default_factory=LatencyHistograms)
+    # Completion requests by HTTP status class, as prometheus-fastapi-instrumentator counts them.
+    http_status: dict[str, int] = field(default_factory=dict)
 
     def render(self, model: str) -> str:
         labels = f'engine="0",model_name="{model}"'
@@ -134,6 +144,16 @@ class VllmMetrics:
                 f'vllm:request_success_total{{engine="0",finished_reason="{reason}",'
                 f'model_name="{model}"}} {count}'
             )
+        lines += self.latency.render(labels, 'engine="0"')
+        lines += [
+            "# HELP http_requests_total Total number of requests by method, status and handler.",
+            "# TYPE http_requests_total counter",
+        ]
+        for status in sorted(self.http_status):
+            lines.append(
+                f'http_requests_total{{handler="/v1/completions",method="POST",'
+                f'status="{status}"}} {float(self.http_status[status])}'
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -145,10 +165,19 @@ def _error(status: int, message: str, kind: str) -> web.Response:
 class VllmEngine:
     """The HTTP face of one loaded model."""
 
-    def __init__(self, command: VllmCommand, pod_ip: str, log_line: Any) -> None:
+    def __init__(
+        self,
+        command: VllmCommand,
+        pod_ip: str,
+        log_line: Any,
+        degradation: Degradation | None = None,
+        in_flight: Any = None,
+    ) -> None:
         self.command = command
         self.pod_ip = pod_ip
         self.metrics = VllmMetrics()
+        self.latency = LatencyModel(f"{pod_ip}:{command.port}", degradation or Degradation())
+        self._in_flight = in_flight or (lambda: 0)
         self.created = int(time.time())
         self._log_line = log_line
         self._last_stats = 0.0
@@ -220,7 +249,23 @@ class VllmEngine:
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
         return body
 
-    def _account(self, prompt_tokens: int, generated: int, finish: str) -> None:
+    def _failed(self) -> web.Response | None:
+        """A staged failure (the `degrade` fault's error rate): HTTP 500, counted as 5xx."""
+        if not self.latency.fails_next():
+            return None
+        self._count_status("5xx")
+        return _error(500, "EngineCore encountered an issue.", "InternalServerError")
+
+    def _count_status(self, status: str) -> None:
+        self.metrics.http_status[status] = self.metrics.http_status.get(status, 0) + 1
+
+    def _account(
+        self, prompt_tokens: int, generated: int, finish: str, remote_prefill: bool = False
+    ) -> None:
+        running = max(0, int(self._in_flight()) - 1)
+        cost = self.latency.cost(prompt_tokens, generated, running, remote_prefill)
+        self.metrics.latency.record(cost, generated)
+        self._count_status("2xx")
         self.metrics.prompt_tokens += prompt_tokens
         self.metrics.generation_tokens += generated
         self.metrics.success[finish] = self.metrics.success.get(finish, 0) + 1
@@ -238,7 +283,11 @@ class VllmEngine:
             self._last_stats = now
             self._window_prompt = self._window_generation = 0
 
-    def _plan(self, body: dict[str, Any], prompt: str) -> tuple[int, int, dict[str, Any] | None]:
+    def _plan(
+        self, body: dict[str, Any], prompt: str
+    ) -> tuple[int, int, dict[str, Any] | None, bool]:
+        """Prompt tokens, tokens to generate, the prefill's KV reply, and whether the KV cache
+        comes from a prefill pod (the decode half of a P/D request)."""
         prompt_tokens = count_tokens(prompt)
         max_tokens = body.get("max_tokens")
         if max_tokens is None:
@@ -261,7 +310,8 @@ class VllmEngine:
                 "remote_port": 5600,
                 "tp_size": 1,
             }
-        return prompt_tokens, wanted, reply
+        remote = isinstance(transfer, dict) and bool(transfer.get("do_remote_prefill"))
+        return prompt_tokens, wanted, reply, remote
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -272,9 +322,12 @@ class VllmEngine:
             prompt = " ".join(str(p) for p in prompt)
         if not isinstance(prompt, str):
             return _error(400, "Either prompt or prompt_embeds must be provided", "BadRequestError")
-        prompt_tokens, wanted, transfer = self._plan(body, prompt)
+        prompt_tokens, wanted, transfer, remote = self._plan(body, prompt)
+        failed = self._failed()
+        if failed is not None:
+            return failed
         text = generate(prompt, wanted)
-        self._account(prompt_tokens, wanted, "length")
+        self._account(prompt_tokens, wanted, "length", remote)
         request_id = f"cmpl-{uuid.uuid4().hex}"
         if body.get("stream"):
             return await self._stream(request, request_id, "text_completion", text)
@@ -312,9 +365,12 @@ class VllmEngine:
         if not isinstance(messages, list) or not messages:
             return _error(400, "messages must be a non-empty list", "BadRequestError")
         prompt = "\n".join(str((m or {}).get("content", "")) for m in messages)
-        prompt_tokens, wanted, transfer = self._plan(body, prompt)
+        prompt_tokens, wanted, transfer, remote = self._plan(body, prompt)
+        failed = self._failed()
+        if failed is not None:
+            return failed
         text = generate(prompt, wanted).strip()
-        self._account(prompt_tokens, wanted, "length")
+        self._account(prompt_tokens, wanted, "length", remote)
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         return web.json_response(
             {
@@ -387,6 +443,12 @@ class VllmProcess(Process):
             simulated *= slow.factor
         return simulated
 
+    def _degradation(self) -> Degradation:
+        degrade = self.fault("degrade")
+        if degrade is None:
+            return Degradation()
+        return Degradation(degrade.ttft_factor, degrade.error_rate, degrade.no_pd)
+
     async def run(self) -> ExitStatus:
         started = asyncio.get_running_loop().time()
         crash = self.fault("crash") or self.fault("oom")
@@ -456,7 +518,10 @@ class VllmProcess(Process):
         outcome = await self._until(started, wall_load, crash_at)
         if outcome != "ok":
             return self._ended(outcome)
-        self.engine = VllmEngine(command, self.ctx.pod_ip, self._write)
+        self.engine = VllmEngine(
+            command, self.ctx.pod_ip, self._write, self._degradation(),
+            lambda: self.ctx.registry.in_flight.get(self.ctx.pod_ip, 0),
+        )
         self._write(vllm_logs.server_start_lines(command.port)[:6])
         try:
             await self.serve(self.engine.app(), command.port)
