@@ -10,7 +10,7 @@ spec/activity_io.py (load_spec_file takes a path and returns the spec).
 from collections.abc import Callable
 from typing import Any
 
-from activities import helm, kube, preflight, serving, specfile, waits
+from activities import cluster, helm, kube, preflight, serving, specfile, waits
 
 
 def activities() -> list[Callable[..., Any]]:
@@ -44,4 +44,7 @@ def activities() -> list[Callable[..., Any]]:
         # serving (phases 7 and 8)
         serving.wait_for_model_load,
         serving.verify_gateway,
+        # the cluster workflow's asks (phases 2 and 3, teardown)
+        cluster.ensure_shared_pieces,
+        cluster.release_shared_pieces,
     ]

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -306,10 +306,21 @@ def previous_progress(model: type[BaseModel]) -> Any:
 
 async def run_blocking(function: Callable[[], T], step: str) -> T:
     """Run blocking client code on a thread, heartbeating `step` while it runs."""
-    task = asyncio.ensure_future(asyncio.to_thread(function))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-        if done:
-            return task.result()
-        with contextlib.suppress(RuntimeError):
-            activity.heartbeat({"step": step})
+    return await heartbeating(asyncio.to_thread(function), step)
+
+
+async def heartbeating(work: Awaitable[T], step: str) -> T:
+    """Await `work`, heartbeating `step` meanwhile; cancelled with the activity."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+            if done:
+                return task.result()
+            with contextlib.suppress(RuntimeError):
+                activity.heartbeat({"step": step})
+    finally:
+        if not task.done():
+            task.cancel()
+            # Read its end, so a cancelled call is not reported as an unretrieved exception.
+            task.add_done_callback(lambda ended: ended.cancelled() or ended.exception())

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForObjectInput,
         WaitResult,
     )
+    from spec.cluster_io import EnsureAnswer, EnsureAsk, ReleaseAnswer, ReleaseAsk
     from spec.rollout import RolloutSpec
 
 In = TypeVar("In")
@@ -125,6 +126,13 @@ WAIT_FOR_MODEL_LOAD = ActivityRef(
 )
 VERIFY_GATEWAY = ActivityRef("verify_gateway", VerifyInput, VerificationResult, mutating=False)
 LOAD_SPEC_FILE = ActivityRef("load_spec_file", str, RolloutSpec, mutating=False)
+# The cluster workflow's asks (workflows/cluster_calls.py, activities/cluster.py).
+ENSURE_SHARED_PIECES = ActivityRef(
+    "ensure_shared_pieces", EnsureAsk, EnsureAnswer, mutating=True
+)
+RELEASE_SHARED_PIECES = ActivityRef(
+    "release_shared_pieces", ReleaseAsk, ReleaseAnswer, mutating=True
+)
 
 ALL: tuple[ActivityRef[Any, Any], ...] = (
     PREFLIGHT,
@@ -148,6 +156,8 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     WAIT_FOR_MODEL_LOAD,
     VERIFY_GATEWAY,
     LOAD_SPEC_FILE,
+    ENSURE_SHARED_PIECES,
+    RELEASE_SHARED_PIECES,
 )
 
 

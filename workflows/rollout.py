@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         WaitForLwsInput,
         WaitForObjectInput,
     )
+    from spec.cluster_io import SharedPiece
     from spec.reasons import FailureReason
     from spec.rollout import CrdBundle, Gate, HelmRelease, RoleName, RolloutSpec
     from spec.workflow_io import (
@@ -81,10 +82,12 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import calls, search
     from workflows.calls import ActivityRef
+    from workflows.cluster_calls import CLUSTER_WORKFLOW_PATCH, ensure_shared
     from workflows.failures import StepFailed, describe_failure
     from workflows.journal import Journal
     from workflows.plan import RoleStep, RolloutPlan, plan_rollout
     from workflows.saga import Compensation, Saga
+    from workflows.shared_pieces import dependency_pieces, provider_pieces
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -250,6 +253,18 @@ class RolloutWorkflow:
         spec = self._spec
         deps = spec.dependencies
         timeout = spec.budgets.phase_timeouts.dependencies
+        if workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            # The cluster workflow is the one writer of cluster-wide pieces (workflows/cluster.py).
+            pieces = dependency_pieces(spec, GATEWAY_API_CRDS, INFERENCE_EXTENSION_CRDS)
+            if pieces:
+                await self._ensure_shared(Phase.DEPENDENCIES, pieces, timeout)
+            if deps.leader_worker_set.release is None:
+                self._journal.add(
+                    Phase.DEPENDENCIES, "lws-controller", StepStatus.SKIPPED, workflow.now(),
+                    "already installed (spec)",
+                )
+            self._milestones += 1
+            return
         bundles: tuple[tuple[CrdBundleName, CrdBundle, list[str]], ...] = (
             ("gateway-api", deps.gateway_api_crds, GATEWAY_API_CRDS),
             ("inference-extension", deps.inference_extension_crds, INFERENCE_EXTENSION_CRDS),
@@ -291,6 +306,10 @@ class RolloutWorkflow:
                 Phase.GATEWAY_PROVIDER, "gateway-provider", StepStatus.SKIPPED, workflow.now(),
                 f"provider type {provider.type}: nothing to install",
             )
+        elif workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            await self._ensure_shared(Phase.GATEWAY_PROVIDER, provider_pieces(self._spec), timeout)
+            self._milestones += 1
+            return
         for release in provider.releases:
             await self._helm_release(
                 Phase.GATEWAY_PROVIDER, f"gateway-provider/{release.release_name}", release,
@@ -424,6 +443,14 @@ class RolloutWorkflow:
         self._milestones += 1
 
     # --- steps ----------------------------------------------------------------------------
+
+    async def _ensure_shared(
+        self, phase: Phase, pieces: list[SharedPiece], timeout: timedelta
+    ) -> None:
+        await ensure_shared(
+            self._spec, phase, pieces, timeout, self._journal, self._saga, self._enter,
+            self._publish,
+        )
 
     async def _helm_release(
         self, phase: Phase, step: str, release: HelmRelease, *, shared: bool, timeout: timedelta

@@ -22,6 +22,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import cluster
 from spec import load_spec
 from spec.activity_io import (
     ApplyCrdsInput,
@@ -135,6 +136,8 @@ class FakeCluster:
             self.restore_snapshot, self.wait_for_deployment, self.wait_for_gateway,
             self.wait_for_route, self.wait_for_lws_rollout, self.wait_for_model_load,
             self.verify_gateway, self.load_spec_file,
+            # The real asks: they reach the ClusterWorkflow, which calls the stand-ins above.
+            cluster.ensure_shared_pieces, cluster.release_shared_pieces,
         ]
 
     def hold(self, name: str) -> asyncio.Event:

@@ -1,0 +1,109 @@
+"""How RolloutWorkflow and TeardownWorkflow talk to their cluster's ClusterWorkflow.
+
+Where it sits: workflow-side helpers over the activities of activities/cluster.py (named in
+workflows/calls.py). A rollout's dependencies and gateway provider phases ask the cluster
+workflow to make the shared pieces current instead of installing them; a teardown tells it the
+target no longer uses them. Each piece still shows as its own step in the journal (running while
+the ask is out, then changed or unchanged with the cluster workflow's sentence).
+
+`CLUSTER_WORKFLOW_PATCH` guards the new path: histories recorded before it replay the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from spec.cluster_io import EnsureAnswer, EnsureAsk, ReleaseAnswer, ReleaseAsk, SharedPiece
+    from spec.rollout import RolloutSpec
+    from spec.workflow_io import Phase, StepStatus
+    from workflows import calls
+    from workflows.journal import Journal
+    from workflows.saga import Compensation, Saga
+
+CLUSTER_WORKFLOW_PATCH = "cluster-workflow"
+KEEP_SHARED = (
+    "a shared piece the cluster workflow holds for every target; teardown of its last user "
+    "removes it when asked"
+)
+
+
+def ask_id(kind: str) -> str:
+    """Unique per run and phase, the same on every retry of the activity (the update ID)."""
+    info = workflow.info()
+    return f"{kind}/{info.workflow_id}/{info.run_id}"
+
+
+def ask_budget(timeout: timedelta, pieces: list[SharedPiece]) -> timedelta:
+    """Each piece gets the phase budget for its own operation; waiting behind another target's
+    operation on the same piece takes at most as long again."""
+    return timeout * (len(pieces) + 1)
+
+
+async def ensure_shared(
+    spec: RolloutSpec,
+    phase: Phase,
+    pieces: list[SharedPiece],
+    timeout: timedelta,
+    journal: Journal,
+    saga: Saga,
+    enter: Callable[[Phase, str], None],
+    publish: Callable[[], None],
+) -> EnsureAnswer:
+    """Ask for `pieces`; each becomes a journal step; a change registers a `keep` undo, since
+    the piece belongs to the cluster, not to this rollout."""
+    enter(phase, pieces[0].step)
+    started = workflow.now()
+    entries = {piece.key: journal.start(phase, piece.step, started) for piece in pieces}
+    publish()
+    ask = EnsureAsk(
+        ask_id=ask_id(f"ensure/{phase.value}"), target_id=spec.target_id, target=spec.target,
+        pieces=pieces, timeout=timeout,
+    )
+    try:
+        answer = await calls.execute(
+            calls.ENSURE_SHARED_PIECES, ask, budget=ask_budget(timeout, pieces),
+            summary="ask the cluster workflow for " + ", ".join(p.step for p in pieces),
+        )
+    except (asyncio.CancelledError, Exception) as error:
+        status = (
+            StepStatus.CANCELLED if isinstance(error, asyncio.CancelledError) else StepStatus.FAILED
+        )
+        for entry in entries.values():
+            journal.finish(entry, status, workflow.now())
+        raise
+    by_key = {piece.key: piece for piece in pieces}
+    for outcome in answer.outcomes:
+        status = StepStatus.CHANGED if outcome.changed else StepStatus.UNCHANGED
+        journal.finish(entries[outcome.key], status, workflow.now(), outcome.detail)
+        piece = by_key[outcome.key]
+        if outcome.changed and piece.release is not None:
+            saga.register(
+                Compensation(
+                    outcome.step, "keep", piece.release, piece.namespace, reason=KEEP_SHARED
+                )
+            )
+    return answer
+
+
+async def release_shared(
+    spec: RolloutSpec,
+    pieces: list[SharedPiece],
+    *,
+    include_gateway_provider: bool,
+    include_dependencies: bool,
+    timeout: timedelta,
+) -> ReleaseAnswer:
+    ask = ReleaseAsk(
+        ask_id=ask_id("release"), target_id=spec.target_id, target=spec.target, pieces=pieces,
+        include_gateway_provider=include_gateway_provider,
+        include_dependencies=include_dependencies, timeout=timeout,
+    )
+    return await calls.execute(
+        calls.RELEASE_SHARED_PIECES, ask, budget=ask_budget(timeout, pieces),
+        summary="tell the cluster workflow this target no longer uses its shared pieces",
+    )
