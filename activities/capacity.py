@@ -241,19 +241,23 @@ def plan_capacity(
     nodes: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]],
     namespace: str,
+    held: Mapping[str, Resources] | None = None,
 ) -> CapacityPlan:
     """Place every pod of `roles` (each role's LWS replaces the pods it has now) on `nodes`,
-    given the `pods` that exist; drop a role's surge when it does not fit and the strategy can
+    given the `pods` that exist and what other rollouts `held` per node (their reservations,
+    activities/reservations.py); drop a role's surge when it does not fit and the strategy can
     roll without it, refuse otherwise."""
     replaced = {str(r.lws["metadata"]["name"]) for r in roles}
-    state = _nodes(nodes, pods, namespace, replaced)
+    pods = list(pods)
+    held = held or {}
+    state = _nodes(nodes, pods, namespace, replaced, held)
     notes: list[str] = []
     surge = {r.role: r.surge_groups for r in roles}
     dropped: dict[str, int] = {}
     planned = _place(roles, surge, state)
     if not _all_placed(planned) and any(surge.values()):
         without = {r.role: (0 if r.may_drop_surge else r.surge_groups) for r in roles}
-        retry_state = _nodes(nodes, pods, namespace, replaced)
+        retry_state = _nodes(nodes, pods, namespace, replaced, held)
         retry = _place(roles, without, retry_state)
         if _all_placed(retry):
             for role in roles:
@@ -278,6 +282,7 @@ def _nodes(
     pods: Iterable[Mapping[str, Any]],
     namespace: str,
     replaced: set[str],
+    held: Mapping[str, Resources],
 ) -> list[_Node]:
     state = {}
     for node in nodes:
@@ -289,7 +294,7 @@ def _nodes(
             labels=metadata.get("labels") or {},
             taints=(node.get("spec") or {}).get("taints") or [],
             allocatable=parse_resources(status.get("allocatable") or status.get("capacity")),
-            allocated={},
+            allocated=dict(held.get(name, {})),
             problem=_node_problem(node),
         )
     for pod in pods:

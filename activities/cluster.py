@@ -59,7 +59,7 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
     )
 
 
-def _answer_error(error: WorkflowUpdateFailedError, what: str) -> ApplicationError:
+def answer_error(error: WorkflowUpdateFailedError, what: str) -> ApplicationError:
     """The cluster workflow's failure as this activity's: its type and sentence, retryable only
     when the cluster workflow asked to be asked again."""
     cause: BaseException | None = error.cause
@@ -94,7 +94,7 @@ async def ask_cluster(
             f"waiting for the cluster workflow: {what}",
         )
     except WorkflowUpdateFailedError as error:
-        raise _answer_error(error, what) from None
+        raise answer_error(error, what) from None
     return answer
 
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spec.rollout import CrdBundle, HelmRelease, Target
+from spec.rollout import CrdBundle, HelmRelease, RoleName, RolloutSpec, Target
 
 CLUSTER_ID_PREFIX = "cluster/"
 # A ClusterWorkflow continues as new once its history holds this many events (or the server
@@ -189,9 +189,23 @@ class ReserveAnswer(ClusterModel):
 
 
 class FreeAsk(ClusterModel):
+    """End `owner`'s reservation (of run `run_id`, or any run): the rollout ended."""
+
+    cluster: str
     owner: str
     run_id: str = ""
     why: str
+
+
+class HoldCapacityInput(ClusterModel):
+    """Plan the capacity of `roles` against the nodes, the pods and the other rollouts'
+    reservations, and hold the plan for `owner` until it frees it or `ttl` passes."""
+
+    spec: RolloutSpec
+    roles: list[RoleName]
+    owner: str
+    run_id: str
+    ttl: timedelta
 
 
 class ClusterState(ClusterModel):

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ApplyModelServiceInput,
         ApplyModelServiceResult,
         ApplyResult,
+        CapacityPlan,
         CrdsResult,
         DeleteObjectsInput,
         DeleteResult,
@@ -57,7 +58,15 @@ with workflow.unsafe.imports_passed_through():
         WaitForObjectInput,
         WaitResult,
     )
-    from spec.cluster_io import EnsureAnswer, EnsureAsk, ReleaseAnswer, ReleaseAsk
+    from spec.cluster_io import (
+        EnsureAnswer,
+        EnsureAsk,
+        FreeAsk,
+        HoldCapacityInput,
+        ReleaseAnswer,
+        ReleaseAsk,
+        ReserveAnswer,
+    )
     from spec.rollout import RolloutSpec
 
 In = TypeVar("In")
@@ -133,6 +142,8 @@ ENSURE_SHARED_PIECES = ActivityRef(
 RELEASE_SHARED_PIECES = ActivityRef(
     "release_shared_pieces", ReleaseAsk, ReleaseAnswer, mutating=True
 )
+HOLD_CAPACITY = ActivityRef("hold_capacity", HoldCapacityInput, CapacityPlan, mutating=True)
+FREE_CAPACITY = ActivityRef("free_capacity", FreeAsk, ReserveAnswer, mutating=True)
 
 ALL: tuple[ActivityRef[Any, Any], ...] = (
     PREFLIGHT,
@@ -158,6 +169,8 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     LOAD_SPEC_FILE,
     ENSURE_SHARED_PIECES,
     RELEASE_SHARED_PIECES,
+    HOLD_CAPACITY,
+    FREE_CAPACITY,
 )
 
 

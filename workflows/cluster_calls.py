@@ -18,8 +18,17 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from spec.cluster_io import EnsureAnswer, EnsureAsk, ReleaseAnswer, ReleaseAsk, SharedPiece
-    from spec.rollout import RolloutSpec
+    from spec.activity_io import CapacityPlan
+    from spec.cluster_io import (
+        EnsureAnswer,
+        EnsureAsk,
+        FreeAsk,
+        HoldCapacityInput,
+        ReleaseAnswer,
+        ReleaseAsk,
+        SharedPiece,
+    )
+    from spec.rollout import RoleName, RolloutSpec
     from spec.workflow_io import Phase, StepStatus
     from workflows import calls
     from workflows.journal import Journal
@@ -107,3 +116,46 @@ async def release_shared(
         calls.RELEASE_SHARED_PIECES, ask, budget=ask_budget(timeout, pieces),
         summary="tell the cluster workflow this target no longer uses its shared pieces",
     )
+
+
+def hold_ttl(spec: RolloutSpec, steps: int) -> timedelta:
+    """How long a hold outlives a rollout that disappeared: every phase budget, and the model
+    load budget for each step. A hold past an approval gate may expire; by then the pods it
+    stood for exist and are counted as pods."""
+    timeouts = spec.budgets.phase_timeouts
+    phases = (
+        timeouts.preflight + timeouts.dependencies + timeouts.gateway_provider
+        + timeouts.namespace + timeouts.infra + timeouts.model_service + timeouts.verify
+    )
+    return phases + spec.budgets.model_load * max(1, steps)
+
+
+def hold_input(spec: RolloutSpec, roles: list[RoleName], steps: int) -> HoldCapacityInput:
+    info = workflow.info()
+    return HoldCapacityInput(
+        spec=spec, roles=roles, owner=info.workflow_id, run_id=info.run_id,
+        ttl=hold_ttl(spec, steps),
+    )
+
+
+def hold_detail(plan: CapacityPlan) -> str:
+    placed = sum(1 for pod in plan.pods if pod.node is not None)
+    nodes = sorted({pod.node for pod in plan.pods if pod.node is not None})
+    return f"{plan.gpus_asked} GPUs held for {placed} pods on {', '.join(nodes) or 'no node'}"
+
+
+async def free_capacity(spec: RolloutSpec, why: str, *, any_run: bool = False) -> None:
+    """End this target's hold. A failure here never fails the rollout: the hold expires."""
+    info = workflow.info()
+    budget = spec.budgets.phase_timeouts.preflight
+    try:
+        await calls.execute(
+            calls.FREE_CAPACITY,
+            FreeAsk(
+                cluster=spec.target.cluster, owner=info.workflow_id,
+                run_id="" if any_run else info.run_id, why=why,
+            ),
+            budget=budget, summary=f"free the capacity hold ({why})",
+        )
+    except Exception as error:
+        workflow.logger.warning("could not free the capacity hold (it expires): %s", error)

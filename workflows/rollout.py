@@ -82,7 +82,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import calls, search
     from workflows.calls import ActivityRef
-    from workflows.cluster_calls import CLUSTER_WORKFLOW_PATCH, ensure_shared
+    from workflows.cluster_calls import (
+        CLUSTER_WORKFLOW_PATCH,
+        ensure_shared,
+        free_capacity,
+        hold_detail,
+        hold_input,
+    )
     from workflows.failures import StepFailed, describe_failure
     from workflows.journal import Journal
     from workflows.plan import RoleStep, RolloutPlan, plan_rollout
@@ -141,6 +147,7 @@ class RolloutWorkflow:
         self._previous: LastKnownGood | None = None
         self._previous_spec: RolloutSpec | None = None
         self._revision: str | None = None
+        self._holding = False
         self._planned_steps = len(request.spec.strategy.role_order)
         self._milestones = 0
         self._roles: dict[RoleName, RoleProgress] = {
@@ -187,6 +194,8 @@ class RolloutWorkflow:
         else:
             self._outcome = Outcome.SUCCEEDED
             self._milestones = self._total_milestones()
+        if self._holding:
+            await free_capacity(spec, self._outcome.value)
         result = self._result(started, failure, rollback)
         self._state = RunState.FINISHED
         self._enter(Phase.DONE, "finished")
@@ -234,6 +243,16 @@ class RolloutWorkflow:
                 f"{report.capacity.gpus_available} available",
                 {"plan": report.capacity.render()},
             )
+        if workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            # Held through the cluster workflow, so concurrent rollouts never count one GPU twice.
+            self._holding = True
+            held = await self._call(
+                Phase.PREFLIGHT, "hold-capacity", calls.HOLD_CAPACITY,
+                hold_input(spec, list(plan.changed_roles), len(plan.steps)),
+                budget=timeouts.preflight, summary="hold the capacity plan for this rollout",
+                status=lambda r: StepStatus.PASSED, detail=hold_detail,
+            )
+            report = report.model_copy(update={"capacity": held})
         self._milestones += 1
 
         await self._dependencies()

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         TeardownResult,
     )
     from workflows import calls, search
-    from workflows.cluster_calls import CLUSTER_WORKFLOW_PATCH, release_shared
+    from workflows.cluster_calls import CLUSTER_WORKFLOW_PATCH, free_capacity, release_shared
     from workflows.journal import Journal
     from workflows.rollout import GATEWAY_API_CRDS, INFERENCE_EXTENSION_CRDS
     from workflows.shared_pieces import dependency_pieces, provider_pieces
@@ -251,6 +251,7 @@ async def _release_shared(request: TeardownInput, kept: list[str]) -> tuple[bool
     spec = request.spec
     pieces = dependency_pieces(spec, GATEWAY_API_CRDS, INFERENCE_EXTENSION_CRDS)
     pieces += provider_pieces(spec)
+    await free_capacity(spec, "teardown", any_run=True)
     if not pieces:
         return False, "the spec uses no shared pieces"
     answer = await release_shared(

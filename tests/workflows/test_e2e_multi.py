@@ -11,6 +11,7 @@ workflow is its own.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import subprocess
 import sys
@@ -22,9 +23,11 @@ import pytest
 import yaml
 from temporalio.client import Client, WorkflowHandle
 
+from cli.exit_codes import ExitCode, for_result
 from spec.cluster_io import cluster_workflow_id
+from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
-from spec.workflow_io import Outcome, RolloutResult, StepStatus, TeardownInput
+from spec.workflow_io import Outcome, Phase, RolloutResult, StepStatus, TeardownInput
 from tests.workflows.e2e import REPO, VENV_BIN, SimCluster, clustersim, sim_spec
 from tests.workflows.specs import Change
 from workflows.cluster import ClusterWorkflow
@@ -210,3 +213,43 @@ async def test_ten_targets_started_together_on_an_empty_cluster_all_succeed(
         failures = [r.failure for r in results if r.outcome != Outcome.SUCCEEDED]
         assert failures == []
         assert [h["revision"] for h in helm_history(sim, "lws", "lws-system")] == [1]
+
+
+def pods(sim: SimCluster) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "get", "pods", "-A", "-o", "json",
+         "--kubeconfig", str(sim.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
+    return items
+
+
+async def test_two_rollouts_that_fit_alone_but_not_together_one_is_refused_at_preflight(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    # 24 GPUs on three nodes; each demo stack asks 16 (an 8-GPU prefill pod, two 4-GPU pods).
+    with clustersim(tmp_path, "h200-3node") as sim:
+        specs = [on(sim, "trio", "first-come"), on(sim, "trio", "second-come")]
+        results = await together(client, real_worker, specs)
+
+        outcomes = sorted(r.outcome for r in results)
+        assert outcomes == sorted([Outcome.SUCCEEDED, Outcome.FAILED]), [
+            r.failure for r in results
+        ]
+        refused = next(r for r in results if r.outcome == Outcome.FAILED)
+        assert refused.failure is not None
+        assert refused.failure.reason == FailureReason.INSUFFICIENT_CAPACITY
+        assert refused.failure.phase == Phase.PREFLIGHT
+        assert for_result(refused) == ExitCode.REFUSED
+        assert "needs a node with" in refused.failure.message or (
+            "insufficient capacity" in refused.failure.message
+        ), refused.failure.message
+        refused_namespace = refused.target.split("/")[1]
+        everything = pods(sim)
+        assert not [p for p in everything if p["metadata"]["namespace"] == refused_namespace]
+        assert not [p for p in everything if p["status"].get("phase") == "Pending"]
+        # Its hold ended with it: the cluster workflow holds nothing now.
+        cluster = client.get_workflow_handle(cluster_workflow_id("trio", real_worker))
+        view = await cluster.query(ClusterWorkflow.reservations)
+        assert view.reservations == []
