@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +30,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import failure
+from activities.helm_repair import verdict, writer_suffix
 from activities.helmcli import (
     HelmVersion,
     command_line,
@@ -65,6 +70,12 @@ HELM_TRANSIENT = "HelmTransientError"
 # Helm's own operations get their --timeout; reading commands get this long.
 READ_TIMEOUT_SECONDS = 120.0
 _GRACE_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1
+# prctl, looked up once, before any fork (Linux only; elsewhere helm is not tied to the worker).
+_PRCTL = (
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    if sys.platform.startswith("linux") else None
+)
 
 
 def helm_binary() -> str:
@@ -78,8 +89,19 @@ class HelmRun:
     stderr: str
 
 
-async def run_helm(args: list[str], timeout: float, step: str) -> HelmRun:
-    """Run helm, heartbeating while it runs; terminate it if the activity is cancelled."""
+def _die_with_worker() -> None:
+    """In the helm child: get SIGKILL when the worker dies, so no helm outlives its activity
+    (a release it left pending is then provably abandoned; see activities/helm_repair.py)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+async def run_helm(
+    args: list[str], timeout: float, step: str, writing: str | None = None
+) -> HelmRun:
+    """Run helm, heartbeating while it runs (`writing`: the release it changes, recorded in the
+    heartbeat so a retry knows a pending state is its own); terminate it if the activity is
+    cancelled."""
     binary = helm_binary()
     if shutil.which(binary) is None:
         raise failure(
@@ -92,6 +114,7 @@ async def run_helm(args: list[str], timeout: float, step: str) -> HelmRun:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_die_with_worker if _PRCTL is not None else None,
     )
     task = asyncio.ensure_future(process.communicate())
     loop = asyncio.get_running_loop()
@@ -106,7 +129,7 @@ async def run_helm(args: list[str], timeout: float, step: str) -> HelmRun:
                 )
             await asyncio.wait({task}, timeout=min(remaining, HEARTBEAT_SECONDS))
             with contextlib.suppress(RuntimeError):
-                activity.heartbeat({"step": step})
+                activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})
     except BaseException:
         await _stop(process)
         raise
@@ -165,29 +188,52 @@ async def release_state(target: Target, release: str, namespace: str) -> HelmRel
     return parse_history(done.stdout, release, namespace)
 
 
+def _writer() -> str:
+    with contextlib.suppress(RuntimeError):
+        return activity.info().workflow_id or ""
+    return ""
+
+
+def _resumed(release: str) -> bool:
+    """Whether an earlier attempt of this activity started helm on `release`."""
+    with contextlib.suppress(RuntimeError):
+        info = activity.info()
+        if info.attempt > 1:
+            return any(
+                isinstance(d, dict) and d.get("writing") == release
+                for d in info.heartbeat_details or ()
+            )
+    return False
+
+
 async def repair_stuck(
     version: HelmVersion, target: Target, state: HelmReleaseState, timeout: float
 ) -> str | None:
-    """Free a release locked in pending-* by a killed helm; what was done, or None."""
+    """Free a release locked in pending-* by a killed helm, only when provably abandoned
+    (activities/helm_repair.py); what was done and why, or None. A pending release that may
+    still have a live writer is left alone: a retryable error, so the step waits for it."""
     action = repair_for(state)
     if action is None:
         return None
     release, namespace = state.release_name, state.namespace
+    judged = verdict(state, _writer(), _resumed(f"{namespace}/{release}"))
+    if not judged.repair:
+        raise ApplicationError(f"not repairing: {judged.why}", type=HELM_TRANSIENT)
     if action[0] == "uninstall":
         args = uninstall_args(
             version, target, release, namespace, False, timedelta(seconds=timeout)
         )
         what = f"uninstall of {release} stuck in {state.status}"
-        done_text = f"uninstalled (was {state.status})"
+        done_text = f"uninstalled (was {state.status}; {judged.why})"
     else:
         revision = action[1]
         args = rollback_args(
             version, target, release, namespace, revision, False, timedelta(seconds=timeout)
         )
         what = f"rollback of {release} stuck in {state.status} to revision {revision}"
-        done_text = f"rolled back to revision {revision} (was {state.status})"
+        done_text = f"rolled back to revision {revision} (was {state.status}; {judged.why})"
     activity.logger.warning("repairing helm release: %s", what)
-    done = await run_helm(args, timeout, what)
+    done = await run_helm(args, timeout, what, f"{namespace}/{release}")
     if done.returncode != 0:
         raise _helm_failed(what, args, done)
     return done_text
@@ -250,17 +296,19 @@ async def helm_upgrade_install(input: HelmReleaseInput) -> HelmResult:
             release,
             namespace,
             str(values_file),
-            digest,
+            # The description carries the digest and, after it, the writer (helm_repair.py).
+            digest + writer_suffix(_writer()),
             input.wait,
             input.timeout,
         )
         step = f"helm upgrade --install {name}"
-        done = await run_helm(args, timeout + 60, step)
+        writing = f"{namespace}/{name}"
+        done = await run_helm(args, timeout + 60, step, writing)
         if done.returncode != 0 and in_progress(done.stderr):
             # Locked by a helm killed between our check and now: repair once and retry.
             state = await release_state(input.target, name, namespace)
             repaired = await repair_stuck(version, input.target, state, timeout) or repaired
-            done = await run_helm(args, timeout + 60, step)
+            done = await run_helm(args, timeout + 60, step, writing)
     if done.returncode != 0:
         raise _helm_failed(step, args, done)
     revision, status, chart = parse_release(done.stdout)
