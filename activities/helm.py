@@ -116,6 +116,10 @@ async def run_helm(
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=_die_with_worker if _PRCTL is not None else None,
     )
+    if writing:
+        # At once: a worker killed in the next seconds leaves a retry this proof of ownership.
+        with contextlib.suppress(RuntimeError):
+            activity.heartbeat({"step": step, "writing": writing})
     task = asyncio.ensure_future(process.communicate())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -11,10 +11,12 @@ workflow is its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,12 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 
 from cli.exit_codes import ExitCode, for_result
+from embedded.temporal import TemporalDevServer
 from spec.cluster_io import cluster_workflow_id
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
 from spec.workflow_io import Outcome, Phase, RolloutResult, StepStatus, TeardownInput
-from tests.workflows.e2e import REPO, VENV_BIN, SimCluster, clustersim, sim_spec
+from tests.workflows.e2e import REPO, VENV_BIN, SimCluster, WorkerProcess, clustersim, sim_spec
 from tests.workflows.specs import Change
 from workflows.cluster import ClusterWorkflow
 from workflows.observing import rollout_result
@@ -253,3 +256,42 @@ async def test_two_rollouts_that_fit_alone_but_not_together_one_is_refused_at_pr
         cluster = client.get_workflow_handle(cluster_workflow_id("trio", real_worker))
         view = await cluster.query(ClusterWorkflow.reservations)
         assert view.reservations == []
+
+
+async def test_worker_killed_during_the_shared_install_the_operation_completes_once(
+    temporal_server: TemporalDevServer, client: Client, tmp_path: Path
+) -> None:
+    """SIGKILL the only worker while the cluster workflow's LWS install (asked by two targets)
+    runs; a new worker finishes it: one deployed revision, both targets succeed."""
+    task_queue = f"multi-kill-{uuid.uuid4().hex[:8]}"
+    workdir = tmp_path / "sim"
+    with clustersim(workdir, nodes_profile(tmp_path, 4)) as sim:
+        api_fault(sim, "add", "--latency-ms", "200", "--path", "lws-system", "--duration", "60")
+        worker = WorkerProcess(temporal_server.address, task_queue, tmp_path / "worker.log")
+        worker.start()
+        try:
+            specs = [on(sim, "kill", "killed-a"), on(sim, "kill", "killed-b")]
+            handles = [await start_rollout(client, s, task_queue=task_queue) for s in specs]
+            cluster = client.get_workflow_handle(cluster_workflow_id("kill", task_queue))
+            for _ in range(1200):
+                with contextlib.suppress(Exception):
+                    running = await cluster.query(ClusterWorkflow.operations)
+                    if len(running.get("helm/lws-system/lws", [])) == 2:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the two asks never met on the LWS install")
+            await asyncio.sleep(1.0)  # helm is running now (each API call takes 200 ms)
+            worker.kill()
+            api_fault(sim, "clear")
+            worker.start()
+            results = await finished(handles)
+        finally:
+            worker.stop()
+
+        assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.failure for r in results]
+        history = helm_history(sim, "lws", "lws-system")
+        assert [h["status"] for h in history] == ["deployed"], history
+        details = sorted(step_detail(r, "lws-controller") for r in results)
+        assert details[0].startswith("already current"), details
+        assert details[1].startswith("installed, revision 1"), details
