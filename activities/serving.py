@@ -26,6 +26,7 @@ from temporalio import activity
 
 from activities.diagnosis import pod_summary
 from activities.failures import failure, kube_client
+from activities.informers import Watched, subscribe
 from activities.kubeclient import KubeClient, KubeError
 from activities.metrics import (
     GENERATION_TOKENS,
@@ -42,7 +43,6 @@ from activities.watching import (
     HEARTBEAT_SECONDS,
     Collection,
     Heartbeater,
-    Informer,
     LogFollower,
     Wakeup,
     previous_progress,
@@ -147,21 +147,23 @@ class ModelLoadWait:
         self.heartbeater = Heartbeater()
         self.progress = ModelLoadProgress(started_at=self.started_at, role=self.role)
         selector = f"{LWS_NAME}={self.lws_name}"
-        self.lws = Informer(
+        # Subscriptions to the worker's shared informers (activities/informers.py): every
+        # concurrent wait of the process reads one watch per kind and namespace.
+        self.lws = subscribe(
             client,
             Collection(
                 LWS_API, "LeaderWorkerSet", self.namespace, None, f"metadata.name={self.lws_name}"
             ),
             self.wakeup.set,
         )
-        self.statefulsets = Informer(
+        self.statefulsets = subscribe(
             client, Collection("apps/v1", "StatefulSet", self.namespace, selector), self.wakeup.set
         )
-        self.pod_informer = Informer(
+        self.pod_informer = subscribe(
             client, Collection("v1", "Pod", self.namespace, selector), self.wakeup.set
         )
-        self.nodes = Informer(client, Collection("v1", "Node"), self.wakeup.set)
-        self.required = [self.lws, self.statefulsets, self.pod_informer]
+        self.nodes = subscribe(client, Collection("v1", "Node"), self.wakeup.set)
+        self.required: list[Watched] = [self.lws, self.statefulsets, self.pod_informer]
 
     def stop(self) -> None:
         for informer in [*self.required, self.nodes]:
@@ -173,8 +175,6 @@ class ModelLoadWait:
                 watch.probe_task.cancel()
 
     async def run(self) -> ModelLoadResult:
-        for informer in [*self.required, self.nodes]:
-            informer.start()
         deadline = self.started_at.timestamp() + self.budget
         while True:
             for informer in self.required:
