@@ -14,6 +14,7 @@ import logging
 import socket
 import ssl
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,9 @@ class ApiServer:
         self.service = ObjectService(self.storage, self.types,
                                      ServiceAddresses(self.config.ip_lock_dir))
         self.faults = FaultInjector(self.config.fault_seed)
+        # API requests by client (the first word of the User-Agent: Helm, kubectl, the official
+        # Python client...), for benchmarks that count what a rollout costs the API server.
+        self.requests_by_agent: Counter[str] = Counter()
         self.forwarder = Forwarder(self.service)
         self.port = 0
         self.token = ""
@@ -135,7 +139,7 @@ class ApiServer:
                                    self.config.bookmark_interval_seconds)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES,
                               middlewares=[self._authenticate])
-        admin = AdminApi(self.faults, self.storage)
+        admin = AdminApi(self.faults, self.storage, self.requests_by_agent)
         app.router.add_route("*", PREFIX + "{tail:.*}", admin.handle)
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
         # open log follows and proxies must not hold a shutdown for long
@@ -188,6 +192,9 @@ class ApiServer:
             assert self._authenticator is not None
             if not self._authenticator.authenticates(request.headers.get("Authorization")):
                 return error_response(unauthorized())
+        if not request.path.startswith(PREFIX):
+            agent = request.headers.get("User-Agent", "unknown").split("/", 1)[0].split(" ", 1)[0]
+            self.requests_by_agent[agent or "unknown"] += 1
         response: web.StreamResponse = await handler(request)
         return response
 
