@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -34,10 +34,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from spec.activity_io import (
         ApplyCrdsInput,
-        DeleteObjectsInput,
         HelmReleaseInput,
-        HelmUninstallInput,
-        ObjectRef,
     )
     from spec.cluster_io import (
         ClusterInput,
@@ -56,13 +53,31 @@ with workflow.unsafe.imports_passed_through():
     )
     from spec.rollout import Target
     from workflows import calls
+    from workflows.cluster_removal import delete_namespace, remove_piece
     from workflows.shared_pieces import conflict, with_user, without_user
 
 SHARED_PIECE_CONFLICT = "SharedPieceConflict"
 CLUSTER_DRAINING = "ClusterWorkflowDraining"
 # Answers kept for asks retried across continue-as-new (an ask is answered once).
 ANSWERS_KEPT = 200
-CRD_API = "apiextensions.k8s.io/v1"
+# A piece made current this recently over the same connection is not checked again: a burst of
+# rollouts costs one helm check per piece. Someone removing a piece by hand within this window
+# is noticed by the rollout's own waits, and by the next ask after it.
+FRESH_FOR = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A piece made current at `version` over `connection` at `at` (for `asker`)."""
+
+    version: str
+    connection: str
+    at: datetime
+    asker: str
+
+
+def _connection(target: Target) -> str:
+    return f"{target.kubeconfig}|{target.context}|{target.in_cluster}"
 
 
 @dataclass
@@ -86,6 +101,7 @@ class ClusterWorkflow:
         self._answered = dict(self._state.answered)
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight: dict[str, _InFlight] = {}
+        self._verified: dict[str, _Verified] = {}
         self._draining = False
         self._wake = False
 
@@ -146,6 +162,10 @@ class ClusterWorkflow:
                     f"({outcome.detail})",
                 }
             )
+        fresh = self._fresh(piece, ask.target)
+        if fresh is not None:
+            self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
+            return fresh
         async with self._locks.setdefault(piece.key, asyncio.Lock()):
             # Checked again: another target may have taken the piece while this one waited.
             refusal = conflict(self._pieces, piece, ask.target_id)
@@ -157,8 +177,31 @@ class ClusterWorkflow:
                 outcome = await asyncio.shield(task)
             finally:
                 del self._in_flight[piece.key]
+            self._verified[piece.key] = _Verified(
+                piece.version, _connection(ask.target), workflow.now(), ask.target_id
+            )
             self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
             return outcome
+
+    def _fresh(self, piece: SharedPiece, target: Target) -> PieceOutcome | None:
+        """"Already current" without an operation, when an operation over the same connection
+        made this version current less than `FRESH_FOR` ago (many targets started in a burst
+        then cost one helm check, not one each)."""
+        verified = self._verified.get(piece.key)
+        if (
+            verified is None
+            or verified.version != piece.version
+            or verified.connection != _connection(target)
+        ):
+            return None
+        age = workflow.now() - verified.at
+        if age >= FRESH_FOR:
+            return None
+        return PieceOutcome(
+            key=piece.key, step=piece.step, action="already current", changed=False,
+            detail=f"already current: made current {age.total_seconds():.0f}s ago for "
+            f"{verified.asker}",
+        )
 
     async def _make_current(
         self, piece: SharedPiece, target: Target, timeout: timedelta
@@ -221,23 +264,7 @@ class ClusterWorkflow:
             ]
             if keep or users or not self._removing_any(ask):
                 continue
-            deleted = await calls.execute(
-                calls.DELETE_OBJECTS,
-                DeleteObjectsInput(
-                    target=ask.target,
-                    refs=[ObjectRef(api_version="v1", kind="Namespace", name=namespace)],
-                    timeout=ask.timeout,
-                ),
-                budget=ask.timeout, summary=f"delete namespace {namespace}",
-            )
-            gone = any(o.action == "deleted" for o in deleted.outcomes)
-            outcomes.append(
-                ReleasedPiece(
-                    key=f"namespace/{namespace}", step=f"namespace/{namespace}",
-                    action="removed" if gone else "absent",
-                    detail=f"namespace {namespace} " + ("deleted" if gone else "already gone"),
-                )
-            )
+            outcomes.append(await delete_namespace(ask.target, namespace, ask.timeout))
         return ReleaseAnswer(pieces=outcomes)
 
     @release.validator
@@ -269,38 +296,10 @@ class ClusterWorkflow:
                 key=piece.key, step=piece.step, action="kept",
                 detail=f"{piece.label} kept: cluster-wide, removed only when asked ({flag})",
             )
-        if piece.kind == "helm":
-            assert piece.release is not None and piece.namespace is not None
-            helm = await calls.execute(
-                calls.HELM_UNINSTALL,
-                HelmUninstallInput(
-                    target=ask.target, release_name=piece.release.release_name,
-                    namespace=piece.namespace, timeout=ask.timeout,
-                ),
-                budget=ask.timeout, summary=f"helm uninstall {piece.release.release_name}",
-            )
-            gone = helm.action == "uninstalled"
-            detail = f"{piece.label}: {helm.action}"
-        else:
-            gone, detail = False, f"{piece.label}: nothing left to delete"
-        if piece.expected:
-            refs = [
-                ObjectRef(api_version=CRD_API, kind="CustomResourceDefinition", name=name)
-                for name in piece.expected
-            ]
-            deleted = await calls.execute(
-                calls.DELETE_OBJECTS,
-                DeleteObjectsInput(target=ask.target, refs=refs, timeout=ask.timeout),
-                budget=ask.timeout, summary=f"delete the CRDs of {piece.label}",
-            )
-            names = [str(o.ref.name) for o in deleted.outcomes if o.action == "deleted"]
-            if names:
-                gone = True
-                detail += f"; CRDs deleted: {', '.join(names)}"
+        outcome = await remove_piece(piece, ask.target, ask.timeout)
         self._pieces.pop(piece.key, None)
-        return ReleasedPiece(
-            key=piece.key, step=piece.step, action="removed" if gone else "absent", detail=detail
-        )
+        self._verified.pop(piece.key, None)
+        return outcome
 
     @workflow.query
     def operations(self) -> dict[str, list[str]]:

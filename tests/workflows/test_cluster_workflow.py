@@ -172,3 +172,18 @@ async def test_the_cluster_workflow_continues_as_new_with_its_users(
     assert users["helm/lws-system/lws"] == [
         "clustersim/llm-d-wide-ep/long-a", "clustersim/llm-d-wide-ep/long-b",
     ]
+
+
+async def test_a_burst_of_targets_costs_one_helm_check_per_piece(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    for name in ("burst-a", "burst-b", "burst-c"):
+        result = await run_rollout(temporal_client, demo_spec(name), fake_worker)
+        assert result.outcome == Outcome.SUCCEEDED, result.failure
+        if name != "burst-a":
+            detail = step(result, "lws-controller").detail
+            assert detail.startswith("already current: made current "), detail
+            assert detail.endswith("ago for clustersim/llm-d-wide-ep/burst-a"), detail
+    # Made current once; the later asks within FRESH_FOR read the cluster workflow's record.
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+    assert len(fake_cluster.names("apply_crds")) == 2
