@@ -42,8 +42,9 @@ A = TypeVar("A", EnsureAnswer, ReleaseAnswer)
 
 CLUSTER_WORKFLOW = "ClusterWorkflow"
 # The cluster workflow's own error types (workflows/cluster.py); activities may not import it.
-_DRAINING = "ClusterWorkflowDraining"
 _CONFLICT = "SharedPieceConflict"
+_UNANSWERED = "ClusterWorkflowUnanswered"
+_REASONS = frozenset(reason.value for reason in FailureReason)
 
 
 def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation[Any, Any]:
@@ -60,8 +61,8 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
 
 
 def answer_error(error: WorkflowUpdateFailedError, what: str) -> ApplicationError:
-    """The cluster workflow's failure as this activity's: its type and sentence, retryable only
-    when the cluster workflow asked to be asked again."""
+    """The cluster workflow's failure as this activity's: its type and sentence; retryable
+    unless it is a refusal or a named failure of the operation."""
     cause: BaseException | None = error.cause
     deepest: ApplicationError | None = None
     while isinstance(cause, FailureError):
@@ -69,12 +70,18 @@ def answer_error(error: WorkflowUpdateFailedError, what: str) -> ApplicationErro
             deepest = cause
         cause = cause.cause
     if deepest is None:
-        return ApplicationError(f"{what}: {error.cause}", type=FailureReason.HELM_FAILED.value)
-    if deepest.type == _DRAINING:
-        return ApplicationError(deepest.message, type=_DRAINING, non_retryable=False)
-    kind = FailureReason.PREFLIGHT.value if deepest.type == _CONFLICT else deepest.type
+        return ApplicationError(f"{what}: {error.cause}", type=_UNANSWERED)
+    if deepest.type == _CONFLICT:
+        return ApplicationError(
+            f"{what}: {deepest.message}", type=FailureReason.PREFLIGHT.value, non_retryable=True
+        )
+    # A named failure of the operation (HelmFailed, ...) is final: the cluster workflow's
+    # activity already retried it. Anything else (the cluster workflow continuing as new, the
+    # server's "UnprocessedUpdate" for an update caught in that moment) is asked again.
+    final = deepest.type in _REASONS
     return ApplicationError(
-        f"{what}: {deepest.message}", *deepest.details, type=kind, non_retryable=True
+        f"{what}: {deepest.message}", *deepest.details, type=deepest.type or _UNANSWERED,
+        non_retryable=final,
     )
 
 
