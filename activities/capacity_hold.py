@@ -71,7 +71,8 @@ def _plan(
     nodes, _ = kube.list_objects("v1", "Node")
     pods, _ = kube.list_objects("v1", "Pod")
     plan = plan_capacity(
-        roles, nodes, uncovered_pods(pods, covers), input.spec.target.namespace, held
+        roles, nodes, uncovered_pods(pods, covers), input.spec.target.namespace, held,
+        salt=input.owner,
     )
     return plan, covered_lws(roles)
 
@@ -107,6 +108,8 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
             )
             if not plan.fits:
                 raise refusal(plan)
+            if not any(pod.node for pod in plan.pods):
+                return plan  # nothing new to place (an unchanged re-run): nothing to hold
             reservation = Reservation(
                 owner=input.owner, run_id=input.run_id, target_id=input.spec.target_id,
                 nodes=reserved_nodes(plan), covers=covered,

@@ -24,7 +24,7 @@ from spec.rollout import CrdBundle, HelmRelease, RoleName, RolloutSpec, Target
 CLUSTER_ID_PREFIX = "cluster/"
 # A ClusterWorkflow continues as new once its history holds this many events (or the server
 # suggests it), so years of rollouts never make one history unbounded.
-MAX_HISTORY_EVENTS = 2000
+MAX_HISTORY_EVENTS = 5000
 
 PieceKind = Literal["crds", "helm"]
 CrdBundleName = Literal["gateway-api", "inference-extension"]
@@ -165,6 +165,7 @@ class Reservation(ClusterModel):
     nodes: dict[str, dict[str, str]] = Field(description="node -> resource -> quantity")
     covers: list[str] = Field(default_factory=list)
     expires_at: datetime
+    accepted_at: int = Field(default=0, description="The reservations' version it was held at.")
 
 
 class ReservationsView(ClusterModel):

@@ -320,15 +320,22 @@ class ClusterWorkflow:
     @workflow.update
     def reserve(self, ask: ReserveAsk) -> ReserveAnswer:
         held = ask.reservation
-        if ask.based_on != self._version:
+        # Compare-and-swap, node by node: only a hold taken since the planner's view on one of
+        # the nodes this plan uses can make it wrong (a freed hold only adds room).
+        newer = [
+            r.owner for r in self._reservations
+            if r.owner != held.owner and r.accepted_at > ask.based_on
+            and set(r.nodes) & set(held.nodes)
+        ]
+        if newer:
             return ReserveAnswer(
                 accepted=False, version=self._version,
-                detail=f"reservations changed (version {ask.based_on} -> {self._version}): "
-                "plan again",
+                detail=f"{', '.join(newer)} reserved on the same nodes since version "
+                f"{ask.based_on}: plan again",
             )
         self._reservations = [r for r in self._reservations if r.owner != held.owner]
-        self._reservations.append(held)
         self._bump()
+        self._reservations.append(held.model_copy(update={"accepted_at": self._version}))
         return ReserveAnswer(accepted=True, version=self._version, detail="held")
 
     @reserve.validator

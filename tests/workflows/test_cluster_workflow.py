@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 
-from spec.cluster_io import ClusterInput, cluster_workflow_id
+from spec.cluster_io import (
+    ClusterInput,
+    FreeAsk,
+    Reservation,
+    ReserveAnswer,
+    ReserveAsk,
+    cluster_workflow_id,
+)
 from spec.workflow_io import Outcome, Phase, StepStatus, TeardownInput
 from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, run_rollout
@@ -187,3 +195,44 @@ async def test_a_burst_of_targets_costs_one_helm_check_per_piece(
     # Made current once; the later asks within FRESH_FOR read the cluster workflow's record.
     assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
     assert len(fake_cluster.names("apply_crds")) == 2
+
+
+def hold(owner: str, nodes: list[str], expires_in: float = 3600) -> Reservation:
+    return Reservation(
+        owner=owner, run_id="run", target_id=f"clustersim/ns/{owner}",
+        nodes={node: {"nvidia.com/gpu": "8"} for node in nodes}, covers=[],
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
+    )
+
+
+async def test_holds_are_compared_node_by_node_freed_and_expired(
+    temporal_client: Client, fake_worker: str
+) -> None:
+    cluster = await temporal_client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
+        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+    )
+
+    async def reserve(reservation: Reservation, based_on: int) -> ReserveAnswer:
+        return await cluster.execute_update(
+            ClusterWorkflow.reserve, ReserveAsk(reservation=reservation, based_on=based_on)
+        )
+
+    assert (await reserve(hold("a", ["node-0"]), 0)).accepted
+    # Planned from the same view, on another node: nothing it counted has changed.
+    assert (await reserve(hold("b", ["node-1"]), 0)).accepted
+    stale = await reserve(hold("c", ["node-0", "node-2"]), 0)
+    assert not stale.accepted and stale.detail.startswith("a reserved on the same nodes")
+    view = await cluster.query(ClusterWorkflow.reservations)
+    assert (await reserve(hold("c", ["node-2"], expires_in=1), view.version)).accepted
+
+    freed = await cluster.execute_update(
+        ClusterWorkflow.free, FreeAsk(cluster=CLUSTER, owner="a", why="succeeded")
+    )
+    assert freed.detail == "freed (succeeded)"
+    for _ in range(100):  # c's hold expires without its owner
+        owners = [r.owner for r in (await cluster.query(ClusterWorkflow.reservations)).reservations]
+        if owners == ["b"]:
+            break
+        await asyncio.sleep(0.1)
+    assert owners == ["b"]
