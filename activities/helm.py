@@ -5,9 +5,12 @@ rollback. It runs the helm CLI named by $LLMD_HELM (default `helm` on PATH), v3 
 arguments from activities/helmcli.py. Values go through a private 0600 file, never the command
 line. A re-run with the same chart and values creates no new revision ("unchanged"). A release
 a killed helm left in pending-install/-upgrade/-rollback (helm's "another operation is in
-progress" lock) is repaired first: a pending install is uninstalled, a pending upgrade or
-rollback is rolled back to the last good revision. Helm runs as a subprocess the activity
-heartbeats over; cancelling the activity terminates it.
+progress" lock) is repaired first, but only when provably abandoned (activities/helm_repair.py:
+written by this same workflow, or started by an earlier attempt of this step, or older than
+PENDING_REPAIR_AGE): a pending install is uninstalled, a pending upgrade or rollback is rolled
+back to the last good revision, and the result says what and why. Helm runs as a subprocess the
+activity heartbeats over (naming the release it writes); cancelling the activity terminates it,
+and it dies with its worker.
 """
 
 from __future__ import annotations
