@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -61,12 +61,23 @@ def previous_progress(model: type[BaseModel]) -> Any:
 
 async def run_blocking(function: Callable[[], T], step: str) -> T:
     """Run blocking client code on a thread, heartbeating `step` while it runs."""
-    task = asyncio.ensure_future(asyncio.to_thread(function))
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-        if done:
-            return task.result()
-        heartbeat_step(step)
+    return await heartbeating(asyncio.to_thread(function), step)
+
+
+async def heartbeating(work: Awaitable[T], step: str) -> T:
+    """Await `work`, heartbeating `step` meanwhile; cancelled with the activity."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+            if done:
+                return task.result()
+            heartbeat_step(step)
+    finally:
+        if not task.done():
+            task.cancel()
+            # Read its end, so a cancelled call is not reported as an unretrieved exception.
+            task.add_done_callback(lambda ended: ended.cancelled() or ended.exception())
 
 
 def heartbeat_step(step: str) -> None:

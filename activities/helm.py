@@ -5,12 +5,16 @@ rollback. Helm runs through helmcli/ (the runner, and the arguments in helmcli/c
 heartbeating while it runs; cancelling the activity terminates it. Values go through a private
 0600 file, never the command line. A re-run with the same chart and values creates no new
 revision ("unchanged"). A release a killed helm left in pending-install/-upgrade/-rollback
-(helm's "another operation is in progress" lock) is repaired first: a pending install is
-uninstalled, a pending upgrade or rollback is rolled back to the last good revision.
+(helm's "another operation is in progress" lock) is repaired first, but only when provably
+abandoned (helmcli/repair.py: written by this same workflow, or started by an earlier
+attempt of this step, or older than PENDING_REPAIR_AGE): a pending install is uninstalled, a
+pending upgrade or rollback is rolled back to the last good revision, and the result says what
+and why. The helm child dies with its worker (helmcli/runner.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,7 +23,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import failure
-from activities.heartbeat import heartbeat_step
 from helmcli import (
     HelmCommandFailed,
     HelmError,
@@ -41,6 +44,7 @@ from helmcli import (
     upgrade_args,
     user_values,
 )
+from helmcli.repair import verdict, writer_suffix
 from spec.activity_io import (
     HelmReleaseInput,
     HelmReleaseState,
@@ -84,34 +88,63 @@ def helm_errors() -> Iterator[None]:
         raise helm_failure(error) from None
 
 
+def _beat(step: str, writing: str | None) -> None:
+    """Heartbeat the step, and the release helm writes (helm_repair's proof of ownership)."""
+    with contextlib.suppress(RuntimeError):
+        activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})
+
+
 def runner() -> HelmRunner:
-    """A runner that heartbeats the step while helm runs."""
-    return HelmRunner(beat=heartbeat_step)
+    """A runner that heartbeats the step (and the release it writes) while helm runs."""
+    return HelmRunner(beat=_beat)
+
+
+def _writer() -> str:
+    with contextlib.suppress(RuntimeError):
+        return activity.info().workflow_id or ""
+    return ""
+
+
+def _resumed(release: str) -> bool:
+    """Whether an earlier attempt of this activity started helm on `release`."""
+    with contextlib.suppress(RuntimeError):
+        info = activity.info()
+        if info.attempt > 1:
+            return any(
+                isinstance(d, dict) and d.get("writing") == release
+                for d in info.heartbeat_details or ()
+            )
+    return False
 
 
 async def repair_stuck(
     helm: HelmRunner, version: HelmVersion, target: Target, state: HelmReleaseState, timeout: float
 ) -> str | None:
-    """Free a release locked in pending-* by a killed helm; what was done, or None."""
+    """Free a release locked in pending-* by a killed helm, only when provably abandoned
+    (helmcli/repair.py); what was done and why, or None. A pending release that may
+    still have a live writer is left alone: a retryable error, so the step waits for it."""
     action = repair_for(state)
     if action is None:
         return None
     release, namespace = state.release_name, state.namespace
+    judged = verdict(state, _writer(), _resumed(f"{namespace}/{release}"))
+    if not judged.repair:
+        raise ApplicationError(f"not repairing: {judged.why}", type=HELM_TRANSIENT)
     if action[0] == "uninstall":
         args = uninstall_args(
             version, target, release, namespace, False, timedelta(seconds=timeout)
         )
         what = f"uninstall of {release} stuck in {state.status}"
-        done_text = f"uninstalled (was {state.status})"
+        done_text = f"uninstalled (was {state.status}; {judged.why})"
     else:
         revision = action[1]
         args = rollback_args(
             version, target, release, namespace, revision, False, timedelta(seconds=timeout)
         )
         what = f"rollback of {release} stuck in {state.status} to revision {revision}"
-        done_text = f"rolled back to revision {revision} (was {state.status})"
+        done_text = f"rolled back to revision {revision} (was {state.status}; {judged.why})"
     activity.logger.warning("repairing helm release: %s", what)
-    done = await helm.run(args, timeout, what)
+    done = await helm.run(args, timeout, what, f"{namespace}/{release}")
     if done.returncode != 0:
         raise HelmCommandFailed(what, args, done)
     return done_text
@@ -167,17 +200,19 @@ async def _upgrade_install(helm: HelmRunner, input: HelmReleaseInput) -> HelmRes
             release,
             namespace,
             str(values_file),
-            digest,
+            # The description carries the digest and, after it, the writer (helm_repair.py).
+            digest + writer_suffix(_writer()),
             input.wait,
             input.timeout,
         )
         step = f"helm upgrade --install {name}"
-        done = await helm.run(args, timeout + 60, step)
+        writing = f"{namespace}/{name}"
+        done = await helm.run(args, timeout + 60, step, writing)
         if done.returncode != 0 and in_progress(done.stderr):
             # Locked by a helm killed between our check and now: repair once and retry.
             state = await helm.release_state(input.target, name, namespace)
             repaired = await repair_stuck(helm, version, input.target, state, timeout) or repaired
-            done = await helm.run(args, timeout + 60, step)
+            done = await helm.run(args, timeout + 60, step, writing)
     if done.returncode != 0:
         raise HelmCommandFailed(step, args, done)
     revision, status, chart = parse_release(done.stdout)

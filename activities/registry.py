@@ -10,7 +10,17 @@ spec/activity_io.py (load_spec_file takes a path and returns the spec).
 from collections.abc import Callable
 from typing import Any
 
-from activities import analysis, helm, kube, preflight, serving, specfile, waits
+from activities import (
+    analysis,
+    capacity_hold,
+    cluster,
+    helm,
+    kube,
+    preflight,
+    serving,
+    specfile,
+    waits,
+)
 
 
 def activities() -> list[Callable[..., Any]]:
@@ -44,4 +54,9 @@ def activities() -> list[Callable[..., Any]]:
         serving.verify_gateway,
         # analysis gates between model-service steps
         analysis.analyze_canary,
+        # the cluster workflow's asks (phases 2 and 3, teardown)
+        cluster.ensure_shared_pieces,
+        cluster.release_shared_pieces,
+        capacity_hold.hold_capacity,
+        capacity_hold.free_capacity,
     ]

@@ -29,6 +29,7 @@ from activities.waits import LWS_API, nodes_by_name
 from k8s.client import KubeClient, KubeError
 from k8s.diagnosis import pod_summary
 from k8s.gateway import Gateway
+from k8s.informers import Watched, subscribe
 from k8s.podfailures import PodFailureCheck
 from k8s.readiness import (
     LWS_NAME,
@@ -38,7 +39,7 @@ from k8s.readiness import (
     lws_state,
     pod_ready,
 )
-from k8s.watching import Collection, Informer, LogFollower, Wakeup
+from k8s.watching import Collection, LogFollower, Wakeup
 from manifests.labels import role_labels
 from manifests.lws import vllm_port
 from spec.activity_io import (
@@ -146,21 +147,23 @@ class ModelLoadWait:
         self.heartbeater = Heartbeater()
         self.progress = ModelLoadProgress(started_at=self.started_at, role=self.role)
         selector = f"{LWS_NAME}={self.lws_name}"
-        self.lws = Informer(
+        # Subscriptions to the worker's shared informers (k8s/informers.py): every
+        # concurrent wait of the process reads one watch per kind and namespace.
+        self.lws = subscribe(
             client,
             Collection(
                 LWS_API, "LeaderWorkerSet", self.namespace, None, f"metadata.name={self.lws_name}"
             ),
             self.wakeup.set,
         )
-        self.statefulsets = Informer(
+        self.statefulsets = subscribe(
             client, Collection("apps/v1", "StatefulSet", self.namespace, selector), self.wakeup.set
         )
-        self.pod_informer = Informer(
+        self.pod_informer = subscribe(
             client, Collection("v1", "Pod", self.namespace, selector), self.wakeup.set
         )
-        self.nodes = Informer(client, Collection("v1", "Node"), self.wakeup.set)
-        self.required = [self.lws, self.statefulsets, self.pod_informer]
+        self.nodes = subscribe(client, Collection("v1", "Node"), self.wakeup.set)
+        self.required: list[Watched] = [self.lws, self.statefulsets, self.pod_informer]
 
     def stop(self) -> None:
         for informer in [*self.required, self.nodes]:
@@ -172,8 +175,6 @@ class ModelLoadWait:
                 watch.probe_task.cancel()
 
     async def run(self) -> ModelLoadResult:
-        for informer in [*self.required, self.nodes]:
-            informer.start()
         deadline = self.started_at.timestamp() + self.budget
         while True:
             for informer in self.required:

@@ -20,6 +20,7 @@ from temporalio import activity
 from activities.failures import failure, object_evidence, target_client
 from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
 from k8s.client import KubeClient
+from k8s.informers import Watched, subscribe
 from k8s.podfailures import PodFailureCheck
 from k8s.readiness import (
     LWS_NAME,
@@ -29,7 +30,7 @@ from k8s.readiness import (
     lws_state,
     route_readiness,
 )
-from k8s.watching import Collection, Informer, Wakeup
+from k8s.watching import Collection, Wakeup
 from spec.activity_io import (
     FailureEvidence,
     ObjectRef,
@@ -52,7 +53,7 @@ def started_at() -> datetime:
     return datetime.now(UTC)
 
 
-def nodes_by_name(informer: Informer | None) -> dict[str, Mapping[str, Any]] | None:
+def nodes_by_name(informer: Watched | None) -> dict[str, Mapping[str, Any]] | None:
     """The nodes, when the worker may read them (a namespaced role may not: then None)."""
     if informer is None or informer.error is not None or not informer.synced:
         return None
@@ -74,14 +75,15 @@ class WaitLoop:
         self.timeout_reason = timeout_reason
         self.timeout_seconds = timeout_seconds
         self.wakeup = Wakeup()
-        self.informers: list[Informer] = []
-        self._optional: list[Informer] = []
+        self.informers: list[Watched] = []
+        self._optional: list[Watched] = []
         self.started_at = started_at()
         self.heartbeater = Heartbeater()
         self._attempt_started = time.monotonic()
 
-    def watch(self, collection: Collection, required: bool = True) -> Informer:
-        informer = Informer(self.client, collection, self.wakeup.set).start()
+    def watch(self, collection: Collection, required: bool = True) -> Watched:
+        # The worker's shared informer for the collection, filtered to this wait's selectors.
+        informer = subscribe(self.client, collection, self.wakeup.set)
         if required:
             self.informers.append(informer)
         else:
@@ -202,7 +204,7 @@ async def wait_for_deployment(input: WaitForObjectInput) -> WaitResult:
             deployment = loop.watch(
                 Collection("apps/v1", "Deployment", namespace, None, f"metadata.name={input.name}")
             )
-            pods: list[Informer] = []
+            pods: list[Watched] = []
 
             async def evaluate() -> Readiness:
                 current = deployment.get(f"{namespace}/{input.name}")

@@ -3,11 +3,12 @@ delay from a crash loop to the start of the rollback.
 
     .venv/bin/python bench/workflow_rollout.py            # JSON on stdout, then a table
 
-- Overhead: the demo install is run on fresh clusters whose simulated delays (image pulls,
-  container starts, model loads) are scaled differently. Wall time = overhead + scale x S, where
-  S is the simulated time on the critical path; two scales give both unknowns (the fastest of
-  REPEATS runs per scale, since other load on a 2-core machine only adds time). The overhead is
-  what orchestration (Temporal round trips, helm, API calls, watches) adds. Goal: under 3 s.
+- Overhead, measured directly: the demo install on a fresh cluster, REPEATS times; each run's
+  wall time minus the time the simulated cluster spent bringing pods up (image pulls, container
+  starts, model loads), read from a watch of every pod (bench/lib/timeline.py). What is left is
+  what orchestration adds (Temporal round trips, helm, API calls, watches). min/median/max.
+  (An earlier version fitted a line through two time scales, which the run-to-run noise of a
+  shared machine turned into 0.3 s where the direct measure said 3 s.) Goal: under 1 s.
 - History: events in the install's history (heartbeats are not events). Goal: a few hundred.
 - Crash loop to rollback: after the install, an upgrade to an image whose vLLM crashes; a watch
   of our own notes when the first container of the new image exits, and the history says when
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -43,14 +45,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
 from activities.registry import activities  # noqa: E402
+from bench.lib.timeline import PodTimeline  # noqa: E402
 from embedded import ClusterSimProcess, TemporalDevServer  # noqa: E402
 from rollouts import rollout_result, start_rollout  # noqa: E402
 from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.workflow_io import Outcome, RolloutResult  # noqa: E402
-from workflows import WORKFLOWS  # noqa: E402
+from workflows.registry import WORKFLOWS  # noqa: E402
 
-SCALES = (0.01, 0.005)
-REPEATS = 2
+SCALE = 0.005
+REPEATS = 3
 CRASH_IMAGE = "ghcr.io/llm-d/llm-d-dev:v9.9.9-crash"
 TIMEOUT = 300.0
 VENV_BIN = Path(sys.executable).parent
@@ -133,7 +136,7 @@ async def measure() -> dict[str, Any]:
     os.environ["HF_TOKEN"] = "hf_bench_token"
     os.environ.setdefault("LLMD_HELM", str(VENV_BIN / "helm"))
     os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    report: dict[str, Any] = {"scales": {}}
+    report: dict[str, Any] = {"scale": SCALE, "installs": []}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         async with TemporalDevServer(root / "temporal.db") as server:
@@ -146,38 +149,48 @@ async def measure() -> dict[str, Any]:
                     client, task_queue=task_queue, workflows=WORKFLOWS,
                     activities=activities(), activity_executor=executor,
                 ):
-                    for scale in SCALES:
-                        entry: dict[str, Any] = {"install_wall_seconds_each": []}
-                        for attempt in range(REPEATS):
-                            workdir = root / f"sim-{scale}-{attempt}"
-                            workdir.mkdir()
-                            async with ClusterSimProcess(workdir, time_scale=scale) as sim:
-                                kubeconfig = sim.kubeconfig_path
-                                spec = demo_spec(kubeconfig)
+                    for attempt in range(REPEATS):
+                        workdir = root / f"sim-{attempt}"
+                        workdir.mkdir()
+                        async with ClusterSimProcess(
+                            workdir, profile="h200-2node", time_scale=SCALE
+                        ) as sim:
+                            timeline = PodTimeline(sim.kubeconfig_path)
+                            try:
+                                spec = demo_spec(sim.kubeconfig_path)
+                                began = time.time()
                                 result, wall, history = await run(client, spec, task_queue)
-                                if result.outcome != Outcome.SUCCEEDED:
-                                    raise RuntimeError(f"install failed: {result.failure}")
-                                entry["install_wall_seconds_each"].append(round(wall, 3))
-                                entry["install_history_events"] = len(history.events)
-                                entry["phases"] = {
+                                ended = time.time()
+                            finally:
+                                timeline.stop()
+                            if result.outcome != Outcome.SUCCEEDED:
+                                raise RuntimeError(f"install failed: {result.failure}")
+                            busy = timeline.busy(
+                                {spec.target.namespace, "lws-system", "istio-system"},
+                                began, ended,
+                            )
+                            report["installs"].append({
+                                "wall_seconds": round(wall, 3),
+                                "cluster_busy_seconds": round(busy, 3),
+                                "overhead_seconds": round(wall - busy, 3),
+                                "history_events": len(history.events),
+                                "phases": {
                                     p.phase.value: round(p.duration_seconds, 3)
                                     for p in result.phases
-                                }
-                                if scale == SCALES[0] and attempt == 0:
-                                    entry["crash_loop"] = await crash_to_rollback(
-                                        client, task_queue, sim, spec
-                                    )
-                        # The least disturbed run: other load on the machine only adds time.
-                        entry["install_wall_seconds"] = min(entry["install_wall_seconds_each"])
-                        report["scales"][str(scale)] = entry
-    (high, low) = (report["scales"][str(s)]["install_wall_seconds"] for s in SCALES)
-    simulated = (high - low) / (SCALES[0] - SCALES[1])
-    report["simulated_critical_path_seconds"] = round(simulated, 1)
-    report["orchestration_overhead_seconds"] = round(high - SCALES[0] * simulated, 3)
-    report["overhead_goal_seconds"] = 3.0
-    report["history_events"] = report["scales"][str(SCALES[0])]["install_history_events"]
-    report["crash_loop_to_rollback_seconds"] = report["scales"][str(SCALES[0])][
-        "crash_loop"]["delay_seconds"]
+                                },
+                            })
+                            if attempt == 0:
+                                report["crash_loop"] = await crash_to_rollback(
+                                    client, task_queue, sim, spec
+                                )
+    overheads = [i["overhead_seconds"] for i in report["installs"]]
+    report["orchestration_overhead_seconds"] = {
+        "min": min(overheads), "median": round(statistics.median(overheads), 3),
+        "max": max(overheads),
+    }
+    report["overhead_goal_seconds"] = 1.0
+    report["history_events"] = report["installs"][0]["history_events"]
+    report["crash_loop_to_rollback_seconds"] = report["crash_loop"]["delay_seconds"]
     return report
 
 
@@ -207,17 +220,21 @@ async def crash_to_rollback(
 
 
 def table(report: dict[str, Any]) -> str:
+    overhead = report["orchestration_overhead_seconds"]
     rows = [
-        ("orchestration overhead (s)", report["orchestration_overhead_seconds"], "< 3"),
-        ("simulated critical path (s, simulated)", report["simulated_critical_path_seconds"], ""),
+        ("orchestration overhead (s, min/median/max)",
+         f"{overhead['min']}/{overhead['median']}/{overhead['max']}", "< 1"),
         ("history events (install)", report["history_events"], "a few hundred"),
         ("crash loop -> rollback start (s)", report["crash_loop_to_rollback_seconds"], ""),
     ]
-    for scale, entry in report["scales"].items():
-        rows.append((f"install wall at scale {scale} (s)", entry["install_wall_seconds"], ""))
+    for index, install in enumerate(report["installs"]):
+        rows.append((
+            f"install {index}: wall / cluster busy (s)",
+            f"{install['wall_seconds']} / {install['cluster_busy_seconds']}", "",
+        ))
     width = max(len(r[0]) for r in rows)
-    lines = [f"{'measure':<{width}}  {'value':>10}  goal"]
-    lines += [f"{name:<{width}}  {value!s:>10}  {goal}" for name, value, goal in rows]
+    lines = [f"{'measure':<{width}}  {'value':>20}  goal"]
+    lines += [f"{name:<{width}}  {value!s:>20}  {goal}" for name, value, goal in rows]
     return "\n".join(lines)
 
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -96,18 +100,38 @@ class HelmRun:
     stderr: str
 
 
-def _no_beat(step: str) -> None:
-    del step
+def _no_beat(step: str, writing: str | None) -> None:
+    del step, writing
+
+
+_PR_SET_PDEATHSIG = 1
+# prctl, looked up once, before any fork (Linux only; elsewhere helm is not tied to its parent).
+_PRCTL = (
+    ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    if sys.platform.startswith("linux")
+    else None
+)
+
+
+def _die_with_parent() -> None:
+    """In the helm child: get SIGKILL when the worker dies, so no helm outlives its activity
+    (a release it left pending is then provably abandoned; see helmcli/repair.py)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class HelmRunner:
-    """Runs helm commands, calling `beat(step)` every few seconds while one runs."""
+    """Runs helm commands, calling `beat(step, writing)` every few seconds while one runs (and at
+    once when it writes a release, so a retry knows a pending state was its own)."""
 
-    def __init__(self, beat: Callable[[str], None] = _no_beat) -> None:
+    def __init__(self, beat: Callable[[str, str | None], None] = _no_beat) -> None:
         self.beat = beat
 
-    async def run(self, args: list[str], timeout: float, step: str) -> HelmRun:
-        """Run helm; terminate it when the deadline passes or the caller is cancelled."""
+    async def run(
+        self, args: list[str], timeout: float, step: str, writing: str | None = None
+    ) -> HelmRun:
+        """Run helm; terminate it when the deadline passes or the caller is cancelled.
+        `writing` names the release (`namespace/name`) the command changes."""
         binary = helm_binary()
         if shutil.which(binary) is None:
             raise HelmUnusable(f"helm not found: {binary!r} (set ${HELM_ENV} to the helm binary)")
@@ -117,7 +141,11 @@ class HelmRunner:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
+        if writing:
+            # At once: a worker killed in the next seconds leaves a retry this proof of ownership.
+            self.beat(step, writing)
         task = asyncio.ensure_future(process.communicate())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -129,7 +157,7 @@ class HelmRunner:
                         f"helm did not finish within {timeout:.0f}s: {command_line(args)}"
                     )
                 await asyncio.wait({task}, timeout=min(remaining, BEAT_SECONDS))
-                self.beat(step)
+                self.beat(step, writing)
         except BaseException:
             await _stop(process)
             raise

@@ -11,6 +11,7 @@ are not counted twice.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,20 +242,26 @@ def plan_capacity(
     nodes: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]],
     namespace: str,
+    held: Mapping[str, Resources] | None = None,
+    salt: str = "",
 ) -> CapacityPlan:
     """Place every pod of `roles` (each role's LWS replaces the pods it has now) on `nodes`,
-    given the `pods` that exist; drop a role's surge when it does not fit and the strategy can
-    roll without it, refuse otherwise."""
+    given the `pods` that exist and what other rollouts `held` per node (their reservations,
+    k8s/reservations.py); drop a role's surge when it does not fit and the strategy can
+    roll without it, refuse otherwise. `salt` breaks ties between equally full nodes (by a
+    hash, rather than by name), so rollouts planning at once do not all reach for one node."""
     replaced = {str(r.lws["metadata"]["name"]) for r in roles}
-    state = _nodes(nodes, pods, namespace, replaced)
+    pods = list(pods)
+    held = held or {}
+    state = _nodes(nodes, pods, namespace, replaced, held)
     notes: list[str] = []
     surge = {r.role: r.surge_groups for r in roles}
     dropped: dict[str, int] = {}
-    planned = _place(roles, surge, state)
+    planned = _place(roles, surge, state, salt)
     if not _all_placed(planned) and any(surge.values()):
         without = {r.role: (0 if r.may_drop_surge else r.surge_groups) for r in roles}
-        retry_state = _nodes(nodes, pods, namespace, replaced)
-        retry = _place(roles, without, retry_state)
+        retry_state = _nodes(nodes, pods, namespace, replaced, held)
+        retry = _place(roles, without, retry_state, salt)
         if _all_placed(retry):
             for role in roles:
                 if surge[role.role] and role.may_drop_surge:
@@ -278,6 +285,7 @@ def _nodes(
     pods: Iterable[Mapping[str, Any]],
     namespace: str,
     replaced: set[str],
+    held: Mapping[str, Resources],
 ) -> list[_Node]:
     state = {}
     for node in nodes:
@@ -289,7 +297,7 @@ def _nodes(
             labels=metadata.get("labels") or {},
             taints=(node.get("spec") or {}).get("taints") or [],
             allocatable=parse_resources(status.get("allocatable") or status.get("capacity")),
-            allocated={},
+            allocated=dict(held.get(name, {})),
             problem=_node_problem(node),
         )
     for pod in pods:
@@ -309,7 +317,7 @@ def _nodes(
 
 
 def _place(
-    roles: Sequence[RolePlan], surge: Mapping[RoleName, int], nodes: list[_Node]
+    roles: Sequence[RolePlan], surge: Mapping[RoleName, int], nodes: list[_Node], salt: str = ""
 ) -> list[tuple[PlannedPod, str | None, str]]:
     pods = [p for r in roles for p in lws_pods(r.role, r.lws, surge[r.role])]
     order = sorted(pods, key=lambda p: (-p.requests.get(GPU, Fraction(0)), p.surge, p.name))
@@ -330,12 +338,19 @@ def _place(
         # Best fit: the node with the fewest GPUs (then CPUs) left, to keep whole nodes free.
         best = min(
             candidates,
-            key=lambda n: (n.free.get(GPU, Fraction(0)), n.free.get("cpu", Fraction(0)), n.name),
+            key=lambda n: (
+                n.free.get(GPU, Fraction(0)), n.free.get("cpu", Fraction(0)),
+                _tie_break(salt, n.name),
+            ),
         )
         best.free = subtract(best.free, pod.requests)
         best.placed.append(pod.name)
         placements[pod.name] = (best.name, "")
     return [(p, *placements[p.name]) for p in pods]
+
+
+def _tie_break(salt: str, name: str) -> str:
+    return hashlib.sha256(f"{salt}/{name}".encode()).hexdigest() if salt else name
 
 
 def _why_not(pod: PlannedPod, node: _Node) -> str:

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         ApplyModelServiceInput,
         ApplyModelServiceResult,
         ApplyResult,
+        CapacityPlan,
         CrdsResult,
         DeleteObjectsInput,
         DeleteResult,
@@ -58,6 +59,15 @@ with workflow.unsafe.imports_passed_through():
         WaitResult,
     )
     from spec.analysis_io import AnalysisInput, AnalysisResult
+    from spec.cluster_io import (
+        EnsureAnswer,
+        EnsureAsk,
+        FreeAsk,
+        HoldCapacityInput,
+        ReleaseAnswer,
+        ReleaseAsk,
+        ReserveAnswer,
+    )
     from spec.rollout import RolloutSpec
 
 In = TypeVar("In")
@@ -127,6 +137,15 @@ WAIT_FOR_MODEL_LOAD = ActivityRef(
 VERIFY_GATEWAY = ActivityRef("verify_gateway", VerifyInput, VerificationResult, mutating=False)
 LOAD_SPEC_FILE = ActivityRef("load_spec_file", str, RolloutSpec, mutating=False)
 ANALYZE_CANARY = ActivityRef("analyze_canary", AnalysisInput, AnalysisResult, mutating=False)
+# The cluster workflow's asks (workflows/cluster_calls.py, activities/cluster.py).
+ENSURE_SHARED_PIECES = ActivityRef(
+    "ensure_shared_pieces", EnsureAsk, EnsureAnswer, mutating=True
+)
+RELEASE_SHARED_PIECES = ActivityRef(
+    "release_shared_pieces", ReleaseAsk, ReleaseAnswer, mutating=True
+)
+HOLD_CAPACITY = ActivityRef("hold_capacity", HoldCapacityInput, CapacityPlan, mutating=True)
+FREE_CAPACITY = ActivityRef("free_capacity", FreeAsk, ReserveAnswer, mutating=True)
 
 ALL: tuple[ActivityRef[Any, Any], ...] = (
     PREFLIGHT,
@@ -151,6 +170,10 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     VERIFY_GATEWAY,
     LOAD_SPEC_FILE,
     ANALYZE_CANARY,
+    ENSURE_SHARED_PIECES,
+    RELEASE_SHARED_PIECES,
+    HOLD_CAPACITY,
+    FREE_CAPACITY,
 )
 
 

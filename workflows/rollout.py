@@ -65,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import calls, search
     from workflows.analysis import RolloutAnalysis
+    from workflows.cluster_calls import ClusterAsks
     from workflows.control import RolloutControl
     from workflows.failures import StepFailed, describe_failure
     from workflows.plan import RolloutPlan, plan_rollout
@@ -89,6 +90,7 @@ class RolloutWorkflow:
         self._steps = RolloutSteps(request.spec, self._progress, self._saga)
         self._rollback = Rollback(request.spec, self._progress, self._saga, self._steps)
         self._analysis = RolloutAnalysis(request.spec, self._steps, self._control)
+        self._cluster = ClusterAsks(request.spec, self._progress, self._saga, self._steps)
         self._previous: LastKnownGood | None = None
         self._previous_spec: RolloutSpec | None = None
         self._revision: str | None = None
@@ -121,6 +123,7 @@ class RolloutWorkflow:
             rollback = await self._rollback.recover(failure, self._previous, self._previous_spec)
         else:
             progress.succeeded()
+        await self._cluster.finish(progress.outcome.value)
         previous_revision = self._previous.revision if self._previous else None
         result = progress.result(started, self._revision, previous_revision, failure, rollback)
         progress.metrics.finished(result)
@@ -192,9 +195,11 @@ class RolloutWorkflow:
                 f"{report.capacity.gpus_available} available",
                 {"plan": report.capacity.render()},
             )
-        return plan, report
+        return plan, await self._cluster.hold(plan, report)
 
     async def _dependencies(self) -> None:
+        if await self._cluster.dependencies():
+            return
         spec = self._spec
         deps = spec.dependencies
         timeout = spec.budgets.phase_timeouts.dependencies
@@ -234,6 +239,8 @@ class RolloutWorkflow:
                 Phase.GATEWAY_PROVIDER, "gateway-provider",
                 f"provider type {provider.type}: nothing to install",
             )
+        elif await self._cluster.gateway_provider():
+            return
         for release in provider.releases:
             await self._steps.helm_release(
                 Phase.GATEWAY_PROVIDER, f"gateway-provider/{release.release_name}", release,

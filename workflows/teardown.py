@@ -45,7 +45,9 @@ with workflow.unsafe.imports_passed_through():
         TeardownResult,
     )
     from workflows import calls, search
+    from workflows.cluster_calls import CLUSTER_WORKFLOW_PATCH, free_capacity, release_shared
     from workflows.journal import Journal
+    from workflows.shared_pieces import dependency_pieces, provider_pieces
 
 # One teardown step: whether it changed anything, and a line for the history.
 Step = Callable[[], Awaitable[tuple[bool, str]]]
@@ -114,6 +116,11 @@ class TeardownWorkflow:
         else:
             namespace_ref = [_ref("v1", "Namespace", namespace, None)]
             steps.append(("namespace", lambda: _delete_refs(spec, namespace_ref)))
+        if workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            # The cluster workflow owns the shared pieces: it forgets this target as their user
+            # and removes, when asked, only what no other target uses.
+            steps.append(("shared-pieces", lambda: _release_shared(request, kept)))
+            return steps
         provider = spec.gateway_provider
         if request.include_gateway_provider:
             for release in reversed(provider.releases):
@@ -228,6 +235,21 @@ async def _uninstall(spec: RolloutSpec, release: HelmRelease) -> tuple[bool, str
         budget=_budget(spec), summary=f"helm uninstall {release.release_name}",
     )
     return result.action == "uninstalled", f"{release.release_name}: {result.action}"
+
+
+async def _release_shared(request: TeardownInput, kept: list[str]) -> tuple[bool, str]:
+    spec = request.spec
+    pieces = dependency_pieces(spec) + provider_pieces(spec)
+    await free_capacity(spec, "teardown", any_run=True)
+    if not pieces:
+        return False, "the spec uses no shared pieces"
+    answer = await release_shared(
+        spec, pieces, include_gateway_provider=request.include_gateway_provider,
+        include_dependencies=request.include_dependencies, timeout=_budget(spec),
+    )
+    kept += [piece.detail for piece in answer.pieces if piece.action == "kept"]
+    removed = [piece.detail for piece in answer.pieces if piece.action == "removed"]
+    return bool(removed), "; ".join(removed) or "nothing removed"
 
 
 def _deleted(result: DeleteResult) -> tuple[bool, str]:

@@ -864,3 +864,22 @@ def test_unauthenticated_requests_are_401(apiserver: RunningApiServer) -> None:
     with pytest.raises(ApiException) as error:
         anonymous.list_namespace()
     assert error.value.status == 401
+
+
+def test_requests_are_counted_by_client(
+    apiserver: RunningApiServer, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    def counted() -> dict[str, int]:
+        by_agent: dict[str, int] = apiserver.admin("GET", "/state").json()["requestsByAgent"]
+        return by_agent
+
+    usual = api_client.user_agent
+    api_client.user_agent = "counting-test/1.0"
+    try:
+        before = counted().get("counting-test", 0)
+        core = k8s.CoreV1Api(api_client)
+        for index in range(3):
+            core.create_namespaced_config_map(namespace, config_map(f"counted-{index}"))
+    finally:
+        api_client.user_agent = usual
+    assert counted()["counting-test"] == before + 3  # the admin reads themselves are not counted

@@ -4,6 +4,7 @@ pending-upgrade or pending-install is repaired before the retry succeeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities import helm
 from helmcli import HELM_ENV
+from helmcli import repair as helm_repair
 from spec.activity_io import (
     HelmReleaseInput,
     HelmRollbackInput,
@@ -109,6 +112,11 @@ def history(binary: Path, cluster: SimCluster, name: str, namespace: str) -> lis
         check=False,
     )
     return json.loads(done.stdout) if done.returncode == 0 else []
+
+
+def as_writer(env: ActivityEnvironment, workflow_id: str) -> ActivityEnvironment:
+    env.info = dataclasses.replace(env.info, workflow_id=workflow_id)
+    return env
 
 
 def kill_helm_mid_upgrade(
@@ -208,13 +216,26 @@ async def test_release_stuck_in_pending_upgrade_is_repaired_then_upgraded(
     assert (
         history(helm_binary, cluster, "stuck", where.namespace)[-1]["status"] == "pending-upgrade"
     )
-    result = await env.run(
-        helm.helm_upgrade_install,
-        HelmReleaseInput(
-            target=where, release=release(chart, "stuck", message="v2"), timeout=TIMEOUT
-        ),
+    upgrade = HelmReleaseInput(
+        target=where, release=release(chart, "stuck", message="v2"), timeout=TIMEOUT
     )
-    assert result.repaired == "rolled back to revision 1 (was pending-upgrade)"
+    # Another workflow cannot show the pending upgrade is abandoned: it leaves it alone.
+    with pytest.raises(ApplicationError) as refused:
+        await as_writer(environment(), "rollout/other/target").run(
+            helm.helm_upgrade_install, upgrade
+        )
+    assert refused.value.type == helm.HELM_TRANSIENT and not refused.value.non_retryable
+    assert "not repairing: stuck is pending-upgrade" in refused.value.message
+    assert history(helm_binary, cluster, "stuck", where.namespace)[-1]["status"] == (
+        "pending-upgrade"
+    )
+    # The workflow that wrote its last good revision is its only writer: it repairs it.
+    result = await env.run(helm.helm_upgrade_install, upgrade)
+    assert result.repaired is not None
+    assert result.repaired.startswith(
+        "rolled back to revision 1 (was pending-upgrade; abandoned: its last good revision was "
+        f"written by {env.info.workflow_id}"
+    ), result.repaired
     assert (result.action, result.status) == ("upgraded", "deployed")
     assert history(helm_binary, cluster, "stuck", where.namespace)[-1]["status"] == "deployed"
 
@@ -222,15 +243,44 @@ async def test_release_stuck_in_pending_upgrade_is_repaired_then_upgraded(
 async def test_release_stuck_in_pending_install_is_uninstalled_then_installed(
     cluster: SimCluster, helm_binary: Path, chart: Path, tmp_path: Path
 ) -> None:
-    env = environment()
     where = target(cluster, helm_binary)
     kill_helm_mid_upgrade(helm_binary, cluster, chart, "fresh", where.namespace, tmp_path)
-    result = await env.run(
-        helm.helm_upgrade_install,
-        HelmReleaseInput(target=where, release=release(chart, "fresh"), timeout=TIMEOUT),
+    install = HelmReleaseInput(target=where, release=release(chart, "fresh"), timeout=TIMEOUT)
+    # A first attempt cannot tell a killed helm from a live one: a young pending install waits.
+    with pytest.raises(ApplicationError) as refused:
+        await environment().run(helm.helm_upgrade_install, install)
+    assert "not repairing: fresh is pending-install" in refused.value.message
+    assert history(helm_binary, cluster, "fresh", where.namespace)[-1]["status"] == (
+        "pending-install"
     )
-    assert result.repaired == "uninstalled (was pending-install)"
+    # The retry of the attempt that started it (its heartbeat names the release) repairs it.
+    retry = environment()
+    retry.info = dataclasses.replace(
+        retry.info, attempt=2, heartbeat_details=[{"writing": f"{where.namespace}/fresh"}]
+    )
+    result = await retry.run(helm.helm_upgrade_install, install)
+    assert result.repaired == (
+        "uninstalled (was pending-install; abandoned: an earlier attempt of this step started "
+        "it and died)"
+    )
     assert (result.action, result.revision, result.status) == ("installed", 1, "deployed")
+
+
+async def test_a_pending_install_nobody_owns_is_repaired_once_old_enough(
+    cluster: SimCluster, helm_binary: Path, chart: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    where = target(cluster, helm_binary)
+    kill_helm_mid_upgrade(helm_binary, cluster, chart, "orphan", where.namespace, tmp_path)
+    monkeypatch.setattr(helm_repair, "PENDING_REPAIR_AGE", timedelta(seconds=0))
+    result = await environment().run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, "orphan"), timeout=TIMEOUT),
+    )
+    assert result.repaired is not None
+    assert result.repaired.startswith("uninstalled (was pending-install; abandoned: "
+                                      "pending-install for "), result.repaired
+    assert (result.action, result.status) == ("installed", "deployed")
 
 
 async def test_a_broken_chart_fails_with_helm_failed(

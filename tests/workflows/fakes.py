@@ -22,6 +22,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import capacity_hold, cluster
 from spec import load_spec
 from spec.activity_io import (
     ApplyCrdsInput,
@@ -67,6 +68,7 @@ from spec.activity_io import (
     WaitResult,
 )
 from spec.analysis_io import AnalysisInput, AnalysisResult, GroupNumbers, MetricCheck
+from spec.cluster_io import HoldCapacityInput
 from spec.reasons import FailureReason
 from spec.rollout import RoleName, RolloutSpec
 from workflows import calls
@@ -131,13 +133,17 @@ class FakeCluster:
 
     def activities(self) -> list[Callable[..., Any]]:
         return [
-            self.preflight, self.apply_crds, self.helm_release_status, self.helm_upgrade_install,
+            self.preflight, self.hold_capacity, self.apply_crds, self.helm_release_status,
+            self.helm_upgrade_install,
             self.helm_rollback, self.helm_uninstall, self.ensure_namespace,
             self.ensure_hf_token_secret, self.apply_model_service, self.delete_objects,
             self.snapshot_objects, self.read_last_known_good, self.mark_last_known_good,
             self.restore_snapshot, self.wait_for_deployment, self.wait_for_gateway,
             self.wait_for_route, self.wait_for_lws_rollout, self.wait_for_model_load,
             self.verify_gateway, self.load_spec_file, self.analyze_canary,
+            # The real asks: they reach the ClusterWorkflow, which calls the stand-ins above.
+            cluster.ensure_shared_pieces, cluster.release_shared_pieces,
+            capacity_hold.free_capacity,
         ]
 
     def hold(self, name: str) -> asyncio.Event:
@@ -191,12 +197,20 @@ class FakeCluster:
     @activity.defn(name=calls.PREFLIGHT.name)
     async def preflight(self, arg: PreflightInput) -> PreflightReport:
         await self._enter(calls.PREFLIGHT.name, arg)
-        gpus = sum(arg.spec.model_service.role(role).gpus for role in arg.roles)
-        plan = CapacityPlan(
+        plan = self._plan(arg.spec, list(arg.roles))
+        return PreflightReport(server_version="v1.31.0", helm_version="v4.1.4", capacity=plan)
+
+    @activity.defn(name=calls.HOLD_CAPACITY.name)
+    async def hold_capacity(self, arg: HoldCapacityInput) -> CapacityPlan:
+        await self._enter(calls.HOLD_CAPACITY.name, arg)
+        return self._plan(arg.spec, list(arg.roles))
+
+    def _plan(self, spec: RolloutSpec, roles: list[RoleName]) -> CapacityPlan:
+        gpus = sum(spec.model_service.role(role).gpus for role in roles)
+        return CapacityPlan(
             fits=self.capacity_fits, gpus_asked=gpus, gpus_available=16,
             asked={}, available={}, pods=[], nodes=[],
         )
-        return PreflightReport(server_version="v1.31.0", helm_version="v4.1.4", capacity=plan)
 
     # --- dependencies, namespace ----------------------------------------------------------
 

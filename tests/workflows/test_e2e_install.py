@@ -86,7 +86,9 @@ async def test_teardown_removes_the_stack_and_keeps_the_shared_pieces(
     result = await asyncio.wait_for(handle.result(), ROLLOUT_TIMEOUT)
 
     assert result.outcome == Outcome.REMOVED
-    assert [s.name for s in result.steps] == ["model-service", "helm/infra-wide-ep", "namespace"]
+    assert [s.name for s in result.steps] == [
+        "model-service", "helm/infra-wide-ep", "namespace", "shared-pieces",
+    ]
     assert helm_revisions(sim, "istiod", "istio-system") == [1]
     assert HF_TOKEN.encode() not in history_bytes(await handle.fetch_history())
 

@@ -25,8 +25,12 @@ async def test_teardown_removes_the_stack_in_reverse_order_and_keeps_shared_piec
     result = await asyncio.wait_for(handle.result(), WAIT)
 
     assert result.outcome == Outcome.REMOVED
-    assert [s.name for s in result.steps] == ["model-service", "helm/infra-wide-ep", "namespace"]
-    assert all(s.status == StepStatus.CHANGED for s in result.steps)
+    assert [s.name for s in result.steps] == [
+        "model-service", "helm/infra-wide-ep", "namespace", "shared-pieces",
+    ]
+    assert all(s.status == StepStatus.CHANGED for s in result.steps[:-1])
+    # The cluster workflow forgot the target as a user of its shared pieces and removed none.
+    assert result.steps[-1].status == StepStatus.UNCHANGED
     assert fake_cluster.model_service is None and not fake_cluster.namespace
     assert set(fake_cluster.releases) == {"lws", "istiod"}
     assert any("gateway provider" in kept for kept in result.kept)
@@ -47,8 +51,10 @@ async def test_teardown_removes_shared_pieces_when_asked_and_is_safe_to_repeat(
     )
     assert [s.name for s in first.steps] == [
         "model-service", "helm/infra-wide-ep", "hf-token-secret", "last-known-good",
-        "helm/istiod", "helm/lws", "crds",
+        "shared-pieces",
     ]
+    assert first.steps[-1].status == StepStatus.CHANGED
+    assert "istio-system/istiod: uninstalled" in first.steps[-1].detail
     assert fake_cluster.releases == {}
     assert fake_cluster.names("helm_uninstall") == [
         "helm_uninstall:infra-wide-ep", "helm_uninstall:istiod", "helm_uninstall:lws",
@@ -59,6 +65,8 @@ async def test_teardown_removes_shared_pieces_when_asked_and_is_safe_to_repeat(
     )
     helm_steps = [s for s in again.steps if s.name.startswith("helm/")]
     assert all(s.status == StepStatus.UNCHANGED for s in helm_steps)
+    assert again.steps[-1].name == "shared-pieces"
+    assert "uninstalled" not in again.steps[-1].detail  # the releases are absent now
     assert again.outcome == Outcome.REMOVED
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -17,9 +18,12 @@ PREFIX = "/clustersim/admin"
 
 
 class AdminApi:
-    def __init__(self, faults: FaultInjector, storage: Storage) -> None:
+    def __init__(
+        self, faults: FaultInjector, storage: Storage, requests_by_agent: Mapping[str, int]
+    ) -> None:
         self.faults = faults
         self.storage = storage
+        self.requests_by_agent = requests_by_agent
 
     async def handle(self, request: web.Request) -> web.Response:
         try:
@@ -50,6 +54,7 @@ class AdminApi:
                 "objects": {f"{g}/{r}" if g else r: self.storage.count((g, r))
                             for g, r in self.storage.storage_keys()},
                 "watches": sum(1 for _ in self.storage.watchers()),
+                "requestsByAgent": dict(self.requests_by_agent),
             })
         raise path_not_found(request.path)
 

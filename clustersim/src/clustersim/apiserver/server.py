@@ -13,6 +13,7 @@ import contextlib
 import logging
 import ssl
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,9 @@ class ApiServer:
         self.service = ObjectService(self.storage, self.types,
                                      ServiceAddresses(self.config.ip_lock_dir))
         self.faults = FaultInjector(self.config.fault_seed)
+        # API requests by client (the first word of the User-Agent: Helm, kubectl, the official
+        # Python client...), for benchmarks that count what a rollout costs the API server.
+        self.requests_by_agent: Counter[str] = Counter()
         self.forwarder = Forwarder(self.service)
         self.port = 0
         self.token = ""
@@ -161,7 +165,7 @@ class ApiServer:
                                    reviews, self.config.bookmark_interval_seconds)
         app = web.Application(client_max_size=MAX_REQUEST_BYTES,
                               middlewares=[self._authenticate])
-        admin = AdminApi(self.faults, self.storage)
+        admin = AdminApi(self.faults, self.storage, self.requests_by_agent)
         app.router.add_route("*", PREFIX + "{tail:.*}", admin.handle)
         app.router.add_route("*", "/{tail:.*}", self._handler.handle)
         app.on_response_prepare.append(add_request_warnings)
@@ -220,6 +224,9 @@ class ApiServer:
                                         path=request.path)
                 if not self.authorizer.allows(attributes):
                     return error_response(forbidden(attributes))
+        if not request.path.startswith(PREFIX):
+            agent = request.headers.get("User-Agent", "unknown").split("/", 1)[0].split(" ", 1)[0]
+            self.requests_by_agent[agent or "unknown"] += 1
         response: web.StreamResponse = await handler(request)
         return response
 

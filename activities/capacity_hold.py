@@ -1,0 +1,153 @@
+"""Capacity held between preflight and scheduling: a rollout's placement, reserved for it.
+
+Where it sits: the last step of a rollout's preflight (phase 1). It plans where every pod goes
+(activities/capacity.py, node by node, honouring node selectors, affinities, tolerations and the
+surge groups an LWS update creates) against the nodes, the pods and what other rollouts of the
+cluster hold, then asks the cluster workflow (workflows/cluster.py) to hold the plan. The hold is
+a compare-and-swap on the reservations' version: if another rollout reserved in between, the
+plan is made again from the new view, so two rollouts never count the same GPUs. A plan that does
+not fit is refused with the node-level reason (InsufficientCapacity: exit 5, nothing created).
+
+`free_capacity` ends the hold when the rollout ends, whatever the outcome; a rollout that
+disappears loses its hold when the reservation expires.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+
+from activities.cluster import CLUSTER_WORKFLOW, answer_error, cluster_workflow
+from activities.failures import failure, target_client
+from activities.heartbeat import heartbeating, run_blocking
+from activities.preflight import role_plans
+from k8s.capacity import plan_capacity
+from k8s.client import KubeClient
+from k8s.quantity import Resources
+from k8s.reservations import (
+    covered_lws,
+    held_by_others,
+    node_level_reason,
+    reserved_nodes,
+    uncovered_pods,
+)
+from spec.activity_io import CapacityPlan, FailureEvidence
+from spec.cluster_io import (
+    ClusterInput,
+    FreeAsk,
+    HoldCapacityInput,
+    Reservation,
+    ReservationsView,
+    ReserveAnswer,
+    ReserveAsk,
+    cluster_workflow_id,
+)
+from spec.reasons import FailureReason
+
+# Plans made again when other rollouts keep reserving in between; then Temporal retries.
+MAX_PLANS = 20
+
+
+async def _cluster_handle(client: Client, cluster: str) -> WorkflowHandle[object, object]:
+    task_queue = activity.info().task_queue
+    workflow_id = cluster_workflow_id(cluster, task_queue)
+    await client.start_workflow(
+        CLUSTER_WORKFLOW, ClusterInput(cluster=cluster), id=workflow_id, task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    # No run ID: queries and updates follow the workflow across continue-as-new.
+    return client.get_workflow_handle(workflow_id)
+
+
+def _plan(
+    kube: KubeClient, input: HoldCapacityInput, held: dict[str, Resources], covers: set[str]
+) -> tuple[CapacityPlan, list[str]]:
+    roles = role_plans(kube, input.spec, list(input.roles))
+    nodes, _ = kube.list_objects("v1", "Node")
+    pods, _ = kube.list_objects("v1", "Pod")
+    plan = plan_capacity(
+        roles, nodes, uncovered_pods(pods, covers), input.spec.target.namespace, held,
+        salt=input.owner,
+    )
+    return plan, covered_lws(roles)
+
+
+def refusal(plan: CapacityPlan) -> ApplicationError:
+    reason = node_level_reason(plan)
+    message = (
+        f"insufficient capacity: {reason} ({plan.gpus_asked} GPUs asked, "
+        f"{plan.gpus_available} free after what other rollouts hold)"
+    )
+    return failure(
+        FailureReason.INSUFFICIENT_CAPACITY, message,
+        FailureEvidence(
+            reason=FailureReason.INSUFFICIENT_CAPACITY.value, message=message,
+            data={"plan": plan.model_dump(mode="json"), "plan_text": plan.render()},
+        ),
+    )
+
+
+@activity.defn
+async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
+    """Plan against what others hold and hold the plan; refuse when it does not fit."""
+    handle = await _cluster_handle(activity.client(), input.spec.target.cluster)
+    try:
+        async with target_client(input.spec.target) as kube:
+            for _ in range(MAX_PLANS):
+                view: ReservationsView = await handle.query(
+                    "reservations", result_type=ReservationsView
+                )
+                held, covers = held_by_others(view.reservations, input.owner)
+                plan, covered = await run_blocking(
+                    functools.partial(_plan, kube, input, held, covers), "capacity plan"
+                )
+                if not plan.fits:
+                    raise refusal(plan)
+                if not any(pod.node for pod in plan.pods):
+                    return plan  # nothing new to place (an unchanged re-run): nothing to hold
+                reservation = Reservation(
+                    owner=input.owner, run_id=input.run_id, target_id=input.spec.target_id,
+                    nodes=reserved_nodes(plan), covers=covered,
+                    expires_at=datetime.now(UTC) + input.ttl,
+                )
+                answer: ReserveAnswer = await heartbeating(
+                    handle.execute_update(
+                        "reserve", ReserveAsk(reservation=reservation, based_on=view.version),
+                        id=f"reserve/{input.owner}/{input.run_id}/{view.version}",
+                        result_type=ReserveAnswer,
+                    ),
+                    "holding the capacity plan",
+                )
+                if answer.accepted:
+                    activity.logger.info(
+                        "capacity held for %s: %s", input.owner, reservation.nodes
+                    )
+                    return plan
+    except WorkflowUpdateFailedError as error:
+        raise answer_error(error, "holding capacity") from None
+    raise ApplicationError(
+        f"other rollouts kept reserving while this one planned ({MAX_PLANS} plans)",
+        type="CapacityContended", non_retryable=False,
+    )
+
+
+@activity.defn
+async def free_capacity(ask: FreeAsk) -> ReserveAnswer:
+    """End the rollout's hold (a no-op when it holds nothing)."""
+    client = activity.client()
+    try:
+        answer: ReserveAnswer = await heartbeating(
+            client.execute_update_with_start_workflow(
+                "free", ask, start_workflow_operation=cluster_workflow(client, ask.cluster),
+                id=f"free/{ask.owner}/{ask.run_id}", result_type=ReserveAnswer,
+            ),
+            "freeing the capacity hold",
+        )
+    except WorkflowUpdateFailedError as error:
+        raise answer_error(error, "freeing capacity") from None
+    return answer

@@ -1,0 +1,303 @@
+"""Benchmark: N concurrent targets on one cluster and one worker, cold and warm.
+
+    .venv/bin/python bench/concurrency.py [--n 1 5 20 50] [--reps 3] [--profiles tight room]
+
+For each profile (`tight`: exactly the GPUs the N targets ask; `room`: half as much again), each
+N and each repetition: a fresh clustersim, N targets (each its own namespace; one 8-GPU prefill
+pod and one 8-GPU decode pod, so any placement of whole-node pods fits) started together on an
+empty cluster (cold), then the same N again (warm: nothing to change). The worker runs in this
+process (16 activity threads, as worker.py), against its own Temporal dev server.
+
+Per batch: successes (and refusals at preflight), wall time, p50/p95 per rollout and their ratio
+to N=1, worker peak RSS (this process; the lifetime maximum so far), worker CPU-seconds per
+rollout including helm/kubectl children, API requests per rollout by client (counted by
+clustersim: the official Python client is the worker, Helm is helm), history events per rollout,
+clustersim CPU-seconds, the dependencies phase p95, and the orchestration overhead per rollout
+measured directly: its wall time minus the time the cluster spent bringing its pods up (read
+from a watch of every pod, bench/lib/timeline.py). Each figure is given as min/median/max over
+the repetitions. Goals (reported, not asserted): 0 failures; p95 <= 3x N=1; RSS <= 250 MB;
+<= 0.4 CPU-s per rollout; < 100 API requests per warm install; dependencies phase <= 0.5 s p95
+at N=50; overhead of a single install < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from temporalio.client import Client  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
+from activities.registry import activities  # noqa: E402
+from bench.lib.timeline import PodTimeline  # noqa: E402
+from embedded import ClusterSimProcess, TemporalDevServer  # noqa: E402
+from rollouts import rollout_result, start_rollout  # noqa: E402
+from spec import RolloutSpec, parse_spec  # noqa: E402
+from spec.reasons import FailureReason  # noqa: E402
+from spec.workflow_io import Outcome, Phase, RolloutResult  # noqa: E402
+from workflows.registry import WORKFLOWS  # noqa: E402
+
+SCALE = 0.005
+TIMEOUT = 900.0
+VENV_BIN = Path(sys.executable).parent
+SHARED_NAMESPACES = {"lws-system", "istio-system"}
+PROFILE = REPO / "clustersim" / "src" / "clustersim" / "agent" / "profiles" / "h200-2node.yaml"
+
+
+def profile_file(workdir: Path, nodes: int) -> Path:
+    profile = yaml.safe_load(PROFILE.read_text())
+    profile["name"] = f"h200-{nodes}node"
+    profile["nodes"][0]["count"] = nodes
+    path = workdir / "profile.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return path
+
+
+def target_spec(kubeconfig: Path, name: str) -> RolloutSpec:
+    document = yaml.safe_load((REPO / "examples" / "demo.yaml").read_text(encoding="utf-8"))
+    document["metadata"]["name"] = name
+    document["target"].update({"kubeconfig": str(kubeconfig), "namespace": name})
+    document["budgets"]["modelLoad"] = "15m"
+    rule = document["infra"]["values"]["gateway"]["destinationRule"]
+    rule["host"] = rule["host"].replace(".llm-d-wide-ep.", f".{name}.")
+    decode = document["modelService"]["decode"]
+    decode.update({"replicas": 1, "groupSize": 1, "dataParallelLocal": 8, "gpusPerPod": 8})
+    for env in decode["env"]:
+        if env["name"] == "DP_SIZE_LOCAL":
+            env["value"] = "8"
+    return parse_spec(yaml.safe_dump(document), f"bench {name}", base_dir=REPO / "examples")
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process, from /proc (seconds)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def admin_state(kubeconfig: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "get", "--raw", "/clustersim/admin/state",
+         "--kubeconfig", str(kubeconfig)],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    state: dict[str, Any] = json.loads(done.stdout)
+    return state
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
+
+
+async def batch(
+    client: Client, task_queue: str, kubeconfig: Path, sim_pid: int, names: list[str],
+    timeline: PodTimeline,
+) -> dict[str, Any]:
+    """Start every target at once, wait for all; the figures of this batch."""
+    before_requests = admin_state(kubeconfig).get("requestsByAgent", {})
+    before_cpu, before_sim = own_cpu(), process_cpu(sim_pid)
+    started = time.time()
+
+    async def one(name: str) -> tuple[RolloutResult, float, float, int]:
+        began = time.time()
+        handle = await start_rollout(client, target_spec(kubeconfig, name), task_queue=task_queue)
+        result = await asyncio.wait_for(rollout_result(handle), TIMEOUT)
+        ended = time.time()
+        events = len((await handle.fetch_history()).events)
+        return result, began, ended, events
+
+    runs = await asyncio.gather(*(one(name) for name in names))
+    wall = time.time() - started
+    after_requests = admin_state(kubeconfig).get("requestsByAgent", {})
+    n = len(names)
+    durations = [ended - began for _, began, ended, _ in runs]
+    overheads = [
+        (ended - began) - timeline.busy({name} | SHARED_NAMESPACES, began, ended)
+        for (_, began, ended, _), name in zip(runs, names, strict=True)
+    ]
+    deps = [
+        next((p.duration_seconds for p in r.phases if p.phase == Phase.DEPENDENCIES), 0.0)
+        for r, _, _, _ in runs
+    ]
+    refused = [
+        r for r, _, _, _ in runs
+        if r.failure is not None and r.failure.reason == FailureReason.INSUFFICIENT_CAPACITY
+        and r.failure.phase == Phase.PREFLIGHT
+    ]
+    requests = {
+        agent: round((after_requests.get(agent, 0) - before_requests.get(agent, 0)) / n, 1)
+        for agent in sorted(set(after_requests) | set(before_requests))
+    }
+    return {
+        "n": n,
+        "succeeded": sum(1 for r, _, _, _ in runs if r.outcome == Outcome.SUCCEEDED),
+        "refused_at_preflight": len(refused),
+        "failures": [
+            f"{r.target}: {r.failure.reason.value}: {r.failure.message[:160]}"
+            for r, _, _, _ in runs if r.failure is not None and r not in refused
+        ],
+        "wall_seconds": round(wall, 3),
+        "p50_seconds": round(statistics.median(durations), 3),
+        "p95_seconds": round(percentile(durations, 0.95), 3),
+        "overhead_p50_seconds": round(statistics.median(overheads), 3),
+        "overhead_p95_seconds": round(percentile(overheads, 0.95), 3),
+        "dependencies_p95_seconds": round(percentile(deps, 0.95), 3),
+        "worker_peak_rss_mb": round(peak_rss_mb(), 1),
+        "worker_cpu_seconds_per_rollout": round((own_cpu() - before_cpu) / n, 3),
+        "clustersim_cpu_seconds": round(process_cpu(sim_pid) - before_sim, 2),
+        "api_requests_per_rollout": requests,
+        "history_events_per_rollout": round(statistics.mean(e for _, _, _, e in runs), 1),
+    }
+
+
+async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, Any]:
+    os.environ["HF_TOKEN"] = "hf_bench_token"
+    os.environ.setdefault("LLMD_HELM", str(VENV_BIN / "helm"))
+    os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    report: dict[str, Any] = {"scale": SCALE, "runs": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        async with TemporalDevServer(root / "temporal.db") as server:
+            client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+            task_queue = f"bench-concurrency-{uuid.uuid4().hex[:8]}"
+            with ThreadPoolExecutor(max_workers=16) as executor:
+                async with Worker(
+                    client, task_queue=task_queue, workflows=WORKFLOWS,
+                    activities=activities(), activity_executor=executor,
+                    max_heartbeat_throttle_interval=timedelta(seconds=1),
+                ):
+                    for profile in profiles:
+                        for n in ns:
+                            nodes = 2 * n if profile == "tight" else 3 * n
+                            for rep in range(reps):
+                                workdir = root / f"sim-{profile}-{n}-{rep}"
+                                workdir.mkdir()
+                                profile_path = str(profile_file(workdir, nodes))
+                                async with ClusterSimProcess(
+                                    workdir, profile=str(profile_path), time_scale=SCALE,
+                                    startup_timeout=timedelta(seconds=120),
+                                ) as sim:
+                                    kubeconfig, pid = sim.kubeconfig_path, sim.pid
+                                    timeline = PodTimeline(kubeconfig)
+                                    names = [f"t{rep}-{i}" for i in range(n)]
+                                    try:
+                                        for phase in ("cold", "warm"):
+                                            figures = await batch(
+                                                client, task_queue, kubeconfig, pid, names,
+                                                timeline,
+                                            )
+                                            figures.update(profile=profile, phase=phase, rep=rep)
+                                            report["runs"].append(figures)
+                                            print(json.dumps(figures), file=sys.stderr)
+                                    finally:
+                                        timeline.stop()
+    report["summary"] = summarize(report["runs"])
+    return report
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+SUMMARIZED = (
+    "succeeded", "refused_at_preflight", "wall_seconds", "p50_seconds", "p95_seconds",
+    "overhead_p50_seconds", "overhead_p95_seconds", "dependencies_p95_seconds",
+    "worker_peak_rss_mb", "worker_cpu_seconds_per_rollout", "clustersim_cpu_seconds",
+    "history_events_per_rollout",
+)
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["profile"], run["phase"], run["n"]), []).append(run)
+    rows = []
+    for (profile, phase, n), members in sorted(groups.items()):
+        row: dict[str, Any] = {"profile": profile, "phase": phase, "n": n}
+        for key in SUMMARIZED:
+            row[key] = spread([float(m[key]) for m in members])
+        agents = sorted({a for m in members for a in m["api_requests_per_rollout"]})
+        row["api_requests_per_rollout"] = {
+            agent: spread([float(m["api_requests_per_rollout"].get(agent, 0)) for m in members])
+            for agent in agents
+        }
+        single = groups.get((profile, phase, 1))
+        if single:
+            base = statistics.median(m["p95_seconds"] for m in single)
+            row["p95_ratio_to_n1"] = round(row["p95_seconds"]["median"] / base, 2)
+        rows.append(row)
+    return rows
+
+
+def table(summary: list[dict[str, Any]]) -> str:
+    header = (
+        f"{'profile':<6} {'phase':<5} {'N':>3} {'ok':>7} {'refused':>7} {'wall s':>8} "
+        f"{'p50 s':>7} {'p95 s':>7} {'x N=1':>6} {'ovh p50':>8} {'deps p95':>8} {'RSS MB':>7} "
+        f"{'CPU/r':>6} {'API/r (worker+helm)':>20} {'events/r':>8} {'sim CPU':>8}"
+    )
+    lines = [header, "(medians over the repetitions; the JSON has min/median/max)"]
+    for row in summary:
+        api = row["api_requests_per_rollout"]
+        worker = api.get("OpenAPI-Generator", {}).get("median", 0)
+        helm = sum(v["median"] for k, v in api.items() if k.lower().startswith("helm"))
+        lines.append(
+            f"{row['profile']:<6} {row['phase']:<5} {row['n']:>3} "
+            f"{row['succeeded']['median']:>7} {row['refused_at_preflight']['median']:>7} "
+            f"{row['wall_seconds']['median']:>8} {row['p50_seconds']['median']:>7} "
+            f"{row['p95_seconds']['median']:>7} {row.get('p95_ratio_to_n1', '-')!s:>6} "
+            f"{row['overhead_p50_seconds']['median']:>8} "
+            f"{row['dependencies_p95_seconds']['median']:>8} "
+            f"{row['worker_peak_rss_mb']['median']:>7} "
+            f"{row['worker_cpu_seconds_per_rollout']['median']:>6} "
+            f"{f'{worker:g}+{helm:g}':>20} {row['history_events_per_rollout']['median']:>8} "
+            f"{row['clustersim_cpu_seconds']['median']:>8}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1, 5, 20, 50])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--profiles", nargs="+", default=["tight", "room"],
+                        choices=["tight", "room"])
+    args = parser.parse_args()
+    report = asyncio.run(measure(sorted(args.n), args.reps, args.profiles))
+    print(json.dumps(report, indent=2, sort_keys=True))
+    print(table(report["summary"]))
+
+
+if __name__ == "__main__":
+    main()

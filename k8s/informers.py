@@ -1,0 +1,243 @@
+"""Shared watches: one informer per (cluster, kind, namespace scope) in a worker process.
+
+Where it sits: under the waits (activities/waits.py, serving.py's model-load wait, kube.py's CRD
+wait). Fifty concurrent rollouts used to open four watches per role wait each (240 watch threads
+at thirty rollouts); now every wait *subscribes* to the process's one informer for the collection
+it needs, and filters what it sees by its own label and field selectors. The informer is the
+list+watch loop of activities/watching.py (resumed from its resourceVersion after a cut, relisted
+after 410 Gone); it starts with its first subscriber and stops a little after its last one leaves
+(`LINGER_SECONDS`), so waits that follow one another reuse a warm cache.
+
+A `Subscription` offers what a private `Informer` does (`synced`, `error`, `objects()`, `get()`,
+`stop()`), so a wait changes one line to share. Selectors the cache cannot evaluate (set-based
+ones) get a private informer, as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kubernetes import client as k8s_client
+
+from k8s.client import KubeClient, KubeError
+from k8s.watching import Collection, Informer, object_key
+
+# How long an informer nobody subscribes to keeps watching, for the next wait of the same kind.
+LINGER_SECONDS = 30.0
+
+
+class Watched(Protocol):
+    """What a wait reads from a watch, shared (`Subscription`) or private (`Informer`)."""
+
+    @property
+    def synced(self) -> bool: ...
+
+    @property
+    def error(self) -> KubeError | None: ...
+
+    @property
+    def resource_version(self) -> str | None: ...
+
+    def objects(self) -> list[dict[str, Any]]: ...
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def stop(self) -> None: ...
+
+
+def parse_selector(selector: str | None) -> list[tuple[str, str, str]] | None:
+    """`a=b,c!=d` as (key, op, value) triples; None when not equality-based."""
+    if not selector:
+        return []
+    terms = []
+    for part in selector.split(","):
+        part = part.strip()
+        for op in ("!=", "==", "="):
+            if op in part:
+                key, value = part.split(op, 1)
+                terms.append((key.strip(), "!=" if op == "!=" else "=", value.strip()))
+                break
+        else:
+            return None
+    return terms
+
+
+def _field(obj: dict[str, Any], path: str) -> str | None:
+    value: Any = obj
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return None if value is None else str(value)
+
+
+def matches(
+    obj: dict[str, Any],
+    labels: list[tuple[str, str, str]],
+    fields: list[tuple[str, str, str]],
+) -> bool:
+    metadata_labels = (obj.get("metadata") or {}).get("labels") or {}
+    return all(
+        (metadata_labels.get(key) == value) == (op == "=") for key, op, value in labels
+    ) and all((_field(obj, path) == value) == (op == "=") for path, op, value in fields)
+
+
+def connection_identity(client: KubeClient) -> str:
+    """Who the client is, where: the server and the credentials (a watch sees what RBAC lets
+    its credentials see, so two identities never share a cache)."""
+    configuration: Any = client.api.configuration
+    secret = hashlib.sha256(
+        repr(
+            (configuration.api_key, configuration.cert_file, configuration.key_file,
+             configuration.username)
+        ).encode()
+    ).hexdigest()[:16]
+    return f"{configuration.host}|{secret}"
+
+
+def own_client(client: KubeClient) -> KubeClient:
+    """A client of the shared informer's own: it outlives the activity that started it, whose
+    client is closed when the activity ends."""
+    return KubeClient(k8s_client.ApiClient(client.api.configuration))
+
+
+@dataclass(eq=False)
+class _Shared:
+    informer: Informer
+    subscribers: list[Subscription] = field(default_factory=list)
+    idle_timer: threading.Timer | None = None
+
+    def changed(self) -> None:
+        for subscription in list(self.subscribers):
+            subscription.on_change()
+
+
+class Subscription:
+    """One wait's view of a shared informer: the objects its selectors select."""
+
+    def __init__(
+        self,
+        registry: SharedInformers,
+        key: tuple[str, ...],
+        shared: _Shared,
+        labels: list[tuple[str, str, str]],
+        fields: list[tuple[str, str, str]],
+        on_change: Callable[[], None],
+    ) -> None:
+        self._registry = registry
+        self._key = key
+        self._shared = shared
+        self._labels = labels
+        self._fields = fields
+        self.on_change = on_change
+        self.stopped = False
+
+    @property
+    def synced(self) -> bool:
+        return self._shared.informer.synced
+
+    @property
+    def error(self) -> KubeError | None:
+        return self._shared.informer.error
+
+    @property
+    def resource_version(self) -> str | None:
+        return self._shared.informer.resource_version
+
+    def objects(self) -> list[dict[str, Any]]:
+        return [
+            o for o in self._shared.informer.objects() if matches(o, self._labels, self._fields)
+        ]
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found = self._shared.informer.get(key)
+        return found if found is not None and matches(found, self._labels, self._fields) else None
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self._registry.unsubscribe(self._key, self)
+
+
+class SharedInformers:
+    """The process's informers, by cluster connection, kind and namespace scope."""
+
+    def __init__(self, linger_seconds: float = LINGER_SECONDS) -> None:
+        self._lock = threading.Lock()
+        self._informers: dict[tuple[str, ...], _Shared] = {}
+        self._linger = linger_seconds
+
+    def subscribe(
+        self, client: KubeClient, collection: Collection, on_change: Callable[[], None]
+    ) -> Subscription | Informer:
+        labels = parse_selector(collection.label_selector)
+        fields = parse_selector(collection.field_selector)
+        if labels is None or fields is None:
+            return Informer(client, collection, on_change).start()
+        key = (
+            connection_identity(client), collection.api_version, collection.kind,
+            collection.namespace or "",
+        )
+        with self._lock:
+            shared = self._informers.get(key)
+            if shared is None:
+                scope = Collection(collection.api_version, collection.kind, collection.namespace)
+                shared = _Shared(Informer(own_client(client), scope, lambda: None))
+                # The informer wakes every subscriber (each filters for itself).
+                shared.informer._on_change = shared.changed
+                self._informers[key] = shared
+                shared.informer.start()
+            if shared.idle_timer is not None:
+                shared.idle_timer.cancel()
+                shared.idle_timer = None
+            subscription = Subscription(self, key, shared, labels, fields, on_change)
+            shared.subscribers.append(subscription)
+        # A late subscriber to a synced cache wakes at once, to read what is already there.
+        if shared.informer.synced:
+            on_change()
+        return subscription
+
+    def unsubscribe(self, key: tuple[str, ...], subscription: Subscription) -> None:
+        with self._lock:
+            shared = self._informers.get(key)
+            if shared is None:
+                return
+            if subscription in shared.subscribers:
+                shared.subscribers.remove(subscription)
+            if shared.subscribers:
+                return
+            timer = threading.Timer(self._linger, self._retire, (key, shared))
+            timer.daemon = True
+            shared.idle_timer = timer
+            timer.start()
+
+    def _retire(self, key: tuple[str, ...], shared: _Shared) -> None:
+        with self._lock:
+            if shared.subscribers or self._informers.get(key) is not shared:
+                return
+            del self._informers[key]
+        shared.informer.stop()
+
+    def watching(self) -> int:
+        """How many informers (watch streams) run now."""
+        with self._lock:
+            return len(self._informers)
+
+
+SHARED = SharedInformers()
+
+
+def subscribe(
+    client: KubeClient, collection: Collection, on_change: Callable[[], None]
+) -> Subscription | Informer:
+    """Subscribe to the worker's shared informer for `collection` (see the module doc)."""
+    return SHARED.subscribe(client, collection, on_change)
+
+
+__all__ = [
+    "SHARED", "Subscription", "Watched", "matches", "object_key", "parse_selector", "subscribe",
+]

@@ -1,0 +1,230 @@
+"""What a target's rollout or teardown exchanges with its cluster's ClusterWorkflow.
+
+Where it sits: between workflows/cluster.py (the one writer of a cluster's shared pieces and the
+keeper of its GPU reservations) and the activities in activities/cluster.py that reach it by
+update-with-start on behalf of a RolloutWorkflow or TeardownWorkflow. Plain data, no secrets: the
+HF token never gets near these models.
+
+A *shared piece* is something one cluster holds once for every target: the Gateway API and
+inference-extension CRD bundles, the LWS controller release, the gateway provider releases. Its
+`version` is what two targets must agree on to share it (see `piece_version`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spec.rollout import CrdBundle, HelmRelease, RoleName, RolloutSpec, Target
+
+CLUSTER_ID_PREFIX = "cluster/"
+# A ClusterWorkflow continues as new once its history holds this many events (or the server
+# suggests it), so years of rollouts never make one history unbounded.
+MAX_HISTORY_EVENTS = 5000
+
+PieceKind = Literal["crds", "helm"]
+CrdBundleName = Literal["gateway-api", "inference-extension"]
+PieceAction = Literal["installed", "upgraded", "applied", "already current", "checked"]
+
+
+def cluster_workflow_id(cluster: str, task_queue: str) -> str:
+    """`cluster/<task queue>/<cluster>`: one writer per cluster per deployment of workers.
+
+    The task queue is part of the ID because a ClusterWorkflow runs its helm and kubectl work on
+    the workers of the queue it was started on; two deployments (say two test sessions, or a
+    staging and a production worker fleet) aimed at one cluster name must not share a writer
+    whose workers belong to the other."""
+    return f"{CLUSTER_ID_PREFIX}{task_queue}/{cluster}"
+
+
+class ClusterModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SharedPiece(ClusterModel):
+    """One cluster-wide piece a target's spec needs, with the version it needs."""
+
+    key: str = Field(description="`crds/<bundle>` or `helm/<namespace>/<release>`.")
+    kind: PieceKind
+    step: str = Field(description="The rollout step name that reports it (`lws-controller`).")
+    version: str
+    bundle: CrdBundle | None = None
+    bundle_name: CrdBundleName | None = None
+    expected: list[str] = Field(default_factory=list)
+    release: HelmRelease | None = None
+    namespace: str | None = Field(default=None, description="A release's namespace.")
+
+    @property
+    def label(self) -> str:
+        if self.release is not None:
+            what = (
+                "gateway provider release" if self.step.startswith("gateway-provider/")
+                else "LWS controller release" if self.step == "lws-controller" else "release"
+            )
+            return f"{what} {self.namespace}/{self.release.release_name}"
+        return f"the {self.bundle_name} CRDs"
+
+
+def piece_version(release: HelmRelease) -> str:
+    """What two targets must agree on to share a release: the chart (version, or path) and a
+    digest of the values and values files they give it."""
+    chart = release.chart
+    where = chart.version or chart.path or f"{chart.repository}/{chart.name}"
+    values = json.dumps(
+        {"values": release.values, "files": release.values_files}, sort_keys=True, default=str
+    )
+    return f"{where} (values {hashlib.sha256(values.encode()).hexdigest()[:12]})"
+
+
+def crd_piece(name: CrdBundleName, bundle: CrdBundle, expected: list[str]) -> SharedPiece:
+    return SharedPiece(
+        key=f"crds/{name}", kind="crds", step=f"crds/{name}",
+        version=f"{bundle.version} from {bundle.source}", bundle=bundle, bundle_name=name,
+        expected=expected,
+    )
+
+
+def release_piece(step: str, release: HelmRelease, namespace: str) -> SharedPiece:
+    return SharedPiece(
+        key=f"helm/{namespace}/{release.release_name}", kind="helm", step=step,
+        version=piece_version(release), release=release, namespace=namespace,
+    )
+
+
+class EnsureAsk(ClusterModel):
+    """Make the pieces current for `target_id` (in order) and record it as their user."""
+
+    ask_id: str = Field(description="Rollout workflow ID, run ID and phase: the update ID.")
+    target_id: str
+    target: Target = Field(description="How the cluster's workers reach the cluster.")
+    pieces: list[SharedPiece]
+    timeout: timedelta
+
+
+class PieceOutcome(ClusterModel):
+    key: str
+    step: str
+    action: PieceAction
+    changed: bool
+    detail: str
+    revision: int | None = None
+    repaired: str | None = None
+
+
+class EnsureAnswer(ClusterModel):
+    outcomes: list[PieceOutcome]
+
+
+class ReleaseAsk(ClusterModel):
+    """A target is being torn down: it no longer uses the pieces; remove the ones nobody else
+    uses when asked (`include_*`), with their namespaces."""
+
+    ask_id: str
+    target_id: str
+    target: Target
+    pieces: list[SharedPiece]
+    include_gateway_provider: bool = False
+    include_dependencies: bool = False
+    timeout: timedelta
+
+
+class ReleasedPiece(ClusterModel):
+    key: str
+    step: str
+    action: Literal["removed", "kept", "absent"]
+    detail: str
+
+
+class ReleaseAnswer(ClusterModel):
+    pieces: list[ReleasedPiece]
+
+
+class PieceRecord(ClusterModel):
+    """What the cluster workflow knows of a piece: its version and the targets that use it."""
+
+    piece: SharedPiece
+    users: list[str] = Field(default_factory=list)
+
+
+# --- GPU reservations ----------------------------------------------------------------------------
+
+
+class Reservation(ClusterModel):
+    """GPUs (and the other requests) a rollout placed at preflight, node by node, held until it
+    ends. `covers` names the LeaderWorkerSets (`namespace/name`) whose pods the reservation stands
+    for: a planner ignores those pods and counts the reservation instead, so nothing is counted
+    twice while the pods come up."""
+
+    owner: str = Field(description="The rollout's workflow ID.")
+    run_id: str
+    target_id: str
+    nodes: dict[str, dict[str, str]] = Field(description="node -> resource -> quantity")
+    covers: list[str] = Field(default_factory=list)
+    expires_at: datetime
+    accepted_at: int = Field(default=0, description="The reservations' version it was held at.")
+
+
+class ReservationsView(ClusterModel):
+    """The reservations as of `version` (a counter bumped by every change)."""
+
+    version: int
+    reservations: list[Reservation]
+
+
+class ReserveAsk(ClusterModel):
+    """Hold `reservation` if nothing changed since `based_on` (compare-and-swap): a planner that
+    saw an older view must plan again."""
+
+    reservation: Reservation
+    based_on: int
+
+
+class ReserveAnswer(ClusterModel):
+    accepted: bool
+    version: int
+    detail: str = ""
+
+
+class FreeAsk(ClusterModel):
+    """End `owner`'s reservation (of run `run_id`, or any run): the rollout ended."""
+
+    cluster: str
+    owner: str
+    run_id: str = ""
+    why: str
+
+
+class HoldCapacityInput(ClusterModel):
+    """Plan the capacity of `roles` against the nodes, the pods and the other rollouts'
+    reservations, and hold the plan for `owner` until it frees it or `ttl` passes."""
+
+    spec: RolloutSpec
+    roles: list[RoleName]
+    owner: str
+    run_id: str
+    ttl: timedelta
+
+
+class ClusterState(ClusterModel):
+    """Everything a ClusterWorkflow carries through continue-as-new."""
+
+    cluster: str
+    pieces: dict[str, PieceRecord] = Field(default_factory=dict)
+    reservations: list[Reservation] = Field(default_factory=list)
+    version: int = 0
+    answered: dict[str, EnsureAnswer] = Field(
+        default_factory=dict,
+        description="Recent answers by ask ID, so an ask retried across continue-as-new is "
+        "answered, not run twice.",
+    )
+
+
+class ClusterInput(ClusterModel):
+    cluster: str
+    state: ClusterState | None = None
+    max_history_events: int = MAX_HISTORY_EVENTS
+    reservation_grace: timedelta = timedelta(minutes=5)

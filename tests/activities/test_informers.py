@@ -1,0 +1,81 @@
+"""Shared watches: one informer per (cluster, kind, namespace) in a worker, many subscribers.
+
+Against clustersim's API server: two waits on one collection share one watch and each sees only
+what its selectors select; a subscriber joining a synced cache is woken at once; a cut stream
+is resumed for all of them; the informer stops once its last subscriber has left and the linger
+has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities import kube
+from k8s.informers import SharedInformers, matches, parse_selector
+from k8s.watching import Collection, Wakeup
+from spec.activity_io import EnsureNamespaceInput
+from tests.activities.conftest import SimCluster
+from tests.activities.test_api_faults import config_map, until
+
+
+@pytest.fixture
+def faults(kube_api: SimCluster) -> Iterator[SimCluster]:
+    yield kube_api
+    kube_api.api_fault("clear")
+
+
+def labelled(namespace: str, name: str, team: str) -> dict[str, object]:
+    document = config_map(namespace, name)
+    document["metadata"] = {"name": name, "namespace": namespace, "labels": {"team": team}}
+    return document
+
+
+def test_equality_selectors_are_evaluated_and_set_based_ones_are_not() -> None:
+    obj = {"metadata": {"name": "a", "labels": {"team": "x"}}}
+    assert parse_selector("team=x, tier!=db") == [("team", "=", "x"), ("tier", "!=", "db")]
+    assert parse_selector("team in (x,y)") is None
+    assert matches(obj, [("team", "=", "x")], [("metadata.name", "=", "a")])
+    assert not matches(obj, [("team", "!=", "x")], [])
+
+
+async def test_two_waits_share_one_watch_and_each_sees_its_own_objects(
+    faults: SimCluster,
+) -> None:
+    client = faults.client()
+    namespace = "shared-watch"
+    await ActivityEnvironment().run(
+        kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
+    )
+    registry = SharedInformers(linger_seconds=0.2)
+    red_wakeup, blue_wakeup = Wakeup(), Wakeup()
+    red = registry.subscribe(client, Collection("v1", "ConfigMap", namespace, "team=red"),
+                             red_wakeup.set)
+    blue = registry.subscribe(client, Collection("v1", "ConfigMap", namespace, "team=blue"),
+                              blue_wakeup.set)
+    try:
+        assert registry.watching() == 1
+        faults.api_fault("--cut-watch-after", "1", "--verb", "watch", "--path", namespace)
+        for index in range(3):
+            client.apply(labelled(namespace, f"red-{index}", "red"), force=False)
+            client.apply(labelled(namespace, f"blue-{index}", "blue"), force=False)
+        await until(lambda: len(red.objects()) == 3, red_wakeup)
+        await until(lambda: len(blue.objects()) == 3, blue_wakeup)
+        assert {o["metadata"]["labels"]["team"] for o in red.objects()} == {"red"}
+        assert blue.get(f"{namespace}/red-0") is None
+        assert blue.get(f"{namespace}/blue-0") is not None
+
+        late_wakeup = Wakeup()
+        late = registry.subscribe(client, Collection("v1", "ConfigMap", namespace),
+                                  late_wakeup.set)
+        assert registry.watching() == 1
+        assert await late_wakeup.wait(5.0)  # the cache is synced: woken at once
+        assert len([o for o in late.objects() if "labels" in o["metadata"]]) == 6
+        late.stop()
+    finally:
+        red.stop()
+        blue.stop()
+    stopped = Wakeup()
+    await until(lambda: registry.watching() == 0, stopped, timeout=5.0)

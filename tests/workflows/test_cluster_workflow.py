@@ -1,0 +1,237 @@
+"""ClusterWorkflow with the stand-in activities: one writer of the shared pieces per cluster.
+
+Several targets on one fake cluster (one task queue, so one `cluster/<queue>/clustersim`): asks
+for the same version coalesce into one helm operation, an ask for another version than a live
+target uses is refused before anything changes, teardown keeps what another target still uses,
+and the workflow continues as new with everything it knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from rollouts import rollout_result, start_rollout, start_teardown
+from spec.cluster_io import (
+    ClusterInput,
+    FreeAsk,
+    Reservation,
+    ReserveAnswer,
+    ReserveAsk,
+    cluster_workflow_id,
+)
+from spec.workflow_io import Outcome, Phase, StepStatus, TeardownInput
+from tests.workflows.fakes import FakeCluster
+from tests.workflows.scenarios import WAIT, run_rollout
+from tests.workflows.specs import demo_spec
+from workflows.cluster import ClusterWorkflow
+
+CLUSTER = "clustersim"  # the demo spec's target.cluster
+
+
+def lws_values(**values: Any) -> Any:
+    def change(document: dict[str, Any]) -> None:
+        document["dependencies"]["leaderWorkerSet"]["release"]["values"] = values
+
+    return change
+
+
+def cluster_handle(client: Client, task_queue: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(cluster_workflow_id(CLUSTER, task_queue))
+
+
+async def pending(client: Client, workflow_id: str, activity_type: str) -> None:
+    """Until `workflow_id` has `activity_type` pending (its ask is out)."""
+    handle = client.get_workflow_handle(workflow_id)
+    for _ in range(300):
+        described = await handle.describe()
+        running = described.raw_description.pending_activities
+        if any(a.activity_type.name == activity_type for a in running):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{workflow_id} never asked ({activity_type})")
+
+
+def step(result: Any, name: str) -> Any:
+    return next(s for s in result.steps if s.name == name)
+
+
+async def test_two_targets_at_once_share_one_install_of_each_piece(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    held = fake_cluster.hold("helm_upgrade_install")
+    first = await start_rollout(temporal_client, demo_spec("twin-a"), task_queue=fake_worker)
+    await pending(temporal_client, first.id, "ensure_shared_pieces")
+    # The second target asks while the first one's LWS install is still running.
+    second = await start_rollout(temporal_client, demo_spec("twin-b"), task_queue=fake_worker)
+    cluster = cluster_handle(temporal_client, fake_worker)
+    for _ in range(300):
+        waiting = await cluster.query(ClusterWorkflow.operations)
+        if len(waiting.get("helm/lws-system/lws", [])) == 2:
+            break
+        await asyncio.sleep(0.05)
+    held.set()
+    results = await asyncio.gather(
+        asyncio.wait_for(rollout_result(first), WAIT),
+        asyncio.wait_for(rollout_result(second), WAIT),
+    )
+
+    assert all(r.outcome == Outcome.SUCCEEDED for r in results), [r.failure for r in results]
+    # One helm operation per shared release, whatever the number of asking targets.
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+    assert fake_cluster.names("helm_upgrade_install:istiod") == ["helm_upgrade_install:istiod"]
+    assert fake_cluster.helm_revision("lws") == 1
+    lws = sorted(step(r, "lws-controller").detail for r in results)
+    assert lws[0].startswith("already current: made current for clustersim/llm-d-wide-ep/twin-a")
+    assert lws[1].startswith("installed, revision 1")
+    statuses = sorted(step(r, "lws-controller").status for r in results)
+    assert statuses == sorted([StepStatus.CHANGED, StepStatus.UNCHANGED])
+    users = await cluster.query(ClusterWorkflow.users)
+    assert users["helm/lws-system/lws"] == [
+        "clustersim/llm-d-wide-ep/twin-a", "clustersim/llm-d-wide-ep/twin-b",
+    ]
+
+
+async def test_another_version_of_a_piece_a_live_target_uses_is_refused_before_any_change(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    first = await run_rollout(temporal_client, demo_spec("keeper"), fake_worker)
+    assert first.outcome == Outcome.SUCCEEDED, first.failure
+    fake_cluster.calls.clear()
+
+    other = await run_rollout(
+        temporal_client, demo_spec("newcomer", lws_values(replicas=3)), fake_worker
+    )
+
+    assert other.outcome == Outcome.FAILED
+    assert other.failure is not None and other.failure.phase == Phase.DEPENDENCIES
+    message = other.failure.message
+    assert "LWS controller release lws-system/lws is shared" in message
+    used = re.search(r"target clustersim/llm-d-wide-ep/keeper uses (\S+ \(values \w+\))", message)
+    asked = re.search(r"target clustersim/llm-d-wide-ep/newcomer\) asks for (\S+ \(values \w+\))",
+                      message)
+    assert used and asked and used.group(1) != asked.group(1), message
+    assert not fake_cluster.names("helm_upgrade_install")
+    assert not fake_cluster.names("apply_crds")
+    # The same change by the only user is an upgrade, not a conflict.
+    fake_cluster.calls.clear()
+    again = await run_rollout(
+        temporal_client, demo_spec("keeper", lws_values(replicas=3)), fake_worker
+    )
+    assert again.outcome == Outcome.SUCCEEDED, again.failure
+    assert step(again, "lws-controller").detail.startswith("upgraded, revision 2")
+
+
+async def test_teardown_keeps_what_another_target_uses_and_the_last_user_removes_it(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    specs = [demo_spec("tenant-a"), demo_spec("tenant-b")]
+    for spec in specs:
+        result = await run_rollout(temporal_client, spec, fake_worker)
+        assert result.outcome == Outcome.SUCCEEDED, result.failure
+    everything = {"include_dependencies": True, "include_gateway_provider": True}
+
+    first = await (
+        await start_teardown(
+            temporal_client, TeardownInput(spec=specs[0], **everything), task_queue=fake_worker
+        )
+    ).result()
+    assert step(first, "shared-pieces").status == StepStatus.UNCHANGED
+    assert any(
+        k.startswith("LWS controller release lws-system/lws kept: still used by "
+                     "clustersim/llm-d-wide-ep/tenant-b") for k in first.kept
+    ), first.kept
+    assert set(fake_cluster.releases) >= {"lws", "istiod"}
+
+    last = await (
+        await start_teardown(
+            temporal_client, TeardownInput(spec=specs[1], **everything), task_queue=fake_worker
+        )
+    ).result()
+    detail = step(last, "shared-pieces").detail
+    assert "lws-system/lws: uninstalled" in detail and "istio-system/istiod: uninstalled" in detail
+    assert "namespace lws-system deleted" in detail and "namespace istio-system deleted" in detail
+    assert "leaderworkersets.leaderworkerset.x-k8s.io" in detail
+    assert "lws" not in fake_cluster.releases and "istiod" not in fake_cluster.releases
+    users = await cluster_handle(temporal_client, fake_worker).query(ClusterWorkflow.users)
+    assert users == {}
+
+
+async def test_the_cluster_workflow_continues_as_new_with_its_users(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    started = await temporal_client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER, max_history_events=20),
+        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+    )
+    for name in ("long-a", "long-b"):
+        result = await run_rollout(temporal_client, demo_spec(name), fake_worker)
+        assert result.outcome == Outcome.SUCCEEDED, result.failure
+
+    current = cluster_handle(temporal_client, fake_worker)
+    described = await current.describe()
+    assert described.run_id != started.result_run_id
+    users = await current.query(ClusterWorkflow.users)
+    assert users["helm/lws-system/lws"] == [
+        "clustersim/llm-d-wide-ep/long-a", "clustersim/llm-d-wide-ep/long-b",
+    ]
+
+
+async def test_a_burst_of_targets_costs_one_helm_check_per_piece(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    for name in ("burst-a", "burst-b", "burst-c"):
+        result = await run_rollout(temporal_client, demo_spec(name), fake_worker)
+        assert result.outcome == Outcome.SUCCEEDED, result.failure
+        if name != "burst-a":
+            detail = step(result, "lws-controller").detail
+            assert detail.startswith("already current: made current "), detail
+            assert detail.endswith("ago for clustersim/llm-d-wide-ep/burst-a"), detail
+    # Made current once; the later asks within FRESH_FOR read the cluster workflow's record.
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+    assert len(fake_cluster.names("apply_crds")) == 2
+
+
+def hold(owner: str, nodes: list[str], expires_in: float = 3600) -> Reservation:
+    return Reservation(
+        owner=owner, run_id="run", target_id=f"clustersim/ns/{owner}",
+        nodes={node: {"nvidia.com/gpu": "8"} for node in nodes}, covers=[],
+        expires_at=datetime.now(UTC) + timedelta(seconds=expires_in),
+    )
+
+
+async def test_holds_are_compared_node_by_node_freed_and_expired(
+    temporal_client: Client, fake_worker: str
+) -> None:
+    cluster = await temporal_client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
+        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+    )
+
+    async def reserve(reservation: Reservation, based_on: int) -> ReserveAnswer:
+        return await cluster.execute_update(
+            ClusterWorkflow.reserve, ReserveAsk(reservation=reservation, based_on=based_on)
+        )
+
+    assert (await reserve(hold("a", ["node-0"]), 0)).accepted
+    # Planned from the same view, on another node: nothing it counted has changed.
+    assert (await reserve(hold("b", ["node-1"]), 0)).accepted
+    stale = await reserve(hold("c", ["node-0", "node-2"]), 0)
+    assert not stale.accepted and stale.detail.startswith("a reserved on the same nodes")
+    view = await cluster.query(ClusterWorkflow.reservations)
+    assert (await reserve(hold("c", ["node-2"], expires_in=1), view.version)).accepted
+
+    freed = await cluster.execute_update(
+        ClusterWorkflow.free, FreeAsk(cluster=CLUSTER, owner="a", why="succeeded")
+    )
+    assert freed.detail == "freed (succeeded)"
+    for _ in range(100):  # c's hold expires without its owner
+        owners = [r.owner for r in (await cluster.query(ClusterWorkflow.reservations)).reservations]
+        if owners == ["b"]:
+            break
+        await asyncio.sleep(0.1)
+    assert owners == ["b"]

@@ -1,0 +1,296 @@
+"""End to end: many targets, one cluster, against clustersim with the real activities.
+
+Targets started together share one ClusterWorkflow, the one writer of the cluster-wide pieces:
+both of two simultaneous rollouts succeed with one helm install of each shared release; a second
+rollout started while the first one's shared install is slowed waits and uninstalls nothing;
+teardown keeps what another target uses and the last user removes it; ten rollouts together on
+an empty cluster all succeed. Each cluster gets its own `target.cluster` name, so its cluster
+workflow is its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.client import Client, WorkflowHandle
+
+from cli.exit_codes import ExitCode, for_result
+from embedded.temporal import TemporalDevServer
+from rollouts import rollout_result, start_rollout, start_teardown
+from spec.cluster_io import cluster_workflow_id
+from spec.reasons import FailureReason
+from spec.rollout import RolloutSpec
+from spec.workflow_io import Outcome, Phase, RolloutResult, StepStatus, TeardownInput
+from tests.workflows.e2e import REPO, VENV_BIN, SimCluster, WorkerProcess, clustersim, sim_spec
+from tests.workflows.specs import Change
+from workflows.cluster import ClusterWorkflow
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROLLOUT_TIMEOUT = 300.0
+PROFILES = REPO / "clustersim" / "src" / "clustersim" / "agent" / "profiles"
+
+
+def nodes_profile(workdir: Path, nodes: int) -> str:
+    """h200-2node with `nodes` nodes (8 GPUs each), written beside the cluster's data."""
+    profile = yaml.safe_load((PROFILES / "h200-2node.yaml").read_text())
+    profile["name"] = f"h200-{nodes}node"
+    profile["nodes"][0]["count"] = nodes
+    path = workdir / f"h200-{nodes}node.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
+    """Room for two demo stacks (32 GPUs)."""
+    workdir = tmp_path_factory.mktemp("sim-pair")
+    with clustersim(workdir, nodes_profile(workdir, 4)) as cluster:
+        yield cluster
+
+
+def whole_node_decode(document: dict[str, Any]) -> None:
+    """One decode group of one 8-GPU pod."""
+    decode = document["modelService"]["decode"]
+    decode.update({"replicas": 1, "groupSize": 1, "dataParallelLocal": 8, "gpusPerPod": 8})
+    for env in decode["env"]:
+        if env["name"] == "DP_SIZE_LOCAL":
+            env["value"] = "8"
+
+
+def on(sim: SimCluster, cluster: str, name: str, *changes: Change) -> RolloutSpec:
+    """The demo stack as target `<cluster>/<name>/<name>`: a namespace of its own, so its own
+    releases (infra, model service) are its alone; only the cluster-wide pieces are shared."""
+
+    def named(document: dict[str, Any]) -> None:
+        document["target"]["cluster"] = cluster
+        document["target"]["namespace"] = name
+        rule = document["infra"]["values"]["gateway"]["destinationRule"]
+        rule["host"] = rule["host"].replace(".llm-d-wide-ep.", f".{name}.")
+
+    return sim_spec(name, sim, named, *changes)
+
+
+def helm_history(sim: SimCluster, release: str, namespace: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(VENV_BIN / "helm"), "history", release, "-n", namespace, "-o", "yaml",
+         "--kubeconfig", str(sim.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    if done.returncode != 0:
+        assert "not found" in done.stderr, done.stderr
+        return []
+    history: list[dict[str, Any]] = yaml.safe_load(done.stdout)
+    return history
+
+
+def api_fault(sim: SimCluster, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "clustersim", "fault", "api", "--kubeconfig", str(sim.kubeconfig),
+         *args],
+        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def together(
+    client: Client, task_queue: str, specs: list[RolloutSpec]
+) -> list[RolloutResult]:
+    handles = await asyncio.gather(
+        *(start_rollout(client, spec, task_queue=task_queue) for spec in specs)
+    )
+    return await finished(handles)
+
+
+async def finished(handles: list[WorkflowHandle[Any, Any]]) -> list[RolloutResult]:
+    return list(
+        await asyncio.gather(
+            *(asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT) for handle in handles)
+        )
+    )
+
+
+def step_detail(result: RolloutResult, name: str) -> str:
+    return next(s.detail for s in result.steps if s.name == name)
+
+
+async def test_two_targets_started_at_once_both_succeed_with_one_install_each(
+    client: Client, real_worker: str, pair: SimCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    specs = [on(pair, "pair", "twin-a"), on(pair, "pair", "twin-b")]
+
+    results = await together(client, real_worker, specs)
+
+    assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.failure for r in results]
+    for release, namespace in (("lws", "lws-system"), ("istiod", "istio-system")):
+        history = helm_history(pair, release, namespace)
+        assert [(h["revision"], h["status"]) for h in history] == [(1, "deployed")], history
+    lws = sorted(step_detail(r, "lws-controller") for r in results)
+    assert lws[0].startswith("already current"), lws
+    assert lws[1].startswith("installed, revision 1"), lws
+    installs = [
+        r.getMessage() for r in caplog.records
+        if r.name == "temporalio.workflow" and "helm/lws-system/lws: installed" in r.getMessage()
+    ]
+    assert len(installs) == 1, installs
+
+
+async def test_teardown_keeps_shared_pieces_for_the_other_target_and_the_last_removes_them(
+    client: Client, real_worker: str, pair: SimCluster
+) -> None:
+    everything = {"include_dependencies": True, "include_gateway_provider": True}
+    first = await (
+        await start_teardown(
+            client, TeardownInput(spec=on(pair, "pair", "twin-a"), **everything),
+            task_queue=real_worker,
+        )
+    ).result()
+    assert first.outcome == Outcome.REMOVED
+    assert any("kept: still used by pair/twin-b/twin-b" in k for k in first.kept), first.kept
+    assert helm_history(pair, "lws", "lws-system") != []
+
+    last = await (
+        await start_teardown(
+            client, TeardownInput(spec=on(pair, "pair", "twin-b"), **everything),
+            task_queue=real_worker,
+        )
+    ).result()
+    assert last.outcome == Outcome.REMOVED
+    shared = next(s for s in last.steps if s.name == "shared-pieces")
+    assert shared.status == StepStatus.CHANGED
+    assert helm_history(pair, "lws", "lws-system") == []
+    assert helm_history(pair, "istiod", "istio-system") == []
+    for namespace in ("lws-system", "istio-system"):
+        assert f"namespace {namespace} deleted" in shared.detail, shared.detail
+
+
+async def test_a_second_target_waits_for_a_slowed_shared_install_and_nothing_is_uninstalled(
+    client: Client, real_worker: str, pair: SimCluster
+) -> None:
+    # Every API request about the LWS controller's namespace is slowed while the first installs.
+    api_fault(pair, "add", "--latency-ms", "300", "--path", "lws-system", "--duration", "60")
+    try:
+        first = await start_rollout(client, on(pair, "pair", "slow-a"), task_queue=real_worker)
+        cluster = client.get_workflow_handle(cluster_workflow_id("pair", real_worker))
+        for _ in range(600):
+            running = await cluster.query(ClusterWorkflow.operations)
+            if "helm/lws-system/lws" in running:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the first target's LWS install never started")
+        second = await start_rollout(client, on(pair, "pair", "slow-b"), task_queue=real_worker)
+        results = await finished([first, second])
+    finally:
+        api_fault(pair, "clear")
+
+    assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.failure for r in results]
+    history = helm_history(pair, "lws", "lws-system")
+    assert [(h["revision"], h["status"]) for h in history] == [(1, "deployed")], history
+    for result in results:
+        assert "repaired" not in step_detail(result, "lws-controller")
+
+
+async def test_ten_targets_started_together_on_an_empty_cluster_all_succeed(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    # Whole-node pods (one 8-GPU prefill pod, one 8-GPU decode pod per target): 160 GPUs on 20
+    # nodes, and the default scheduler's spreading cannot strand a pod of any target.
+    with clustersim(tmp_path, nodes_profile(tmp_path, 20)) as sim:
+        specs = [on(sim, "ten", f"tenant-{index}", whole_node_decode) for index in range(10)]
+        results = await together(client, real_worker, specs)
+
+        failures = [r.failure for r in results if r.outcome != Outcome.SUCCEEDED]
+        assert failures == []
+        assert [h["revision"] for h in helm_history(sim, "lws", "lws-system")] == [1]
+
+
+def pods(sim: SimCluster) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [str(VENV_BIN / "kubectl"), "get", "pods", "-A", "-o", "json",
+         "--kubeconfig", str(sim.kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    items: list[dict[str, Any]] = json.loads(done.stdout)["items"]
+    return items
+
+
+async def test_two_rollouts_that_fit_alone_but_not_together_one_is_refused_at_preflight(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    # 24 GPUs on three nodes; each demo stack asks 16 (an 8-GPU prefill pod, two 4-GPU pods).
+    with clustersim(tmp_path, "h200-3node") as sim:
+        specs = [on(sim, "trio", "first-come"), on(sim, "trio", "second-come")]
+        results = await together(client, real_worker, specs)
+
+        outcomes = sorted(r.outcome for r in results)
+        assert outcomes == sorted([Outcome.SUCCEEDED, Outcome.FAILED]), [
+            r.failure for r in results
+        ]
+        refused = next(r for r in results if r.outcome == Outcome.FAILED)
+        assert refused.failure is not None
+        assert refused.failure.reason == FailureReason.INSUFFICIENT_CAPACITY
+        assert refused.failure.phase == Phase.PREFLIGHT
+        assert for_result(refused) == ExitCode.REFUSED
+        assert "needs a node with" in refused.failure.message or (
+            "insufficient capacity" in refused.failure.message
+        ), refused.failure.message
+        refused_namespace = refused.target.split("/")[1]
+        everything = pods(sim)
+        assert not [p for p in everything if p["metadata"]["namespace"] == refused_namespace]
+        assert not [p for p in everything if p["status"].get("phase") == "Pending"]
+        # Its hold ended with it: the cluster workflow holds nothing now.
+        cluster = client.get_workflow_handle(cluster_workflow_id("trio", real_worker))
+        view = await cluster.query(ClusterWorkflow.reservations)
+        assert view.reservations == []
+
+
+async def test_worker_killed_during_the_shared_install_the_operation_completes_once(
+    temporal_server: TemporalDevServer, client: Client, tmp_path: Path
+) -> None:
+    """SIGKILL the only worker while the cluster workflow's LWS install (asked by two targets)
+    runs; a new worker finishes it: one deployed revision, both targets succeed."""
+    task_queue = f"multi-kill-{uuid.uuid4().hex[:8]}"
+    workdir = tmp_path / "sim"
+    with clustersim(workdir, nodes_profile(tmp_path, 4)) as sim:
+        api_fault(sim, "add", "--latency-ms", "200", "--path", "lws-system", "--duration", "60")
+        worker = WorkerProcess(temporal_server.address, task_queue, tmp_path / "worker.log")
+        worker.start()
+        try:
+            specs = [on(sim, "kill", "killed-a"), on(sim, "kill", "killed-b")]
+            handles = [await start_rollout(client, s, task_queue=task_queue) for s in specs]
+            cluster = client.get_workflow_handle(cluster_workflow_id("kill", task_queue))
+            for _ in range(1200):
+                with contextlib.suppress(Exception):
+                    running = await cluster.query(ClusterWorkflow.operations)
+                    if len(running.get("helm/lws-system/lws", [])) == 2:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the two asks never met on the LWS install")
+            await asyncio.sleep(1.0)  # helm is running now (each API call takes 200 ms)
+            worker.kill()
+            api_fault(sim, "clear")
+            worker.start()
+            results = await finished(handles)
+        finally:
+            worker.stop()
+
+        assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.failure for r in results]
+        history = helm_history(sim, "lws", "lws-system")
+        assert [h["status"] for h in history] == ["deployed"], history
+        details = sorted(step_detail(r, "lws-controller") for r in results)
+        assert details[0].startswith("already current"), details
+        assert details[1].startswith("installed, revision 1"), details

@@ -1,0 +1,417 @@
+"""ClusterWorkflow: the one writer of a cluster's shared pieces and the keeper of its GPU holds.
+
+Where it sits: started on demand (update-with-start, by activities/cluster.py) under
+`cluster/<task queue>/<cluster>`, it lives as long as the cluster is served, continuing as new
+when its history grows. Every RolloutWorkflow asks it, through an activity, to ensure the shared
+pieces its spec needs (CRD bundles, LWS controller, gateway provider releases) and to hold the
+capacity its preflight placed; every TeardownWorkflow tells it the target no longer uses them.
+
+Why a workflow: several targets start at once on one cluster. Had each installed the cluster-wide
+releases itself, two `helm upgrade --install lws` would race ("already exists"), and one
+rollout's helm-lock repair would uninstall another's live install. Here:
+
+- one helm or CRD operation per piece at a time (a lock per piece); an ask for a version that an
+  operation in flight is already installing joins it (one install, the other asker reads
+  "already current"); an ask for a version other than the one another live target uses is refused
+  (policy in workflows/shared_pieces.py);
+- the workflow records which targets use each piece, so a teardown removes a piece (and its
+  namespace) only when it asks to and no other target uses it;
+- GPU reservations are held by compare-and-swap on a version counter: a planner that read an older
+  view plans again, so two rollouts never count the same GPUs. A reservation ends when its owner
+  frees it, or at its expiry if the owner disappeared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from spec.activity_io import (
+        ApplyCrdsInput,
+        HelmReleaseInput,
+    )
+    from spec.cluster_io import (
+        ClusterInput,
+        ClusterState,
+        EnsureAnswer,
+        EnsureAsk,
+        FreeAsk,
+        PieceOutcome,
+        ReleaseAnswer,
+        ReleaseAsk,
+        ReleasedPiece,
+        ReservationsView,
+        ReserveAnswer,
+        ReserveAsk,
+        SharedPiece,
+    )
+    from spec.rollout import Target
+    from workflows import calls
+    from workflows.cluster_removal import delete_namespace, remove_piece
+    from workflows.shared_pieces import conflict, with_user, without_user
+
+SHARED_PIECE_CONFLICT = "SharedPieceConflict"
+CLUSTER_DRAINING = "ClusterWorkflowDraining"
+# Answers kept for asks retried across continue-as-new (an ask is answered once).
+ANSWERS_KEPT = 200
+# A piece made current this recently over the same connection is not checked again: a burst of
+# rollouts costs one helm check per piece. Someone removing a piece by hand within this window
+# is noticed by the rollout's own waits, and by the next ask after it.
+FRESH_FOR = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A piece made current at `version` over `connection` at `at` (for `asker`)."""
+
+    version: str
+    connection: str
+    at: datetime
+    asker: str
+
+
+def _connection(target: Target) -> str:
+    return f"{target.kubeconfig}|{target.context}|{target.in_cluster}"
+
+
+@dataclass
+class _InFlight:
+    """The operation running for one piece: its version, who asked first, its outcome."""
+
+    version: str
+    asker: str
+    task: asyncio.Task[PieceOutcome]
+    joined: list[str]
+
+
+@workflow.defn(name="ClusterWorkflow")
+class ClusterWorkflow:
+    @workflow.init
+    def __init__(self, start: ClusterInput) -> None:
+        self._state = start.state or ClusterState(cluster=start.cluster)
+        self._pieces = dict(self._state.pieces)
+        self._reservations = list(self._state.reservations)
+        self._version = self._state.version
+        self._answered = dict(self._state.answered)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._in_flight: dict[str, _InFlight] = {}
+        self._verified: dict[str, _Verified] = {}
+        self._draining = False
+        self._wake = False
+
+    @workflow.run
+    async def run(self, start: ClusterInput) -> None:
+        while not self._history_full(start):
+            timeout = self._until_next_expiry()
+            self._wake = False
+            # A timeout is the next reservation's expiry coming due.
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: self._wake or self._history_full(start), timeout=timeout
+                )
+            self._expire()
+        # New asks are turned away while the running ones finish; their activities retry and
+        # reach the next run, which carries everything this one knows.
+        self._draining = True
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            ClusterInput(
+                cluster=start.cluster,
+                state=self._snapshot(),
+                max_history_events=start.max_history_events,
+            )
+        )
+
+    # --- shared pieces --------------------------------------------------------------------
+
+    @workflow.update
+    async def ensure(self, ask: EnsureAsk) -> EnsureAnswer:
+        answered = self._answered.get(ask.ask_id)
+        if answered is not None:
+            return answered
+        outcomes = [await self._ensure_piece(piece, ask) for piece in ask.pieces]
+        answer = EnsureAnswer(outcomes=outcomes)
+        self._remember(ask.ask_id, answer)
+        return answer
+
+    @ensure.validator
+    def _validate_ensure(self, ask: EnsureAsk) -> None:
+        self._refuse_when_draining()
+        for piece in ask.pieces:
+            refusal = conflict(self._pieces, piece, ask.target_id)
+            if refusal is not None:
+                raise ApplicationError(refusal, type=SHARED_PIECE_CONFLICT, non_retryable=True)
+
+    async def _ensure_piece(self, piece: SharedPiece, ask: EnsureAsk) -> PieceOutcome:
+        running = self._in_flight.get(piece.key)
+        if running is not None and running.version == piece.version:
+            # Same piece, same version, already being made current: wait for that operation.
+            running.joined.append(ask.target_id)
+            outcome = await asyncio.shield(running.task)
+            self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
+            return outcome.model_copy(
+                update={
+                    "action": "already current", "changed": False,
+                    "detail": f"already current: made current for {running.asker} "
+                    f"({outcome.detail})",
+                }
+            )
+        fresh = self._fresh(piece, ask.target)
+        if fresh is not None:
+            self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
+            return fresh
+        async with self._locks.setdefault(piece.key, asyncio.Lock()):
+            # Checked again: another target may have taken the piece while this one waited.
+            refusal = conflict(self._pieces, piece, ask.target_id)
+            if refusal is not None:
+                raise ApplicationError(refusal, type=SHARED_PIECE_CONFLICT, non_retryable=True)
+            task = asyncio.create_task(self._make_current(piece, ask.target, ask.timeout))
+            self._in_flight[piece.key] = _InFlight(piece.version, ask.target_id, task, [])
+            try:
+                outcome = await asyncio.shield(task)
+            finally:
+                del self._in_flight[piece.key]
+            self._verified[piece.key] = _Verified(
+                piece.version, _connection(ask.target), workflow.now(), ask.target_id
+            )
+            self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
+            return outcome
+
+    def _fresh(self, piece: SharedPiece, target: Target) -> PieceOutcome | None:
+        """"Already current" without an operation, when an operation over the same connection
+        made this version current less than `FRESH_FOR` ago (many targets started in a burst
+        then cost one helm check, not one each)."""
+        verified = self._verified.get(piece.key)
+        if (
+            verified is None
+            or verified.version != piece.version
+            or verified.connection != _connection(target)
+        ):
+            return None
+        age = workflow.now() - verified.at
+        if age >= FRESH_FOR:
+            return None
+        return PieceOutcome(
+            key=piece.key, step=piece.step, action="already current", changed=False,
+            detail=f"already current: made current {age.total_seconds():.0f}s ago for "
+            f"{verified.asker}",
+        )
+
+    async def _make_current(
+        self, piece: SharedPiece, target: Target, timeout: timedelta
+    ) -> PieceOutcome:
+        if piece.kind == "crds":
+            assert piece.bundle is not None and piece.bundle_name is not None
+            crds = await calls.execute(
+                calls.APPLY_CRDS,
+                ApplyCrdsInput(
+                    target=target, bundle=piece.bundle, bundle_name=piece.bundle_name,
+                    expected=piece.expected, timeout=timeout,
+                ),
+                budget=timeout, summary=f"apply the {piece.bundle_name} CRDs {piece.version}",
+            )
+            changed = crds.apply.changed
+            return PieceOutcome(
+                key=piece.key, step=piece.step,
+                action="applied" if changed else "already current", changed=changed,
+                detail=f"{len(crds.established)} CRDs established"
+                + ("" if changed else ", already current"),
+            )
+        assert piece.release is not None
+        chart = piece.release.chart.version or piece.release.chart.path or ""
+        helm = await calls.execute(
+            calls.HELM_UPGRADE_INSTALL,
+            HelmReleaseInput(target=target, release=piece.release, timeout=timeout),
+            budget=timeout,
+            summary=f"helm upgrade --install {piece.release.release_name} {chart} (shared)",
+        )
+        changed = helm.action != "unchanged"
+        action = helm.action if helm.action in ("installed", "upgraded") else "already current"
+        detail = f"{action}, revision {helm.revision}" + (
+            f" (repaired: {helm.repaired})" if helm.repaired else ""
+        )
+        workflow.logger.info("shared piece %s: %s", piece.key, detail)
+        return PieceOutcome(
+            key=piece.key, step=piece.step,
+            action="installed" if helm.action == "installed"
+            else "upgraded" if helm.action == "upgraded" else "already current",
+            changed=changed, detail=detail, revision=helm.revision, repaired=helm.repaired,
+        )
+
+    @workflow.update
+    async def release(self, ask: ReleaseAsk) -> ReleaseAnswer:
+        """`ask.target_id` no longer uses its pieces; remove, newest first, those it asks to
+        remove that nobody else uses, then their namespaces once no kept piece lives there."""
+        outcomes: list[ReleasedPiece] = []
+        namespaces: dict[str, bool] = {}
+        for piece in reversed(ask.pieces):
+            async with self._locks.setdefault(piece.key, asyncio.Lock()):
+                outcome = await self._release_piece(piece, ask)
+            outcomes.append(outcome)
+            if piece.namespace is not None and piece.namespace != ask.target.namespace:
+                keep = namespaces.get(piece.namespace, False)
+                namespaces[piece.namespace] = keep or outcome.action == "kept"
+        for namespace, keep in namespaces.items():
+            users = [
+                r.piece.key for r in self._pieces.values()
+                if r.piece.namespace == namespace and r.users
+            ]
+            if keep or users or not self._removing_any(ask):
+                continue
+            outcomes.append(await delete_namespace(ask.target, namespace, ask.timeout))
+        return ReleaseAnswer(pieces=outcomes)
+
+    @release.validator
+    def _validate_release(self, ask: ReleaseAsk) -> None:
+        self._refuse_when_draining()
+
+    def _removing_any(self, ask: ReleaseAsk) -> bool:
+        return ask.include_dependencies or ask.include_gateway_provider
+
+    async def _release_piece(self, piece: SharedPiece, ask: ReleaseAsk) -> ReleasedPiece:
+        record = self._pieces.get(piece.key)
+        if record is not None:
+            record = without_user(record, ask.target_id)
+            self._pieces[piece.key] = record
+        others = [] if record is None else record.users
+        asked = (
+            ask.include_gateway_provider if piece.step.startswith("gateway-provider/")
+            else ask.include_dependencies
+        )
+        if others:
+            return ReleasedPiece(
+                key=piece.key, step=piece.step, action="kept",
+                detail=f"{piece.label} kept: still used by " + ", ".join(others),
+            )
+        if not asked:
+            flag = (
+                "--include-gateway-provider" if piece.step.startswith("gateway-provider/")
+                else "--include-dependencies"
+            )
+            return ReleasedPiece(
+                key=piece.key, step=piece.step, action="kept",
+                detail=f"{piece.label} kept: cluster-wide, removed only when asked ({flag})",
+            )
+        outcome = await remove_piece(piece, ask.target, ask.timeout)
+        self._pieces.pop(piece.key, None)
+        self._verified.pop(piece.key, None)
+        return outcome
+
+    @workflow.query
+    def operations(self) -> dict[str, list[str]]:
+        """Piece key -> the targets waiting on its operation now (the first one started it)."""
+        return {key: [op.asker, *op.joined] for key, op in self._in_flight.items()}
+
+    @workflow.query
+    def users(self) -> dict[str, list[str]]:
+        """Piece key -> the targets that use it."""
+        return {key: list(record.users) for key, record in self._pieces.items()}
+
+    # --- GPU reservations -----------------------------------------------------------------
+
+    @workflow.query
+    def reservations(self) -> ReservationsView:
+        return ReservationsView(version=self._version, reservations=list(self._reservations))
+
+    @workflow.update
+    def reserve(self, ask: ReserveAsk) -> ReserveAnswer:
+        held = ask.reservation
+        # Compare-and-swap, node by node: only a hold taken since the planner's view on one of
+        # the nodes this plan uses can make it wrong (a freed hold only adds room).
+        newer = [
+            r.owner for r in self._reservations
+            if r.owner != held.owner and r.accepted_at > ask.based_on
+            and set(r.nodes) & set(held.nodes)
+        ]
+        if newer:
+            return ReserveAnswer(
+                accepted=False, version=self._version,
+                detail=f"{', '.join(newer)} reserved on the same nodes since version "
+                f"{ask.based_on}: plan again",
+            )
+        self._reservations = [r for r in self._reservations if r.owner != held.owner]
+        self._bump()
+        self._reservations.append(held.model_copy(update={"accepted_at": self._version}))
+        return ReserveAnswer(accepted=True, version=self._version, detail="held")
+
+    @reserve.validator
+    def _validate_reserve(self, ask: ReserveAsk) -> None:
+        self._refuse_when_draining()
+
+    @workflow.update
+    def free(self, ask: FreeAsk) -> ReserveAnswer:
+        before = len(self._reservations)
+        self._reservations = [
+            r for r in self._reservations
+            if not (r.owner == ask.owner and (not ask.run_id or r.run_id == ask.run_id))
+        ]
+        freed = before - len(self._reservations)
+        if freed:
+            self._bump()
+            workflow.logger.info("freed the reservation of %s: %s", ask.owner, ask.why)
+        return ReserveAnswer(
+            accepted=True, version=self._version,
+            detail=f"freed ({ask.why})" if freed else "nothing held",
+        )
+
+    @free.validator
+    def _validate_free(self, ask: FreeAsk) -> None:
+        self._refuse_when_draining()
+
+    def _expire(self) -> None:
+        now = workflow.now()
+        kept = [r for r in self._reservations if r.expires_at > now]
+        for gone in self._reservations:
+            if gone.expires_at <= now:
+                workflow.logger.warning(
+                    "reservation of %s expired: its owner did not free it", gone.owner
+                )
+        if len(kept) != len(self._reservations):
+            self._reservations = kept
+            self._bump()
+
+    def _until_next_expiry(self) -> timedelta | None:
+        if not self._reservations:
+            return None
+        soonest = min(r.expires_at for r in self._reservations)
+        return max(timedelta(seconds=1), soonest - workflow.now())
+
+    def _bump(self) -> None:
+        self._version += 1
+        self._wake = True
+
+    # --- bookkeeping ----------------------------------------------------------------------
+
+    def _refuse_when_draining(self) -> None:
+        if self._draining:
+            # Retryable: the asking activity tries again and reaches the next run.
+            raise ApplicationError(
+                "the cluster workflow is continuing as new; ask again", type=CLUSTER_DRAINING
+            )
+
+    def _history_full(self, start: ClusterInput) -> bool:
+        info = workflow.info()
+        return (
+            info.get_current_history_length() >= start.max_history_events
+            or info.is_continue_as_new_suggested()
+        )
+
+    def _remember(self, ask_id: str, answer: EnsureAnswer) -> None:
+        self._answered[ask_id] = answer
+        while len(self._answered) > ANSWERS_KEPT:
+            del self._answered[next(iter(self._answered))]
+
+    def _snapshot(self) -> ClusterState:
+        return ClusterState(
+            cluster=self._state.cluster,
+            pieces=self._pieces,
+            reservations=self._reservations,
+            version=self._version,
+            answered=self._answered,
+        )

@@ -1,0 +1,225 @@
+"""How RolloutWorkflow and TeardownWorkflow talk to their cluster's ClusterWorkflow.
+
+Where it sits: workflow-side helpers over the activities of activities/cluster.py (named in
+workflows/calls.py). A rollout's dependencies and gateway provider phases ask the cluster
+workflow to make the shared pieces current instead of installing them; a teardown tells it the
+target no longer uses them. Each piece still shows as its own step in the journal (running while
+the ask is out, then changed or unchanged with the cluster workflow's sentence).
+
+`CLUSTER_WORKFLOW_PATCH` guards the new path: histories recorded before it replay the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from spec.activity_io import CapacityPlan, PreflightReport
+    from spec.cluster_io import (
+        EnsureAnswer,
+        EnsureAsk,
+        FreeAsk,
+        HoldCapacityInput,
+        ReleaseAnswer,
+        ReleaseAsk,
+        SharedPiece,
+    )
+    from spec.rollout import RoleName, RolloutSpec
+    from spec.workflow_io import Phase, StepStatus
+    from workflows import calls
+    from workflows.journal import Journal
+    from workflows.plan import RolloutPlan
+    from workflows.progress import RolloutProgress
+    from workflows.saga import Compensation, Saga
+    from workflows.shared_pieces import dependency_pieces, provider_pieces
+    from workflows.steps import RolloutSteps
+
+CLUSTER_WORKFLOW_PATCH = "cluster-workflow"
+KEEP_SHARED = (
+    "a shared piece the cluster workflow holds for every target; teardown of its last user "
+    "removes it when asked"
+)
+
+
+def ask_id(kind: str) -> str:
+    """Unique per run and phase, the same on every retry of the activity (the update ID)."""
+    info = workflow.info()
+    return f"{kind}/{info.workflow_id}/{info.run_id}"
+
+
+def ask_budget(timeout: timedelta, pieces: list[SharedPiece]) -> timedelta:
+    """Each piece gets the phase budget for its own operation; waiting behind another target's
+    operation on the same piece takes at most as long again."""
+    return timeout * (len(pieces) + 1)
+
+
+async def ensure_shared(
+    spec: RolloutSpec,
+    phase: Phase,
+    pieces: list[SharedPiece],
+    timeout: timedelta,
+    journal: Journal,
+    saga: Saga,
+    enter: Callable[[Phase, str], None],
+    publish: Callable[[], None],
+) -> EnsureAnswer:
+    """Ask for `pieces`; each becomes a journal step; a change registers a `keep` undo, since
+    the piece belongs to the cluster, not to this rollout."""
+    enter(phase, pieces[0].step)
+    started = workflow.now()
+    entries = {piece.key: journal.start(phase, piece.step, started) for piece in pieces}
+    publish()
+    ask = EnsureAsk(
+        ask_id=ask_id(f"ensure/{phase.value}"), target_id=spec.target_id, target=spec.target,
+        pieces=pieces, timeout=timeout,
+    )
+    try:
+        answer = await calls.execute(
+            calls.ENSURE_SHARED_PIECES, ask, budget=ask_budget(timeout, pieces),
+            summary="ask the cluster workflow for " + ", ".join(p.step for p in pieces),
+        )
+    except (asyncio.CancelledError, Exception) as error:
+        status = (
+            StepStatus.CANCELLED if isinstance(error, asyncio.CancelledError) else StepStatus.FAILED
+        )
+        for entry in entries.values():
+            journal.finish(entry, status, workflow.now())
+        raise
+    by_key = {piece.key: piece for piece in pieces}
+    for outcome in answer.outcomes:
+        status = StepStatus.CHANGED if outcome.changed else StepStatus.UNCHANGED
+        journal.finish(entries[outcome.key], status, workflow.now(), outcome.detail)
+        piece = by_key[outcome.key]
+        if outcome.changed and piece.release is not None:
+            saga.register(
+                Compensation(
+                    outcome.step, "keep", piece.release, piece.namespace, reason=KEEP_SHARED
+                )
+            )
+    return answer
+
+
+async def release_shared(
+    spec: RolloutSpec,
+    pieces: list[SharedPiece],
+    *,
+    include_gateway_provider: bool,
+    include_dependencies: bool,
+    timeout: timedelta,
+) -> ReleaseAnswer:
+    ask = ReleaseAsk(
+        ask_id=ask_id("release"), target_id=spec.target_id, target=spec.target, pieces=pieces,
+        include_gateway_provider=include_gateway_provider,
+        include_dependencies=include_dependencies, timeout=timeout,
+    )
+    return await calls.execute(
+        calls.RELEASE_SHARED_PIECES, ask, budget=ask_budget(timeout, pieces),
+        summary="tell the cluster workflow this target no longer uses its shared pieces",
+    )
+
+
+def hold_ttl(spec: RolloutSpec, steps: int) -> timedelta:
+    """How long a hold outlives a rollout that disappeared: every phase budget, and the model
+    load budget for each step. A hold past an approval gate may expire; by then the pods it
+    stood for exist and are counted as pods."""
+    timeouts = spec.budgets.phase_timeouts
+    phases = (
+        timeouts.preflight + timeouts.dependencies + timeouts.gateway_provider
+        + timeouts.namespace + timeouts.infra + timeouts.model_service + timeouts.verify
+    )
+    return phases + spec.budgets.model_load * max(1, steps)
+
+
+def hold_input(spec: RolloutSpec, roles: list[RoleName], steps: int) -> HoldCapacityInput:
+    info = workflow.info()
+    return HoldCapacityInput(
+        spec=spec, roles=roles, owner=info.workflow_id, run_id=info.run_id,
+        ttl=hold_ttl(spec, steps),
+    )
+
+
+def hold_detail(plan: CapacityPlan) -> str:
+    placed = sum(1 for pod in plan.pods if pod.node is not None)
+    nodes = sorted({pod.node for pod in plan.pods if pod.node is not None})
+    return f"{plan.gpus_asked} GPUs held for {placed} pods on {', '.join(nodes) or 'no node'}"
+
+
+async def free_capacity(spec: RolloutSpec, why: str, *, any_run: bool = False) -> None:
+    """End this target's hold. A failure here never fails the rollout: the hold expires."""
+    info = workflow.info()
+    budget = spec.budgets.phase_timeouts.preflight
+    try:
+        await calls.execute(
+            calls.FREE_CAPACITY,
+            FreeAsk(
+                cluster=spec.target.cluster, owner=info.workflow_id,
+                run_id="" if any_run else info.run_id, why=why,
+            ),
+            budget=budget, summary=f"free the capacity hold ({why})",
+        )
+    except Exception as error:
+        workflow.logger.warning("could not free the capacity hold (it expires): %s", error)
+
+
+class ClusterAsks:
+    """A rollout's side of its cluster's ClusterWorkflow (behind CLUSTER_WORKFLOW_PATCH, so
+    histories recorded before it replay the old path): hold the capacity plan at preflight, ask
+    for the shared pieces in phases 2 and 3, free the hold when the rollout ends."""
+
+    def __init__(
+        self, spec: RolloutSpec, progress: RolloutProgress, saga: Saga, steps: RolloutSteps
+    ) -> None:
+        self.spec = spec
+        self.progress = progress
+        self.saga = saga
+        self.steps = steps
+        self.holding = False
+
+    async def hold(self, plan: RolloutPlan, report: PreflightReport) -> PreflightReport:
+        """Hold what preflight placed, so concurrent rollouts never count one GPU twice; the
+        report's capacity becomes the held plan."""
+        if not workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            return report
+        self.holding = True
+        held = await self.steps.call(
+            Phase.PREFLIGHT, "hold-capacity", calls.HOLD_CAPACITY,
+            hold_input(self.spec, list(plan.changed_roles), len(plan.steps)),
+            budget=self.spec.budgets.phase_timeouts.preflight,
+            summary="hold the capacity plan for this rollout",
+            status=lambda r: StepStatus.PASSED, detail=hold_detail,
+        )
+        return report.model_copy(update={"capacity": held})
+
+    async def dependencies(self) -> bool:
+        """Phase 2 through the cluster workflow; False when this run takes the old path."""
+        if not workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            return False
+        pieces = dependency_pieces(self.spec)
+        if pieces:
+            await self._ensure(Phase.DEPENDENCIES, pieces,
+                               self.spec.budgets.phase_timeouts.dependencies)
+        if self.spec.dependencies.leader_worker_set.release is None:
+            self.progress.skip(Phase.DEPENDENCIES, "lws-controller", "already installed (spec)")
+        return True
+
+    async def gateway_provider(self) -> bool:
+        """Phase 3 through the cluster workflow; False when this run takes the old path."""
+        if not workflow.patched(CLUSTER_WORKFLOW_PATCH):
+            return False
+        await self._ensure(Phase.GATEWAY_PROVIDER, provider_pieces(self.spec),
+                           self.spec.budgets.phase_timeouts.gateway_provider)
+        return True
+
+    async def finish(self, outcome: str) -> None:
+        if self.holding:
+            await free_capacity(self.spec, outcome)
+
+    async def _ensure(self, phase: Phase, pieces: list[SharedPiece], timeout: timedelta) -> None:
+        await ensure_shared(
+            self.spec, phase, pieces, timeout, self.progress.journal, self.saga,
+            self.progress.enter, self.progress.publish,
+        )
