@@ -13,15 +13,14 @@ import json
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_fixtures import REPO, TEST_TIME_SCALE, SimCluster, start_cluster, wait_for
-from apiserver_process import start_server, stop_process
+from agent_fixtures import TEST_TIME_SCALE, SimCluster, start_cluster, wait_for
+from apiserver_process import launch, start_server, stop_process
 from kubernetes.client.rest import ApiException
 
 from clustersim.pki import load_or_create_ca
@@ -91,14 +90,11 @@ def socket_to(host: str, port: int) -> Iterator[socket.socket]:
 def _agent(kubeconfig: Path, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
     info = workdir / "agent.json"
     info.unlink(missing_ok=True)
-    log = (workdir / "agent.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "clustersim", "agent", "--kubeconfig", str(kubeconfig),
-         "--profile", "h200-2node", "--time-scale", str(TEST_TIME_SCALE),
-         "--info-out", str(info), *extra],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    process = launch(
+        ["agent", "--kubeconfig", str(kubeconfig), "--profile", "h200-2node",
+         "--time-scale", str(TEST_TIME_SCALE), "--info-out", str(info), *extra],
+        workdir / "agent.log",
     )
-    log.close()
     wait_for(lambda: info.exists() or process.poll() is not None, 30, "agent info file")
     assert process.poll() is None, (workdir / "agent.log").read_text()[-2000:]
     return process

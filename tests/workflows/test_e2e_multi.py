@@ -15,13 +15,14 @@ import contextlib
 import json
 import logging
 import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 import yaml
 from temporalio.client import Client, WorkflowHandle
 
@@ -32,7 +33,8 @@ from spec.cluster_io import cluster_workflow_id
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
 from spec.workflow_io import Outcome, Phase, RolloutResult, StepStatus, TeardownInput
-from tests.workflows.e2e import REPO, VENV_BIN, SimCluster, WorkerProcess, clustersim, sim_spec
+from tests.simcluster import SimCluster, running_sim_cluster
+from tests.workflows.e2e import REPO, TIME_SCALE, VENV_BIN, WorkerProcess, sim_spec
 from tests.workflows.specs import Change
 from workflows.cluster import ClusterWorkflow
 
@@ -52,12 +54,16 @@ def nodes_profile(workdir: Path, nodes: int) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimCluster]:
     """Room for two demo stacks (32 GPUs)."""
     workdir = tmp_path_factory.mktemp("sim-pair")
-    with clustersim(workdir, nodes_profile(workdir, 4)) as cluster:
+    async with sim_cluster(workdir, nodes_profile(workdir, 4)) as cluster:
         yield cluster
+
+
+def sim_cluster(workdir: Path, profile: str) -> AbstractAsyncContextManager[SimCluster]:
+    return running_sim_cluster(workdir, time_scale=float(TIME_SCALE), profile=profile)
 
 
 def whole_node_decode(document: dict[str, Any]) -> None:
@@ -96,12 +102,7 @@ def helm_history(sim: SimCluster, release: str, namespace: str) -> list[dict[str
 
 
 def api_fault(sim: SimCluster, *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "clustersim", "fault", "api", "--kubeconfig", str(sim.kubeconfig),
-         *args],
-        cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    sim.api_fault(*args)
 
 
 async def together(
@@ -208,7 +209,7 @@ async def test_ten_targets_started_together_on_an_empty_cluster_all_succeed(
 ) -> None:
     # Whole-node pods (one 8-GPU prefill pod, one 8-GPU decode pod per target): 160 GPUs on 20
     # nodes, and the default scheduler's spreading cannot strand a pod of any target.
-    with clustersim(tmp_path, nodes_profile(tmp_path, 20)) as sim:
+    async with sim_cluster(tmp_path, nodes_profile(tmp_path, 20)) as sim:
         specs = [on(sim, "ten", f"tenant-{index}", whole_node_decode) for index in range(10)]
         results = await together(client, real_worker, specs)
 
@@ -231,7 +232,7 @@ async def test_two_rollouts_that_fit_alone_but_not_together_one_is_refused_at_pr
     client: Client, real_worker: str, tmp_path: Path
 ) -> None:
     # 24 GPUs on three nodes; each demo stack asks 16 (an 8-GPU prefill pod, two 4-GPU pods).
-    with clustersim(tmp_path, "h200-3node") as sim:
+    async with sim_cluster(tmp_path, "h200-3node") as sim:
         specs = [on(sim, "trio", "first-come"), on(sim, "trio", "second-come")]
         results = await together(client, real_worker, specs)
 
@@ -264,7 +265,7 @@ async def test_worker_killed_during_the_shared_install_the_operation_completes_o
     runs; a new worker finishes it: one deployed revision, both targets succeed."""
     task_queue = f"multi-kill-{uuid.uuid4().hex[:8]}"
     workdir = tmp_path / "sim"
-    with clustersim(workdir, nodes_profile(tmp_path, 4)) as sim:
+    async with sim_cluster(workdir, nodes_profile(tmp_path, 4)) as sim:
         api_fault(sim, "add", "--latency-ms", "200", "--path", "lws-system", "--duration", "60")
         worker = WorkerProcess(temporal_server.address, task_queue, tmp_path / "worker.log")
         worker.start()
