@@ -31,6 +31,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # Ages (`45s`, `12m`, `3h`) are durations too: one placeholder, whichever the unit.
     (re.compile(r"\b\d+[mhd]\b"), "<dur>"),
     (re.compile(r"\b[0-9a-f]{10,16}\b"), "<hash>"),
+    # A shared piece already current reads "made current <dur> ago for T" within the cluster
+    # workflow's freshness window and "N CRDs established, already current" or "already
+    # current, revision N" after a check: which one depends on how long the install before took.
+    (re.compile(r"already current: made current <dur> ago for [\w./-]+"), "<already current>"),
+    (re.compile(r"\d+ CRDs established, already current"), "<already current>"),
+    (re.compile(r"already current, revision \d+"), "<already current>"),
 )
 # JSON keys whose values vary from run to run whatever they hold.
 _VOLATILE_KEYS = re.compile(

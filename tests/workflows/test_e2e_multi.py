@@ -101,10 +101,6 @@ def helm_history(sim: SimCluster, release: str, namespace: str) -> list[dict[str
     return history
 
 
-def api_fault(sim: SimCluster, *args: str) -> None:
-    sim.api_fault(*args)
-
-
 async def together(
     client: Client, task_queue: str, specs: list[RolloutSpec]
 ) -> list[RolloutResult]:
@@ -181,7 +177,7 @@ async def test_a_second_target_waits_for_a_slowed_shared_install_and_nothing_is_
     client: Client, real_worker: str, pair: SimCluster
 ) -> None:
     # Every API request about the LWS controller's namespace is slowed while the first installs.
-    api_fault(pair, "add", "--latency-ms", "300", "--path", "lws-system", "--duration", "60")
+    pair.api_fault("--latency-ms", "300", "--path", "lws-system", "--duration", "60")
     try:
         first = await start_rollout(client, on(pair, "pair", "slow-a"), task_queue=real_worker)
         cluster = client.get_workflow_handle(cluster_workflow_id("pair", real_worker))
@@ -195,7 +191,7 @@ async def test_a_second_target_waits_for_a_slowed_shared_install_and_nothing_is_
         second = await start_rollout(client, on(pair, "pair", "slow-b"), task_queue=real_worker)
         results = await finished([first, second])
     finally:
-        api_fault(pair, "clear")
+        pair.api_fault("clear")
 
     assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * 2, [r.failure for r in results]
     history = helm_history(pair, "lws", "lws-system")
@@ -266,7 +262,7 @@ async def test_worker_killed_during_the_shared_install_the_operation_completes_o
     task_queue = f"multi-kill-{uuid.uuid4().hex[:8]}"
     workdir = tmp_path / "sim"
     async with sim_cluster(workdir, nodes_profile(tmp_path, 4)) as sim:
-        api_fault(sim, "add", "--latency-ms", "200", "--path", "lws-system", "--duration", "60")
+        sim.api_fault("--latency-ms", "200", "--path", "lws-system", "--duration", "60")
         worker = WorkerProcess(temporal_server.address, task_queue, tmp_path / "worker.log")
         worker.start()
         try:
@@ -283,7 +279,7 @@ async def test_worker_killed_during_the_shared_install_the_operation_completes_o
                 raise AssertionError("the two asks never met on the LWS install")
             await asyncio.sleep(1.0)  # helm is running now (each API call takes 200 ms)
             worker.kill()
-            api_fault(sim, "clear")
+            sim.api_fault("clear")
             worker.start()
             results = await finished(handles)
         finally:
