@@ -4,8 +4,9 @@ Where it sits: worker.py registers every class listed here (and the replay tests
 histories against the same list). Imported by the worker and the tests, never by workflow code.
 """
 
+from workflows.fleet import FleetWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.teardown import TeardownWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
-WORKFLOWS: list[type] = [RolloutWorkflow, UpgradeWorkflow, TeardownWorkflow]
+WORKFLOWS: list[type] = [RolloutWorkflow, UpgradeWorkflow, TeardownWorkflow, FleetWorkflow]
