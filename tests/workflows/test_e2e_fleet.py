@@ -21,6 +21,7 @@ import pytest_asyncio
 import yaml
 from temporalio.client import Client
 
+from cli.commands.fleet import render_fleet
 from rollouts.fleets import fleet_progress, fleet_result, start_fleet
 from spec.fleet import load_fleet
 from spec.fleet_io import FleetOutcome, FleetProgress, TargetState, WaveState
@@ -95,12 +96,9 @@ def timeline(progress: FleetProgress) -> list[str]:
 
 
 def print_timeline(title: str, progress: FleetProgress) -> None:
-    """The fleet's timeline, in the test output (-s) and in the report."""
-    start = progress.timeline[0].at
-    print(f"\n--- {title}: {progress.outcome.value}")
-    for event in progress.timeline:
-        offset = (event.at - start).total_seconds()
-        print(f"  +{offset:6.1f}s  {event.wave or '-':7} {event.target or '-':2} {event.event}")
+    """The fleet as `status fleet/NAME` shows it, timeline included (visible with -s)."""
+    print(f"\n--- {title}")
+    print("\n".join(render_fleet(progress)))
 
 
 async def rollout_run_id(client: Client, target: str) -> str:

@@ -1,0 +1,96 @@
+"""FleetWorkflow on the real Temporal dev server with stand-in activities (one fake cluster):
+the one-rollout-per-target rule across a fleet, the approval gate's validator, and an abort at the
+gate that returns the first wave by `rollbackAll`. The three-cluster path is test_e2e_fleet.py."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+
+from rollouts.fleets import fleet_progress, fleet_result, start_fleet
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout
+from spec.fleet import FleetPlan, FleetTarget, FleetWave, OnFailure
+from spec.fleet_io import FleetOutcome, TargetState, WaveState
+from spec.rollout import Gate, RolloutSpec
+from spec.workflow_io import AbortRequest, ApproveRequest, Outcome
+from tests.workflows.fakes import FakeCluster
+from tests.workflows.scenarios import WAIT, installed
+from tests.workflows.specs import NEW_IMAGE, demo_spec, image
+from workflows.fleet import FleetWorkflow
+
+
+def on_cluster(cluster: str) -> Any:
+    def change(document: dict[str, Any]) -> None:
+        document["target"]["cluster"] = cluster
+
+    return change
+
+
+def plan(name: str, waves: list[list[tuple[str, RolloutSpec]]], *, gate: Gate | None = None,
+         on_failure: OnFailure = "rollbackWave") -> FleetPlan:
+    return FleetPlan(
+        name=name,
+        waves=[
+            FleetWave(name=f"wave-{i}", max_parallel=1,
+                      targets=[FleetTarget(name=n, spec=s) for n, s in wave])
+            for i, wave in enumerate(waves, start=1)
+        ],
+        between_waves=gate or Gate(),
+        on_failure=on_failure,
+    )
+
+
+async def test_a_target_busy_with_its_own_rollout_fails_the_fleet_and_is_left_alone(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    release = fake_cluster.hold("wait_for_model_load")
+    spec = demo_spec("fleet-busy")
+    running = await start_rollout(temporal_client, spec, task_queue=fake_worker)
+    fleet = plan("fleet-busy", [[("a", spec)]])
+
+    result = await asyncio.wait_for(
+        fleet_result(await start_fleet(temporal_client, fleet, task_queue=fake_worker)), WAIT
+    )
+
+    assert result.outcome == FleetOutcome.FAILED
+    assert result.target("a").state == TargetState.FAILED
+    assert result.target("a").detail == f"busy: {running.id} is already running"
+    release.set()
+    finished = await asyncio.wait_for(rollout_result(running), WAIT)
+    assert finished.outcome == Outcome.SUCCEEDED
+    assert (await running.describe()).run_id == running.result_run_id
+
+
+async def test_abort_at_the_gate_returns_the_first_wave_and_never_starts_the_second(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    old = await installed(temporal_client, fake_cluster, fake_worker, "fleet-abort")
+    new = demo_spec("fleet-abort", image(NEW_IMAGE))
+    other = demo_spec("fleet-abort", image(NEW_IMAGE), on_cluster("elsewhere"))
+    fleet = plan("fleet-abort", [[("a", new)], [("b", other)]],
+                 gate=Gate(approval=True), on_failure="rollbackAll")
+    handle = await start_fleet(temporal_client, fleet, task_queue=fake_worker)
+
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while (progress := await fleet_progress(handle)).gate is None:
+        assert asyncio.get_running_loop().time() < deadline, progress
+        await asyncio.sleep(0.1)
+    assert progress.target("a").state == TargetState.SUCCEEDED
+    with pytest.raises(WorkflowUpdateFailedError) as wrong:
+        await handle.execute_update(FleetWorkflow.approve, ApproveRequest(gate="another"))
+    assert "'before/wave-2' is" in str(wrong.value.cause)
+    await handle.execute_update(FleetWorkflow.abort, AbortRequest(by="test", reason="enough"))
+    result = await asyncio.wait_for(fleet_result(handle), WAIT)
+
+    assert result.outcome == FleetOutcome.ABORTED
+    assert result.diagnosis == "aborted by test: enough"
+    assert result.target("a").state == TargetState.ROLLED_BACK
+    assert result.target("a").revision == result.target("a").previous_revision
+    assert fake_cluster.model_service is not None
+    assert fake_cluster.image("decode") == old.model_service.vllm_image
+    assert result.target("b").state == TargetState.PENDING
+    assert [w.state for w in result.waves] == [WaveState.ROLLED_BACK, WaveState.SKIPPED]
