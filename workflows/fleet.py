@@ -277,7 +277,8 @@ class FleetWorkflow:
         assert gate is not None
         self._approved.add(gate.name)
         who = f" by {request.by}" if request.by else ""
-        self._book.event(f"gate {gate.name} approved{who}", wave=self._book.wave)
+        note = f": {request.note}" if request.note else ""
+        self._book.event(f"gate {gate.name} approved{who}{note}", wave=self._book.wave)
         return ControlResult(
             message=f"gate {gate.name} approved{who}", state=RunState.RUNNING, step=gate.name
         )
@@ -329,6 +330,6 @@ def _failure_text(failed: ChildWorkflowError) -> str:
             except ValidationError:
                 continue
             reason = result.failure.reason.value if result.failure else cause.type
-            return f"{result.outcome.value}: {reason}"
+            return f"{reason} (its rollout: {result.outcome.value})"
         return f"{cause.type}: {cause.message}"
     return str(cause or failed)
