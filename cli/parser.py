@@ -214,9 +214,9 @@ def _schedule_verbs(parser: _Parser) -> None:
         add_connection_arguments(sub)
         return sub
 
-    create = action("create", "create a target's upgrade schedule")
-    create.add_argument("target", help=TARGET_HELP)
-    create.add_argument("-f", "--file", help="the desired spec, stored in the schedule")
+    create = action("create", "create a target's (or a fleet's) upgrade schedule")
+    create.add_argument("target", help=TARGET_OR_FLEET_HELP)
+    create.add_argument("-f", "--file", help="the desired spec (or fleet), stored in the schedule")
     create.add_argument("--worker-path",
                         help="instead: a spec file the worker reads at each firing")
     create.add_argument("--cron", action="append",
@@ -239,6 +239,6 @@ def _schedule_verbs(parser: _Parser) -> None:
         ("delete", "delete a target's upgrade schedule (a running upgrade goes on)"),
     ):
         sub = action(name, help)
-        sub.add_argument("target", help=TARGET_HELP)
+        sub.add_argument("target", help=TARGET_OR_FLEET_HELP)
         if name in ("pause", "unpause"):
             sub.add_argument("--note", help="why, shown with the schedule")

@@ -5,21 +5,36 @@ and the tests call these. A fleet is refused while a run of the same fleet is ru
 with id_conflict_policy FAIL); each of its targets is guarded by its own rollout ID inside the
 workflow. A failed or aborted fleet ends as a failed workflow whose ApplicationError carries the
 FleetProgress; `fleet_result` returns it either way.
+
+A fleet is scheduled like a target: `upgrade/fleet/<name>` (the upgrade policy of
+rollouts.schedules), each firing a FleetUpgradeWorkflow that starts the fleet under its own ID;
+describe, pause, unpause, trigger and delete are rollouts.schedules' with `fleet/<name>` as target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    ScheduleActionStartWorkflow,
+    ScheduleHandle,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
+from rollouts.schedules import upgrade_schedule_of
 from spec.fleet import FleetPlan
-from spec.fleet_io import FleetInput, FleetProgress
+from spec.fleet_io import FleetInput, FleetProgress, FleetUpgradeInput
+from spec.workflow_io import MaintenanceWindow
 from workflows.fleet import FleetWorkflow
-from workflows.ids import fleet_workflow_id
+from workflows.fleet_schedule import FleetUpgradeWorkflow
+from workflows.ids import fleet_workflow_id, upgrade_schedule_id
 
 
 class FleetBusy(Exception):
@@ -76,3 +91,27 @@ async def fleet_result(handle: WorkflowHandle[Any, FleetProgress]) -> FleetProgr
                 except ValidationError:
                     continue
         raise
+
+
+async def create_fleet_schedule(
+    client: Client,
+    plan: FleetPlan,
+    *,
+    task_queue: str,
+    cron: Sequence[str] = (),
+    every: timedelta | None = None,
+    maintenance_window: MaintenanceWindow | None = None,
+    paused: bool = False,
+    note: str = "",
+) -> ScheduleHandle:
+    """Create the fleet's upgrade schedule, `upgrade/fleet/<name>`, storing the plan."""
+    schedule_id = upgrade_schedule_id(fleet_workflow_id(plan.name))
+    action = ScheduleActionStartWorkflow(
+        FleetUpgradeWorkflow.run,
+        FleetUpgradeInput(fleet=plan, maintenance_window=maintenance_window),
+        id=schedule_id,
+        task_queue=task_queue,
+        static_summary=f"scheduled fleet {plan.name}",
+    )
+    schedule = upgrade_schedule_of(action, cron=cron, every=every, paused=paused, note=note)
+    return await client.create_schedule(schedule_id, schedule)

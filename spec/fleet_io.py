@@ -14,7 +14,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from spec.fleet import FleetPlan
-from spec.workflow_io import GateStatus, IoModel
+from spec.workflow_io import GateStatus, IoModel, MaintenanceWindow
 
 
 class FleetInput(IoModel):
@@ -97,3 +97,17 @@ class FleetProgress(IoModel):
 
     def target(self, name: str) -> FleetTargetStatus:
         return next(t for w in self.waves for t in w.targets if t.name == name)
+
+
+class FleetUpgradeInput(IoModel):
+    """What a fleet's schedule (`upgrade/fleet/<name>`) stores and each firing receives."""
+
+    fleet: FleetPlan
+    maintenance_window: MaintenanceWindow | None = None
+
+
+class FleetUpgradeResult(IoModel):
+    fleet: str
+    outcome: str = Field(description="The fleet's outcome, or `skipped: ...` and why.")
+    skipped: bool
+    fleet_workflow_id: str | None = None

@@ -5,8 +5,12 @@ histories against the same list). Imported by the worker and the tests, never by
 """
 
 from workflows.fleet import FleetWorkflow
+from workflows.fleet_schedule import FleetUpgradeWorkflow
 from workflows.rollout import RolloutWorkflow
 from workflows.teardown import TeardownWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
-WORKFLOWS: list[type] = [RolloutWorkflow, UpgradeWorkflow, TeardownWorkflow, FleetWorkflow]
+WORKFLOWS: list[type] = [
+    RolloutWorkflow, UpgradeWorkflow, TeardownWorkflow, FleetWorkflow,
+    FleetUpgradeWorkflow,
+]

@@ -12,9 +12,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import WorkflowFailureError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import (
+    Client,
+    ScheduleAlreadyRunningError,
+    WorkflowFailureError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.commands.common import refusal, requester
@@ -22,11 +28,18 @@ from cli.errors import CliError
 from cli.exit_codes import ExitCode
 from cli.output import Output
 from cli.session import Session, open_session
-from rollouts.fleets import FleetBusy, fleet_handle, fleet_progress, fleet_result, start_fleet
+from rollouts.fleets import (
+    FleetBusy,
+    create_fleet_schedule,
+    fleet_handle,
+    fleet_progress,
+    fleet_result,
+    start_fleet,
+)
 from spec.fleet import load_fleet
 from spec.fleet_io import FleetOutcome, FleetProgress, TargetState
 from spec.loader import SpecError
-from spec.workflow_io import AbortRequest, ApproveRequest, ControlResult
+from spec.workflow_io import AbortRequest, ApproveRequest, ControlResult, MaintenanceWindow
 from workflows.ids import FLEET_ID_PREFIX
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -118,6 +131,34 @@ async def control(args: argparse.Namespace, output: Output) -> int:
     output.note(f"fleet/{name}: {result.message}")
     if args.command == "abort" and getattr(args, "wait", False):
         return await _report(output, await fleet_result(handle))
+    return ExitCode.SUCCESS
+
+
+async def create_schedule(
+    args: argparse.Namespace, target: str, task_queue: str, client: Client, output: Output,
+    *, window: MaintenanceWindow | None, every: timedelta | None,
+) -> int:
+    """`schedule create fleet/NAME -f fleet.yaml ...`: the plan is stored in the schedule."""
+    if args.file is None:
+        raise CliError("a fleet's schedule stores the fleet: give it with -f FLEET.yaml")
+    try:
+        plan = load_fleet(args.file)
+    except SpecError as error:
+        raise refusal(error) from None
+    if f"fleet/{plan.name}" != target:
+        raise CliError(f"{args.file} describes fleet/{plan.name}, not {target}")
+    try:
+        handle = await create_fleet_schedule(
+            client, plan, task_queue=task_queue, cron=args.cron or (), every=every,
+            maintenance_window=window, paused=args.paused, note=args.note or "",
+        )
+    except ScheduleAlreadyRunningError:
+        raise CliError(f"{target} already has an upgrade schedule; see 'llmd-rollout schedule "
+                       f"describe {target}', or delete it first") from None
+    output.document(
+        "ScheduleResult", {"target": target, "scheduleId": handle.id, "action": "created"}
+    )
+    output.note(f"upgrade schedule {handle.id} created")
     return ExitCode.SUCCESS
 
 

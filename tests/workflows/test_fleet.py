@@ -1,20 +1,33 @@
 """FleetWorkflow on the real Temporal dev server with stand-in activities (one fake cluster):
 the one-rollout-per-target rule across a fleet, the approval gate's validator, and an abort at the
-gate that returns the first wave by `rollbackAll`. The three-cluster path is test_e2e_fleet.py."""
+gate that returns the first wave by `rollbackAll`, and the fleet's schedule. The three-cluster
+path is test_e2e_fleet.py."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from rollouts.fleets import fleet_progress, fleet_result, start_fleet
+from rollouts.fleets import (
+    create_fleet_schedule,
+    fleet_handle,
+    fleet_progress,
+    fleet_result,
+    start_fleet,
+)
 from rollouts.observing import rollout_result
+from rollouts.schedules import (
+    delete_upgrade_schedule,
+    describe_upgrade_schedule,
+    trigger_upgrade_schedule,
+)
 from rollouts.starting import start_rollout
 from spec.fleet import FleetPlan, FleetTarget, FleetWave, OnFailure
-from spec.fleet_io import FleetOutcome, TargetState, WaveState
+from spec.fleet_io import FleetOutcome, FleetUpgradeResult, TargetState, WaveState
 from spec.rollout import Gate, RolloutSpec
 from spec.workflow_io import AbortRequest, ApproveRequest, Outcome
 from tests.workflows.fakes import FakeCluster
@@ -94,3 +107,45 @@ async def test_abort_at_the_gate_returns_the_first_wave_and_never_starts_the_sec
     assert fake_cluster.image("decode") == old.model_service.vllm_image
     assert result.target("b").state == TargetState.PENDING
     assert [w.state for w in result.waves] == [WaveState.ROLLED_BACK, WaveState.SKIPPED]
+
+
+async def test_a_scheduled_fleet_starts_under_its_own_id_and_skips_while_it_runs(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    release = fake_cluster.hold("wait_for_model_load")
+    fleet = plan("fleet-sched", [[("a", demo_spec("fleet-sched"))]])
+    running = await start_fleet(temporal_client, fleet, task_queue=fake_worker)
+    schedule = await create_fleet_schedule(
+        temporal_client, fleet, task_queue=fake_worker, every=timedelta(days=1)
+    )
+    try:
+        assert schedule.id == "upgrade/fleet/fleet-sched"
+        await trigger_upgrade_schedule(temporal_client, "fleet/fleet-sched")
+        skipped = await firing_result(temporal_client, 1)
+        assert skipped.skipped and skipped.outcome == "skipped: running fleet/fleet-sched"
+
+        release.set()
+        assert (await asyncio.wait_for(fleet_result(running), WAIT)).outcome == (
+            FleetOutcome.SUCCEEDED
+        )
+        await trigger_upgrade_schedule(temporal_client, "fleet/fleet-sched")
+        fired = await firing_result(temporal_client, 2)
+        assert (fired.skipped, fired.outcome) == (False, "succeeded")
+        assert fired.fleet_workflow_id == running.id
+        latest = await fleet_result(fleet_handle(temporal_client, "fleet-sched"))
+        assert latest.timeline[0].event.startswith("fleet started by schedule")
+    finally:
+        await delete_upgrade_schedule(temporal_client, "fleet/fleet-sched")
+
+
+async def firing_result(client: Client, count: int) -> FleetUpgradeResult:
+    """The result of the schedule's `count`-th firing (bounded wait)."""
+    deadline = asyncio.get_running_loop().time() + WAIT
+    while len((status := await describe_upgrade_schedule(client, "fleet/fleet-sched"))
+              .recent_runs) < count:
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.2)
+    handle = client.get_workflow_handle(
+        status.recent_runs[count - 1][1], result_type=FleetUpgradeResult
+    )
+    return await asyncio.wait_for(handle.result(), WAIT)
