@@ -107,3 +107,14 @@ def test_two_entries_for_one_target_and_unknown_fields_are_refused(tmp_path: Pat
     assert problems(tmp_path, fleet(rollout=rollout())) == [
         "rollout: give exactly one of rollout or rolloutFile"
     ]
+
+
+def test_the_example_fleet_loads() -> None:
+    plan = load_fleet(EXAMPLES / "fleet.yaml")
+
+    assert [[t.spec.target_id for t in w.targets] for w in plan.waves] == [
+        ["h200-east/llm-d-wide-ep/wide-ep"],
+        ["h200-west/llm-d-wide-ep/wide-ep", "h200-central/llm-d-wide-ep/wide-ep"],
+    ]
+    assert plan.waves[1].targets[1].spec.model_service.decode.replicas == 2
+    assert plan.waves[0].targets[0].spec.target.context == "h200-east"
