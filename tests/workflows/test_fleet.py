@@ -1,6 +1,7 @@
 """FleetWorkflow on the real Temporal dev server with stand-in activities (one fake cluster):
 the one-rollout-per-target rule across a fleet, the approval gate's validator, and an abort at the
-gate that returns the first wave by `rollbackAll`, and the fleet's schedule. The three-cluster
+gate that returns the first wave by `rollbackAll`, `rollbackWave` returning only the failed
+wave's peers, and the fleet's schedule. The three-cluster
 path is test_e2e_fleet.py."""
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from spec.fleet_io import FleetOutcome, FleetUpgradeResult, TargetState, WaveSta
 from spec.rollout import Gate, RolloutSpec
 from spec.workflow_io import AbortRequest, ApproveRequest, Outcome
 from tests.workflows.fakes import FakeCluster
-from tests.workflows.scenarios import WAIT, installed
-from tests.workflows.specs import NEW_IMAGE, demo_spec, image
+from tests.workflows.scenarios import WAIT, crash_loop_on, installed
+from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, image
 from workflows.fleet import FleetWorkflow
 
 
@@ -149,3 +150,31 @@ async def firing_result(client: Client, count: int) -> FleetUpgradeResult:
         status.recent_runs[count - 1][1], result_type=FleetUpgradeResult
     )
     return await asyncio.wait_for(handle.result(), WAIT)
+
+
+async def test_rollback_wave_returns_the_failed_waves_peers_and_leaves_earlier_waves(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    await installed(temporal_client, fake_cluster, fake_worker, "fleet-wave")
+    first = demo_spec("fleet-wave", image(NEW_IMAGE), on_cluster("first"))
+    peer = demo_spec("fleet-wave", image(NEW_IMAGE))
+    broken = demo_spec("fleet-wave", image(BAD_IMAGE), on_cluster("broken"))
+    fake_cluster.faults.append(crash_loop_on(BAD_IMAGE))
+    fleet = plan("fleet-wave", [[("first", first)], [("peer", peer), ("broken", broken)]])
+
+    result = await asyncio.wait_for(
+        fleet_result(await start_fleet(temporal_client, fleet, task_queue=fake_worker)), WAIT
+    )
+
+    assert result.outcome == FleetOutcome.FAILED
+    assert result.diagnosis == "broken failed in wave wave-2"
+    assert result.target("broken").detail == "CrashLoop (its rollout: rolled-back)"
+    assert result.target("peer").state == TargetState.ROLLED_BACK
+    assert result.target("first").state == TargetState.SUCCEEDED
+    assert [w.state for w in result.waves] == [WaveState.SUCCEEDED, WaveState.ROLLED_BACK]
+    first_runs = [
+        e async for e in temporal_client.list_workflows(
+            f"WorkflowId = 'rollout/{first.target_id}'"
+        )
+    ]
+    assert len(first_runs) == 1, "rollbackWave started a rollout in an earlier wave"
