@@ -28,7 +28,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -142,13 +147,19 @@ class FleetWorkflow:
     async def _roll_out(self, target: FleetTarget) -> bool:
         """Roll the target out under its own ID; True when its rollout succeeded."""
         spec = target.spec
-        self._previous[target.name] = await calls.execute(
-            calls.READ_LAST_KNOWN_GOOD,
-            SnapshotLookupInput(target=spec.target, rollout=spec.metadata.name),
-            budget=LAST_KNOWN_GOOD_BUDGET,
-            summary=f"read the last-known-good record of {spec.target_id}",
-        )
-        result = await self._child_rollout(target, spec, f"fleet {self._plan.name}")
+        try:
+            self._previous[target.name] = await calls.execute(
+                calls.READ_LAST_KNOWN_GOOD,
+                SnapshotLookupInput(target=spec.target, rollout=spec.metadata.name),
+                budget=LAST_KNOWN_GOOD_BUDGET,
+                summary=f"read the last-known-good record of {spec.target_id}",
+            )
+        except ActivityError as unreadable:
+            # No record, no way back: the target is not started, and counts as failed.
+            cause = unreadable.cause or unreadable
+            result: RolloutResult | str = f"not started: its last-known-good record: {cause}"
+        else:
+            result = await self._child_rollout(target, spec, f"fleet {self._plan.name}")
         if isinstance(result, str):
             self._book.target_state(
                 target.name, TargetState.FAILED, result, finished_at=workflow.now()

@@ -29,9 +29,10 @@ from rollouts.schedules import (
 from rollouts.starting import start_rollout
 from spec.fleet import FleetPlan, FleetTarget, FleetWave, OnFailure
 from spec.fleet_io import FleetOutcome, FleetUpgradeResult, TargetState, WaveState
+from spec.reasons import FailureReason
 from spec.rollout import Gate, RolloutSpec
 from spec.workflow_io import AbortRequest, ApproveRequest, Outcome
-from tests.workflows.fakes import FakeCluster
+from tests.workflows.fakes import FakeCluster, Fault
 from tests.workflows.scenarios import WAIT, crash_loop_on, installed
 from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, image
 from workflows.fleet import FleetWorkflow
@@ -178,3 +179,22 @@ async def test_rollback_wave_returns_the_failed_waves_peers_and_leaves_earlier_w
         )
     ]
     assert len(first_runs) == 1, "rollbackWave started a rollout in an earlier wave"
+
+
+async def test_a_target_whose_record_cannot_be_read_is_not_started_and_fails_the_fleet(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    fake_cluster.faults.append(Fault(
+        "read_last_known_good", FailureReason.CLUSTER_UNREACHABLE, "connection refused",
+        when=lambda cluster, arg: arg.target.cluster == "gone",
+    ))
+    fleet = plan("fleet-gone", [[("gone", demo_spec("fleet-gone", on_cluster("gone")))]])
+
+    result = await asyncio.wait_for(
+        fleet_result(await start_fleet(temporal_client, fleet, task_queue=fake_worker)), WAIT
+    )
+
+    assert result.outcome == FleetOutcome.FAILED
+    assert result.target("gone").state == TargetState.FAILED
+    assert "connection refused" in result.target("gone").detail
+    assert fake_cluster.calls == ["read_last_known_good"]
