@@ -17,7 +17,6 @@ import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -26,9 +25,8 @@ from temporalio.worker import Worker
 from embedded.temporal import TemporalDevServer
 from rollouts.fleets import start_fleet
 from rollouts.starting import start_rollout, start_teardown
-from spec.fleet import FleetPlan, FleetTarget, FleetWave
 from spec.fleet_io import FleetUpgradeInput
-from spec.rollout import Gate, RolloutSpec
+from spec.rollout import Gate
 from spec.workflow_io import ApproveRequest, SpecSource, TeardownInput, UpgradeInput
 from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, crash_loop_on, installed, query, until
@@ -38,7 +36,9 @@ from tests.workflows.specs import (
     decode_replicas,
     decode_steps,
     demo_spec,
+    fleet_of,
     image,
+    on_cluster,
 )
 from workflows.fleet import FleetWorkflow
 from workflows.fleet_schedule import FleetUpgradeWorkflow
@@ -126,35 +126,16 @@ async def teardown(client: Client, cluster: FakeCluster, queue: str) -> Workflow
     return handle
 
 
-def _fleet(name: str, waves: list[list[tuple[str, RolloutSpec]]], **fields: Any) -> FleetPlan:
-    return FleetPlan(
-        name=name,
-        waves=[
-            FleetWave(name=f"wave-{i}", max_parallel=1,
-                      targets=[FleetTarget(name=n, spec=s) for n, s in wave])
-            for i, wave in enumerate(waves, start=1)
-        ],
-        **fields,
-    )
-
-
-def _on(cluster: str) -> Callable[[dict[str, Any]], None]:
-    def change(document: dict[str, Any]) -> None:
-        document["target"]["cluster"] = cluster
-
-    return change
-
-
 async def fleet_rollback_all(client: Client, cluster: FakeCluster, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
     """Wave 1 upgrades, the gate is approved, wave 2's first target crash-loops: the fleet stops,
     rollbackAll returns wave 1's target, wave 2's second target is never started."""
     await installed(client, cluster, queue, "history-fleet")
     cluster.faults.append(crash_loop_on(BAD_IMAGE))
-    fleet = _fleet(
+    fleet = fleet_of(
         "history-fleet",
         [[("a", demo_spec("history-fleet", image(NEW_IMAGE)))],
-         [("b", demo_spec("history-fleet", image(BAD_IMAGE), _on("b"))),
-          ("c", demo_spec("history-fleet", image(NEW_IMAGE), _on("c")))]],
+         [("b", demo_spec("history-fleet", image(BAD_IMAGE), on_cluster("b"))),
+          ("c", demo_spec("history-fleet", image(NEW_IMAGE), on_cluster("c")))]],
         between_waves=Gate(approval=True), on_failure="rollbackAll",
     )
     handle = await start_fleet(client, fleet, task_queue=queue)
@@ -167,7 +148,7 @@ async def fleet_rollback_all(client: Client, cluster: FakeCluster, queue: str) -
 
 
 async def fleet_scheduled(client: Client, cluster: FakeCluster, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
-    fleet = _fleet("history-fleet-scheduled", [[("a", demo_spec("history-fleet-scheduled"))]])
+    fleet = fleet_of("history-fleet-scheduled", [[("a", demo_spec("history-fleet-scheduled"))]])
     handle = await client.start_workflow(
         FleetUpgradeWorkflow.run, FleetUpgradeInput(fleet=fleet),
         id="upgrade/fleet/history-fleet-scheduled", task_queue=queue,

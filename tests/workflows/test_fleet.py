@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -27,36 +26,14 @@ from rollouts.schedules import (
     trigger_upgrade_schedule,
 )
 from rollouts.starting import start_rollout
-from spec.fleet import FleetPlan, FleetTarget, FleetWave, OnFailure
 from spec.fleet_io import FleetOutcome, FleetUpgradeResult, TargetState, WaveState
 from spec.reasons import FailureReason
-from spec.rollout import Gate, RolloutSpec
+from spec.rollout import Gate
 from spec.workflow_io import AbortRequest, ApproveRequest, Outcome
 from tests.workflows.fakes import FakeCluster, Fault
 from tests.workflows.scenarios import WAIT, crash_loop_on, installed
-from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, image
+from tests.workflows.specs import BAD_IMAGE, NEW_IMAGE, demo_spec, fleet_of, image, on_cluster
 from workflows.fleet import FleetWorkflow
-
-
-def on_cluster(cluster: str) -> Any:
-    def change(document: dict[str, Any]) -> None:
-        document["target"]["cluster"] = cluster
-
-    return change
-
-
-def plan(name: str, waves: list[list[tuple[str, RolloutSpec]]], *, gate: Gate | None = None,
-         on_failure: OnFailure = "rollbackWave") -> FleetPlan:
-    return FleetPlan(
-        name=name,
-        waves=[
-            FleetWave(name=f"wave-{i}", max_parallel=1,
-                      targets=[FleetTarget(name=n, spec=s) for n, s in wave])
-            for i, wave in enumerate(waves, start=1)
-        ],
-        between_waves=gate or Gate(),
-        on_failure=on_failure,
-    )
 
 
 async def test_a_target_busy_with_its_own_rollout_fails_the_fleet_and_is_left_alone(
@@ -65,7 +42,7 @@ async def test_a_target_busy_with_its_own_rollout_fails_the_fleet_and_is_left_al
     release = fake_cluster.hold("wait_for_model_load")
     spec = demo_spec("fleet-busy")
     running = await start_rollout(temporal_client, spec, task_queue=fake_worker)
-    fleet = plan("fleet-busy", [[("a", spec)]])
+    fleet = fleet_of("fleet-busy", [[("a", spec)]])
 
     result = await asyncio.wait_for(
         fleet_result(await start_fleet(temporal_client, fleet, task_queue=fake_worker)), WAIT
@@ -86,8 +63,8 @@ async def test_abort_at_the_gate_returns_the_first_wave_and_never_starts_the_sec
     old = await installed(temporal_client, fake_cluster, fake_worker, "fleet-abort")
     new = demo_spec("fleet-abort", image(NEW_IMAGE))
     other = demo_spec("fleet-abort", image(NEW_IMAGE), on_cluster("elsewhere"))
-    fleet = plan("fleet-abort", [[("a", new)], [("b", other)]],
-                 gate=Gate(approval=True), on_failure="rollbackAll")
+    fleet = fleet_of("fleet-abort", [[("a", new)], [("b", other)]],
+                 between_waves=Gate(approval=True), on_failure="rollbackAll")
     handle = await start_fleet(temporal_client, fleet, task_queue=fake_worker)
 
     deadline = asyncio.get_running_loop().time() + WAIT
@@ -115,7 +92,7 @@ async def test_a_scheduled_fleet_starts_under_its_own_id_and_skips_while_it_runs
     temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
 ) -> None:
     release = fake_cluster.hold("wait_for_model_load")
-    fleet = plan("fleet-sched", [[("a", demo_spec("fleet-sched"))]])
+    fleet = fleet_of("fleet-sched", [[("a", demo_spec("fleet-sched"))]])
     running = await start_fleet(temporal_client, fleet, task_queue=fake_worker)
     schedule = await create_fleet_schedule(
         temporal_client, fleet, task_queue=fake_worker, every=timedelta(days=1)
@@ -161,7 +138,7 @@ async def test_rollback_wave_returns_the_failed_waves_peers_and_leaves_earlier_w
     peer = demo_spec("fleet-wave", image(NEW_IMAGE))
     broken = demo_spec("fleet-wave", image(BAD_IMAGE), on_cluster("broken"))
     fake_cluster.faults.append(crash_loop_on(BAD_IMAGE))
-    fleet = plan("fleet-wave", [[("first", first)], [("peer", peer), ("broken", broken)]])
+    fleet = fleet_of("fleet-wave", [[("first", first)], [("peer", peer), ("broken", broken)]])
 
     result = await asyncio.wait_for(
         fleet_result(await start_fleet(temporal_client, fleet, task_queue=fake_worker)), WAIT
@@ -188,7 +165,7 @@ async def test_a_target_whose_record_cannot_be_read_is_not_started_and_fails_the
         "read_last_known_good", FailureReason.CLUSTER_UNREACHABLE, "connection refused",
         when=lambda cluster, arg: arg.target.cluster == "gone",
     ))
-    fleet = plan("fleet-gone", [[("gone", demo_spec("fleet-gone", on_cluster("gone")))]])
+    fleet = fleet_of("fleet-gone", [[("gone", demo_spec("fleet-gone", on_cluster("gone")))]])
 
     result = await asyncio.wait_for(
         fleet_result(await start_fleet(temporal_client, fleet, task_queue=fake_worker)), WAIT
