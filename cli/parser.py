@@ -36,6 +36,7 @@ from embedded import add_connection_arguments
 Handler = Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]
 
 TARGET_HELP = "<cluster>/<namespace>/<name>, e.g. clustersim/llm-d-wide-ep/wide-ep"
+TARGET_OR_FLEET_HELP = f"{TARGET_HELP}; or fleet/<name> for a fleet"
 DESCRIPTION = """Durable rollouts and upgrades of llm-d wide-EP serving stacks on Temporal.
 
 On a terminal you get text and a live view; off one (or with -o json) stdout carries exactly one
@@ -104,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also show the full diff of every object that changes")
 
     sub = verb("apply", "start a rollout of the spec (install or upgrade)", apply.run)
-    sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
+    sub.add_argument("-f", "--file", required=True, help="rollout spec YAML (or a kind: Fleet)")
     sub.add_argument("--wait", action="store_true",
                      help="follow the rollout to its end (or an approval gate) and exit with its "
                      "code")
     sub.add_argument("--reason", help="why, recorded with the rollout")
 
     sub = verb("status", "show the current or last rollout of a target", status.run)
-    sub.add_argument("target", help=TARGET_HELP)
+    sub.add_argument("target", help=TARGET_OR_FLEET_HELP)
     sub.add_argument("-w", "--watch", action="store_true",
                      help="follow it to its end (or an approval gate) and exit with its code")
     sub.add_argument("--run-id", help="a particular run (default: the latest)")
@@ -128,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
 
     sub = verb("approve", "pass the gate the rollout waits at for approval", control.run)
-    sub.add_argument("target", help=TARGET_HELP)
+    sub.add_argument("target", help=TARGET_OR_FLEET_HELP)
     sub.add_argument("--gate", help="the gate expected to be waiting (refused if another is)")
     sub.add_argument("--note", help="recorded with the approval")
 
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("target", help=TARGET_HELP)
 
     sub = verb("abort", "stop the rollout and roll back", control.run)
-    sub.add_argument("target", help=TARGET_HELP)
+    sub.add_argument("target", help=TARGET_OR_FLEET_HELP)
     sub.add_argument("--reason", help="recorded with the abort")
     sub.add_argument("--wait", action="store_true",
                      help="follow the rollback to its end and exit with its code")
@@ -213,9 +214,9 @@ def _schedule_verbs(parser: _Parser) -> None:
         add_connection_arguments(sub)
         return sub
 
-    create = action("create", "create a target's upgrade schedule")
-    create.add_argument("target", help=TARGET_HELP)
-    create.add_argument("-f", "--file", help="the desired spec, stored in the schedule")
+    create = action("create", "create a target's (or a fleet's) upgrade schedule")
+    create.add_argument("target", help=TARGET_OR_FLEET_HELP)
+    create.add_argument("-f", "--file", help="the desired spec (or fleet), stored in the schedule")
     create.add_argument("--worker-path",
                         help="instead: a spec file the worker reads at each firing")
     create.add_argument("--cron", action="append",
@@ -238,6 +239,6 @@ def _schedule_verbs(parser: _Parser) -> None:
         ("delete", "delete a target's upgrade schedule (a running upgrade goes on)"),
     ):
         sub = action(name, help)
-        sub.add_argument("target", help=TARGET_HELP)
+        sub.add_argument("target", help=TARGET_OR_FLEET_HELP)
         if name in ("pause", "unpause"):
             sub.add_argument("--note", help="why, shown with the schedule")

@@ -67,18 +67,36 @@ async def create_upgrade_schedule(
     note: str = "",
 ) -> ScheduleHandle:
     """Create the target's upgrade schedule, firing on `cron` expressions and/or `every`."""
+    schedule_id = upgrade_schedule_id(request.target)
+    action = ScheduleActionStartWorkflow(
+        UpgradeWorkflow.run,
+        request,
+        id=schedule_id,
+        task_queue=task_queue,
+        static_summary=f"scheduled upgrade of {request.target}",
+        typed_search_attributes=_attributes(request),
+    )
+    schedule = upgrade_schedule_of(
+        action, cron=cron, every=every, catchup_window=catchup_window, paused=paused, note=note
+    )
+    return await client.create_schedule(schedule_id, schedule)
+
+
+def upgrade_schedule_of(
+    action: ScheduleActionStartWorkflow,
+    *,
+    cron: Sequence[str],
+    every: timedelta | None,
+    catchup_window: timedelta = DEFAULT_CATCHUP_WINDOW,
+    paused: bool = False,
+    note: str = "",
+) -> Schedule:
+    """The schedule around `action` with the upgrade policy (overlap skip, pause on failure,
+    a short catch-up window); a fleet's schedule (rollouts.fleets) uses it too."""
     if not cron and every is None:
         raise ValueError("an upgrade schedule needs cron expressions or an interval (every)")
-    schedule_id = upgrade_schedule_id(request.target)
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            UpgradeWorkflow.run,
-            request,
-            id=schedule_id,
-            task_queue=task_queue,
-            static_summary=f"scheduled upgrade of {request.target}",
-            typed_search_attributes=_attributes(request),
-        ),
+    return Schedule(
+        action=action,
         spec=ScheduleSpec(
             cron_expressions=list(cron),
             intervals=[ScheduleIntervalSpec(every=every)] if every is not None else [],
@@ -90,7 +108,6 @@ async def create_upgrade_schedule(
         ),
         state=ScheduleState(paused=paused, note=note or None),
     )
-    return await client.create_schedule(schedule_id, schedule)
 
 
 def _attributes(request: UpgradeInput) -> TypedSearchAttributes:

@@ -52,7 +52,7 @@ def parse_spec(text: str, source: str = "<spec>", base_dir: Path | None = None) 
     if not isinstance(document, dict):
         raise SpecError(source, [Problem("", "must be a YAML mapping (a Rollout document)")])
     if base_dir is not None:
-        _resolve_local_paths(document, base_dir)
+        resolve_local_paths(document, base_dir)
     return validate_document(document, source, base_dir)
 
 
@@ -63,7 +63,7 @@ def validate_document(
         # Strict here only: payloads elsewhere tolerate fields a newer worker added.
         spec = RolloutSpec.model_validate(document, extra="forbid")
     except ValidationError as error:
-        raise SpecError(source, [_pydantic_problem(e) for e in error.errors()]) from None
+        raise SpecError(source, [pydantic_problem(e) for e in error.errors()]) from None
     problems = check_spec(spec, base_dir)
     if problems:
         raise SpecError(source, problems)
@@ -78,7 +78,7 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"invalid YAML: {problem}"
 
 
-def _pydantic_problem(error: ErrorDetails) -> Problem:
+def pydantic_problem(error: ErrorDetails) -> Problem:
     path = ""
     for part in error["loc"]:
         if isinstance(part, int):
@@ -104,10 +104,10 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def _resolve_local_paths(node: Any, base_dir: Path) -> None:
+def resolve_local_paths(node: Any, base_dir: Path) -> None:
     if isinstance(node, list):
         for item in node:
-            _resolve_local_paths(item, base_dir)
+            resolve_local_paths(item, base_dir)
         return
     if not isinstance(node, dict):
         return
@@ -122,7 +122,7 @@ def _resolve_local_paths(node: Any, base_dir: Path) -> None:
                 value["source"] = _absolute(crd_source, base_dir)
         elif key == "kubeconfig" and isinstance(value, str):
             node[key] = _absolute(value, base_dir)
-        _resolve_local_paths(value, base_dir)
+        resolve_local_paths(value, base_dir)
 
 
 def _is_local(source: str) -> bool:

@@ -19,3 +19,11 @@ def rollout_workflow_id(target_id: str) -> str:
 def upgrade_schedule_id(target_id: str) -> str:
     """The ID of a target's upgrade schedule (its runs are `upgrade/<target>-<timestamp>`)."""
     return UPGRADE_SCHEDULE_PREFIX + target_id
+
+
+FLEET_ID_PREFIX = "fleet/"
+
+
+def fleet_workflow_id(name: str) -> str:
+    """`fleet/<name>`: one run of a fleet at a time; its targets keep their own rollout IDs."""
+    return FLEET_ID_PREFIX + name

@@ -3,7 +3,7 @@
 Each is a validated Temporal update of RolloutWorkflow: the workflow accepts it (and says what it
 does) or rejects it with a sentence saying why (e.g. no gate is waiting for approval), which is
 printed as is, exit 1. `abort` stops the rollout and rolls back; with --wait it follows the
-rollback to its end.
+rollback to its end. `approve`/`abort fleet/NAME` steer a fleet (cli/commands/fleet.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.commands import fleet
 from cli.commands.common import requester, watch
 from cli.errors import CliError, NoSuchRollout
 from cli.exit_codes import ExitCode
@@ -48,6 +49,8 @@ def _request(args: argparse.Namespace) -> Any:
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:
+    if fleet.is_fleet_argument(args.target):
+        return await fleet.control(args, output)
     target = parse_target(args.target)
     session = await open_session(args)
     handle = handle_of(session, target)

@@ -5,7 +5,8 @@ The schedule itself is rollouts.schedules' (one per target, `upgrade/<target>`, 
 pause on failure); each firing runs UpgradeWorkflow, which starts the rollout under the target's
 own workflow ID, so a scheduled upgrade never runs beside a rollout started here. The desired spec
 is stored in the schedule (`-f SPEC`) or read by the worker at each firing (`--worker-path`), and
-an optional maintenance window skips firings outside it.
+an optional maintenance window skips firings outside it. `fleet/NAME` schedules a fleet
+(`-f fleet.yaml`; cli/commands/fleet.py): each firing starts the fleet under `fleet/<name>`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.table import Table
 from temporalio.client import Client, ScheduleAlreadyRunningError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.commands import fleet
 from cli.commands.common import load_spec_file
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
@@ -46,7 +48,10 @@ async def run(args: argparse.Namespace, output: Output) -> int:
     client = session.client
     if args.schedule_command == "list":
         return await _list(client, output)
-    target = parse_target(args.target)
+    target = (
+        f"fleet/{fleet.parse_fleet(args.target)}" if fleet.is_fleet_argument(args.target)
+        else parse_target(args.target)
+    )
     try:
         if args.schedule_command == "create":
             return await _create(args, target, session.task_queue, client, output)
@@ -69,6 +74,10 @@ async def _create(
         raise CliError("give the desired spec with exactly one of -f SPEC and --worker-path PATH")
     if not args.cron and args.every is None:
         raise CliError("say when to upgrade with --cron EXPRESSION and/or --every DURATION")
+    if fleet.is_fleet_argument(target):
+        every = _duration(args.every, "--every") if args.every else None
+        return await fleet.create_schedule(args, target, task_queue, client, output,
+                                           window=_window(args), every=every)
     if args.file is not None:
         spec = load_spec_file(args.file)
         if spec.target_id != target:

@@ -23,7 +23,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from embedded.temporal import TemporalDevServer
+from rollouts.fleets import start_fleet
 from rollouts.starting import start_rollout, start_teardown
+from spec.fleet_io import FleetUpgradeInput
+from spec.rollout import Gate
 from spec.workflow_io import ApproveRequest, SpecSource, TeardownInput, UpgradeInput
 from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, crash_loop_on, installed, query, until
@@ -33,8 +36,12 @@ from tests.workflows.specs import (
     decode_replicas,
     decode_steps,
     demo_spec,
+    fleet_of,
     image,
+    on_cluster,
 )
+from workflows.fleet import FleetWorkflow
+from workflows.fleet_schedule import FleetUpgradeWorkflow
 from workflows.registry import WORKFLOWS
 from workflows.rollout import RolloutWorkflow
 from workflows.upgrade import UpgradeWorkflow
@@ -119,6 +126,37 @@ async def teardown(client: Client, cluster: FakeCluster, queue: str) -> Workflow
     return handle
 
 
+async def fleet_rollback_all(client: Client, cluster: FakeCluster, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    """Wave 1 upgrades, the gate is approved, wave 2's first target crash-loops: the fleet stops,
+    rollbackAll returns wave 1's target, wave 2's second target is never started."""
+    await installed(client, cluster, queue, "history-fleet")
+    cluster.faults.append(crash_loop_on(BAD_IMAGE))
+    fleet = fleet_of(
+        "history-fleet",
+        [[("a", demo_spec("history-fleet", image(NEW_IMAGE)))],
+         [("b", demo_spec("history-fleet", image(BAD_IMAGE), on_cluster("b"))),
+          ("c", demo_spec("history-fleet", image(NEW_IMAGE), on_cluster("c")))]],
+        between_waves=Gate(approval=True), on_failure="rollbackAll",
+    )
+    handle = await start_fleet(client, fleet, task_queue=queue)
+    while (await handle.query(FleetWorkflow.progress)).gate is None:
+        await asyncio.sleep(0.1)
+    await handle.execute_update(FleetWorkflow.approve, ApproveRequest(by="recorder"))
+    with contextlib.suppress(Exception):
+        await handle.result()
+    return handle
+
+
+async def fleet_scheduled(client: Client, cluster: FakeCluster, queue: str) -> WorkflowHandle:  # type: ignore[type-arg]
+    fleet = fleet_of("history-fleet-scheduled", [[("a", demo_spec("history-fleet-scheduled"))]])
+    handle = await client.start_workflow(
+        FleetUpgradeWorkflow.run, FleetUpgradeInput(fleet=fleet),
+        id="upgrade/fleet/history-fleet-scheduled", task_queue=queue,
+    )
+    await handle.result()
+    return handle
+
+
 SCENARIOS: dict[str, Scenario] = {
     "rollout-fresh-install": fresh_install,
     "rollout-gated-upgrade": gated_upgrade,
@@ -127,6 +165,8 @@ SCENARIOS: dict[str, Scenario] = {
     "upgrade-scheduled": scheduled_upgrade,
     "upgrade-unchanged": unchanged_upgrade,
     "teardown": teardown,
+    "fleet-rollback-all": fleet_rollback_all,
+    "fleet-scheduled": fleet_scheduled,
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from spec import RolloutSpec
+from spec.fleet import FleetPlan, FleetTarget, FleetWave
 from spec.loader import parse_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -70,3 +71,23 @@ def infra_values(**values: Any) -> Change:
         document["infra"].setdefault("values", {}).update(values)
 
     return change
+
+
+def on_cluster(cluster: str) -> Change:
+    def change(document: dict[str, Any]) -> None:
+        document["target"]["cluster"] = cluster
+
+    return change
+
+
+def fleet_of(name: str, waves: list[list[tuple[str, RolloutSpec]]], **fields: Any) -> FleetPlan:
+    """A FleetPlan of named target specs, wave after wave (`wave-1`, ...), one at a time."""
+    return FleetPlan(
+        name=name,
+        waves=[
+            FleetWave(name=f"wave-{i}", max_parallel=1,
+                      targets=[FleetTarget(name=n, spec=s) for n, s in wave])
+            for i, wave in enumerate(waves, start=1)
+        ],
+        **fields,
+    )

@@ -37,7 +37,10 @@ def replayer(*workflows: type) -> Replayer:
 def test_there_is_a_stored_history_for_every_workflow() -> None:
     types = {load(path).events[0].workflow_execution_started_event_attributes.workflow_type.name
              for path in STORED}
-    assert types == {"RolloutWorkflow", "UpgradeWorkflow", "TeardownWorkflow"}
+    assert types == {
+        "RolloutWorkflow", "UpgradeWorkflow", "TeardownWorkflow", "FleetWorkflow",
+        "FleetUpgradeWorkflow",
+    }
 
 
 @pytest.mark.parametrize("path", STORED, ids=[p.stem for p in STORED])
