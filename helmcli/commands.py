@@ -31,14 +31,6 @@ MIN_V3_MINOR = 8
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _NOT_FOUND = re.compile(r"release: not found|not found", re.IGNORECASE)
 _IN_PROGRESS = re.compile(r"another operation \(install/upgrade/rollback\) is in progress")
-# Failures of the connection to the API server, not of the release: retry the activity.
-_TRANSIENT = re.compile(
-    r"connection refused|connection reset|i/o timeout|EOF|TLS handshake timeout"
-    r"|the server is currently unable|Too Many Requests|Internal Server Error|Service Unavailable"
-    r"|the server was unable to return a response|etcdserver|http2: client connection lost"
-    r"|context deadline exceeded \(Client\.Timeout|unexpected error when reading response body",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -316,10 +308,6 @@ def not_found(stderr: str) -> bool:
 
 def in_progress(stderr: str) -> bool:
     return bool(_IN_PROGRESS.search(stderr))
-
-
-def transient(stderr: str) -> bool:
-    return bool(_TRANSIENT.search(stderr))
 
 
 def last_lines(text: str, count: int = 15) -> list[str]:

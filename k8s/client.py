@@ -32,10 +32,11 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from k8s.errors import RETRYABLE_STATUSES
 from spec.activity_io import FIELD_MANAGER, ObjectRef
 from spec.rollout import Target
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_STATUSES = RETRYABLE_STATUSES
 RETRY_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
@@ -272,10 +273,17 @@ class KubeClient:
         for attempt in range(RETRY_ATTEMPTS):
             try:
                 response = self._send(method, path, query, body, content_type, timeout)
+            except (urllib3.exceptions.HTTPError, k8s_client.ApiException, OSError) as error:
+                last = f"{type(error).__name__}: {error}"
+                _sleep_backoff(attempt, None)
+                continue
+            try:
                 data = response.data
                 status = response.status
                 response.release_conn()
-            except (urllib3.exceptions.HTTPError, k8s_client.ApiException, OSError) as error:
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                # The body broke off: this connection must not serve the next request.
+                discard(response)
                 last = f"{type(error).__name__}: {error}"
                 _sleep_backoff(attempt, None)
                 continue
@@ -327,12 +335,14 @@ class KubeClient:
             if response.status in TRANSIENT_STATUSES:
                 last = f"HTTP {response.status}"
                 retry_after = response.headers.get("Retry-After")
-                response.release_conn()
+                discard(response)
                 _sleep_backoff(attempt, retry_after)
                 continue
             if response.status >= 300:
-                data = response.data
-                response.release_conn()
+                try:
+                    data = response.data
+                finally:
+                    discard(response)
                 document = _json(data)
                 message = document.get("message") if isinstance(document, dict) else None
                 raise KubeError(
@@ -542,6 +552,18 @@ def stream_lines(response: urllib3.BaseHTTPResponse) -> Iterator[str]:
             yield line.decode("utf-8", errors="replace")
     if pending:
         yield pending.decode("utf-8", errors="replace")
+
+
+def discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Give the connection back only with its response read to the end; a body that cannot be
+    drained closes the connection instead. A connection returned with unread bytes answers the
+    next request with them (`ResponseNotReady('Request-sent')`)."""
+    try:
+        response.drain_conn()
+        response.release_conn()
+    except Exception:  # any failure to drain: the connection is not reusable
+        with contextlib.suppress(Exception):
+            response.close()
 
 
 def close_stream(response: urllib3.BaseHTTPResponse) -> None:

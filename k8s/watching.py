@@ -25,6 +25,7 @@ from k8s.client import (
     KubeClient,
     KubeError,
     close_stream,
+    discard,
     stream_lines,
     watch_events,
 )
@@ -152,8 +153,7 @@ class Informer:
                 current = self._response
                 self._response = None
                 if current is not None:
-                    with contextlib.suppress(Exception):
-                        current.release_conn()
+                    discard(current)
 
     def _consume(self, response: urllib3.BaseHTTPResponse) -> None:
         """Apply a watch stream's events, keeping `resource_version` at the last one seen
@@ -235,8 +235,7 @@ class LogFollower:
             self.done = True
             current = self._response
             if current is not None:
-                with contextlib.suppress(Exception):
-                    current.release_conn()
+                discard(current)
             if not self._stop.is_set():
                 self._on_end()
 

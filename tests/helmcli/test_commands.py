@@ -19,7 +19,6 @@ from helmcli.commands import (
     parse_version,
     release_digest,
     repair_for,
-    transient,
     upgrade_args,
     user_values,
     wait_args,
@@ -170,8 +169,3 @@ def test_error_classification() -> None:
     assert in_progress(
         "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress"
     )
-    assert transient(
-        'Error: Get "https://127.0.0.1:6443/api": dial tcp 127.0.0.1:6443: '
-        "connect: connection refused"
-    )
-    assert not transient("Error: UPGRADE FAILED: template: demo/templates/x.yaml:3: bad")
