@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.failures import failure, target_client
 from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
@@ -67,6 +68,12 @@ PROBE_RETRY_SECONDS = 1.0
 # A silence in weight loading shorter than this share of the budget is never a stall.
 STALL_BUDGET_SHARE = 0.01
 RESPONSE_EXCERPT = 2000
+# A pod's /metrics read is tried this often (this many seconds apart, growing) before the
+# verification is retried as a whole.
+METRICS_ATTEMPTS = 4
+METRICS_RETRY_SECONDS = 0.5
+# The verification could not read every counter it needs: retried, never a failure reason.
+VERIFICATION_INCOMPLETE = "VerificationIncomplete"
 
 
 def vllm_container(role: RoleName) -> str:
@@ -441,14 +448,33 @@ def _role_metrics(
         )
         totals: dict[str, float] = {}
         for name in names:
-            status, body = client.pod_proxy(
-                spec.target.namespace, name, vllm_port(spec, role), "/metrics"
-            )
-            if status == 200:
-                for key, value in counter_sums(body.decode(errors="replace")).items():
-                    totals[key] = totals.get(key, 0.0) + value
+            text = _pod_metrics(client, spec.target.namespace, name, vllm_port(spec, role))
+            for key, value in counter_sums(text).items():
+                totals[key] = totals.get(key, 0.0) + value
         found[role] = (names, totals)
     return found
+
+
+class MetricsUnreadable(Exception):
+    """A pod's /metrics could not be read: totals without it would prove nothing."""
+
+
+def _pod_metrics(client: KubeClient, namespace: str, pod: str, port: int) -> str:
+    """One pod's /metrics text, the read retried a few times; `MetricsUnreadable` when it
+    still fails (a skipped pod would make "decode did not serve" look true)."""
+    detail = ""
+    for attempt in range(METRICS_ATTEMPTS):
+        if attempt:
+            time.sleep(METRICS_RETRY_SECONDS * attempt)
+        try:
+            status, body = client.pod_proxy(namespace, pod, port, "/metrics")
+        except KubeError as error:
+            detail = error.message
+            continue
+        if status == 200:
+            return body.decode(errors="replace")
+        detail = f"HTTP {status}: {_excerpt(body)[:200]}"
+    raise MetricsUnreadable(f"cannot read /metrics of pod {pod}: {detail}")
 
 
 def _excerpt(data: bytes) -> str:
@@ -548,7 +574,15 @@ async def verify_gateway(input: VerifyInput) -> VerificationResult:
         while not task.done():
             await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
             activity.heartbeat({"step": "verifying through the gateway"})
-        result = task.result()
+        try:
+            result = task.result()
+        except MetricsUnreadable as error:
+            # Only a complete reading may conclude "did not serve": verify again from the start.
+            raise ApplicationError(
+                f"verification incomplete, retried: {error}",
+                type=VERIFICATION_INCOMPLETE,
+                non_retryable=False,
+            ) from None
     failed = [c for c in result.checks if not c.passed]
     if failed:
         message = "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)

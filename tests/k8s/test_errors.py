@@ -11,7 +11,7 @@ from k8s.errors import classify_status, classify_text
 # Real wordings: apimachinery Status messages, client-go errors as helm/kubectl print them.
 RETRYABLE_OUTPUT = [
     # clustersim's Status message as helm prints it (the case issue 14 reports).
-    'Error: INSTALLATION FAILED: failed to create resource: clustersim injected fault 1a2b3c4d '
+    "Error: INSTALLATION FAILED: failed to create resource: clustersim injected fault 1a2b3c4d "
     "(500 InternalError)",
     "Error: UPGRADE FAILED: Internal error occurred: resource quota evaluation timed out",
     'Error: an error on the server ("unknown") has prevented the request from succeeding '
@@ -20,12 +20,10 @@ RETRYABLE_OUTPUT = [
     "Error: the server has received too many requests and has asked us to try again later",
     "Error: the server was unable to return a response in the time allotted, but may still be "
     "processing the request (post services)",
-    "Error: Timeout: request did not complete within requested timeout - context deadline "
-    "exceeded",
+    "Error: Timeout: request did not complete within requested timeout - context deadline exceeded",
     "Error: etcdserver: request timed out",
     "Error: etcdserver: leader changed",
-    'Error: Get "https://127.0.0.1:6443/api": dial tcp 127.0.0.1:6443: connect: connection '
-    "refused",
+    'Error: Get "https://127.0.0.1:6443/api": dial tcp 127.0.0.1:6443: connect: connection refused',
     'Error: Get "https://10.0.0.1:6443/version": read tcp 10.0.0.2:5:>10.0.0.1:6443: read: '
     "connection reset by peer",
     'Error: Get "https://10.0.0.1:6443/version": net/http: TLS handshake timeout',
@@ -41,7 +39,7 @@ RETRYABLE_OUTPUT = [
 ]
 
 TERMINAL_OUTPUT = [
-    "Error: UPGRADE FAILED: template: demo/templates/x.yaml:3: function \"nope\" not defined",
+    'Error: UPGRADE FAILED: template: demo/templates/x.yaml:3: function "nope" not defined',
     'Error: INSTALLATION FAILED: Deployment.apps "x" is invalid: spec.replicas: Invalid value: '
     "-1: must be greater than or equal to 0",
     'Error: INSTALLATION FAILED: namespaces "missing" not found',
@@ -87,8 +85,12 @@ def test_forbidden_names_verb_resource_and_namespace() -> None:
 def test_cluster_scoped_forbidden_has_no_namespace() -> None:
     found = classify_status(
         403,
-        {"kind": "Status", "reason": "Forbidden", "message": 'nodes is forbidden: User "bob" '
-         'cannot list resource "nodes" in API group "" at the cluster scope'},
+        {
+            "kind": "Status",
+            "reason": "Forbidden",
+            "message": 'nodes is forbidden: User "bob" '
+            'cannot list resource "nodes" in API group "" at the cluster scope',
+        },
         "GET /api/v1/nodes: HTTP 403",
     )
     assert found.permission is not None
