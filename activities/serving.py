@@ -28,9 +28,10 @@ from activities.failures import failure, target_client
 from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
 from activities.waits import LWS_API, nodes_by_name
 from k8s.client import KubeClient, KubeError
-from k8s.diagnosis import pod_summary
+from k8s.diagnosis import killed_by_startup_probe, pod_summary
 from k8s.gateway import Gateway
-from k8s.podfailures import PodFailureCheck
+from k8s.podfailures import PodFailure, PodFailureCheck
+from k8s.probing import ProbeAnswer, probe_vllm
 from k8s.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
 from k8s.watching import Collection, Informer, LogFollower, Wakeup
 from manifests.labels import role_labels
@@ -67,6 +68,13 @@ PROBE_FALLBACK_SECONDS = 10.0
 PROBE_RETRY_SECONDS = 1.0
 # A silence in weight loading shorter than this share of the budget is never a stall.
 STALL_BUDGET_SHARE = 0.01
+# A log follow the endpoint refused (kubelet unreachable, broken TLS) is tried again this often;
+# meanwhile the wait goes on from the pod status, events and the probes.
+LOG_RETRY_SECONDS = 30.0
+# Probes in a row the API server refused to proxy (400/403) that make PodProxyRefused.
+PROXY_REFUSALS = 3
+# How often the wait heartbeats, whatever the log streams and probes are doing.
+BEAT_SECONDS = 1.0
 RESPONSE_EXCERPT = 2000
 # A pod's /metrics read is tried this often (this many seconds apart, growing) before the
 # verification is retried as a whole.
@@ -95,6 +103,22 @@ class PodWatch:
     probed_after_ready: bool = False
     models: list[str] | None = None
     probe_detail: str = ""
+    # Set while the log endpoint fails for this pod (what it answered), and when to try again.
+    log_error: str | None = None
+    log_retry_at: float = 0.0
+    # Consecutive probes the API server refused to proxy, and its last words.
+    refusals: int = 0
+    refusal: str = ""
+
+
+def _detail(watch: PodWatch | None) -> str:
+    """The pod's probe result, and what could not be read (the evidence says it, not a stall)."""
+    if watch is None:
+        return ""
+    if watch.log_error and watch.models is None:
+        unreadable = f"log unreadable ({watch.log_error[:160]})"
+        return f"{watch.probe_detail}; {unreadable}" if watch.probe_detail else unreadable
+    return watch.probe_detail
 
 
 def _container_status(pod: Mapping[str, Any], container: str) -> Mapping[str, Any] | None:
@@ -174,6 +198,20 @@ class ModelLoadWait:
     async def run(self) -> ModelLoadResult:
         for informer in [*self.required, self.nodes]:
             informer.start()
+        beating = asyncio.ensure_future(self._keep_beating())
+        try:
+            return await self._wait()
+        finally:
+            beating.cancel()
+
+    async def _keep_beating(self) -> None:
+        """Heartbeat the latest progress on a clock of its own: no log stream, probe or crash-log
+        read the wait is blocked on can starve Temporal of heartbeats."""
+        while True:
+            self.heartbeater.beat(self.progress)
+            await asyncio.sleep(BEAT_SECONDS)
+
+    async def _wait(self) -> ModelLoadResult:
         deadline = self.started_at.timestamp() + self.budget
         while True:
             for informer in self.required:
@@ -185,8 +223,7 @@ class ModelLoadWait:
                     return result
             elif self.pod_informer.synced:
                 # The pods alone can already show a failure: do not wait for the other lists.
-                await self.checker.check(self.pod_informer.objects(), nodes_by_name(self.nodes))
-            self.heartbeater.beat(self.progress)
+                await self._check_pods(self.pod_informer.objects())
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise self._budget_exceeded()
@@ -206,13 +243,58 @@ class ModelLoadWait:
                 due.append(watch.log.progress_times[-1] + watch.log.stall_after(floor) + 0.01)
         return max(0.05, min(due) - now)
 
+    async def _check_pods(self, pods: list[dict[str, Any]]) -> None:
+        """Fail on what the pods show; a container the startup probe killed while its weight
+        loading had stopped advancing is a stalled load (with the last progress), not a crash."""
+        try:
+            await self.checker.check(
+                pods,
+                nodes_by_name(self.nodes),
+                {"role": self.role, "progress": self.progress.model_dump(mode="json")},
+            )
+        except PodFailure as crash:
+            raise self._stall_killed(crash) or crash from None
+
+    def _stall_killed(self, crash: PodFailure) -> Exception | None:
+        if crash.reason != FailureReason.CRASH_LOOP:
+            return None
+        if crash.evidence.data.get("exit_code") != 137:
+            return None
+        if not killed_by_startup_probe(crash.evidence.events):
+            return None
+        pod = crash.evidence.objects[0].ref.name if crash.evidence.objects else ""
+        watch = next((w for w in self.pods.values() if w.name == pod), None)
+        if watch is None or watch.log.percent is None or watch.log.percent >= 100:
+            return None
+        times = watch.log.progress_times
+        since = time.monotonic() - times[-1] if times else 0.0
+        if since >= watch.log.stall_after(0.0):
+            reason = FailureReason.MODEL_LOAD_STALLED
+            message = (
+                f"{self.role} pod {pod}: weight loading stopped at {watch.log.percent:.0f}% and "
+                f"did not advance for {since:.1f}s (its pace was several times faster) until the "
+                "startup probe killed the container (exit code 137); the load is hung"
+            )
+        else:
+            # Still advancing when killed: the load needs longer than the startup probe allows.
+            reason = FailureReason.MODEL_LOAD_TIMEOUT
+            message = (
+                f"{self.role} pod {pod}: the startup probe killed the container (exit code 137) "
+                f"while weight loading was still advancing ({watch.log.percent:.0f}%): the load "
+                "takes longer than the startup probe allows (budgets.modelLoad)"
+            )
+        found = crash.evidence.model_copy(
+            update={
+                "reason": reason.value,
+                "message": message,
+                "log_lines": list(watch.log.tail)[-20:] or crash.evidence.log_lines,
+            }
+        )
+        return failure(reason, message, found)
+
     async def _step(self) -> ModelLoadResult | None:
         pods = self.pod_informer.objects()
-        await self.checker.check(
-            pods,
-            nodes_by_name(self.nodes),
-            {"role": self.role, "progress": self.progress.model_dump(mode="json")},
-        )
+        await self._check_pods(pods)
         lws = self.lws.get(f"{self.namespace}/{self.lws_name}")
         state = lws_state(
             lws, self.statefulsets.objects(), pods, self.input.partition, require_pods_ready=False
@@ -231,6 +313,7 @@ class ModelLoadWait:
             self._track(uid, pod)
         self._record_progress(state.revision, sorted(expected), live)
         self._check_stalls()
+        self._check_refusals()
         current = {str(p["metadata"].get("uid")) for p in state.current_pods}
         if state.done and current and all(self._serving(uid) for uid in current):
             return self._result(state.revision, [live[u] for u in current if u in live])
@@ -253,6 +336,23 @@ class ModelLoadWait:
                 message,
                 self._evidence(FailureReason.MODEL_LOAD_STALLED, message, list(watch.log.tail)),
             )
+
+    def _check_refusals(self) -> None:
+        """A pod the API server keeps refusing to proxy to cannot be asked whether it serves:
+        say so, with the server's words, instead of waiting out the budget."""
+        for watch in self.pods.values():
+            if watch.models is not None or watch.refusals < PROXY_REFUSALS:
+                continue
+            logs = (
+                f"; its log could not be read either ({watch.log_error})" if watch.log_error else ""
+            )
+            message = (
+                f"{self.role} pod {watch.name}: the API server refused to proxy to the pod "
+                f"{watch.refusals} times in a row ({watch.refusal}), so vLLM's /health and "
+                f"/v1/models cannot be read{logs}"
+            )
+            reason = FailureReason.POD_PROXY_REFUSED
+            raise failure(reason, message, self._evidence(reason, message, list(watch.log.tail)))
 
     def _expected_names(self, lws: Mapping[str, Any] | None) -> list[str]:
         if lws is None:
@@ -277,7 +377,14 @@ class ModelLoadWait:
         if not running:
             return
         restarts = int((status or {}).get("restartCount") or 0)
-        if watch.follower is None or (watch.follower.done and restarts != watch.follower_restarts):
+        self._note_log_error(watch)
+        if watch.follower is None or (
+            watch.follower.done
+            and (
+                restarts != watch.follower_restarts
+                or (watch.log_error is not None and time.monotonic() >= watch.log_retry_at)
+            )
+        ):
             watch.follower_restarts = restarts
             watch.follower = LogFollower(
                 self.client,
@@ -293,6 +400,16 @@ class ModelLoadWait:
             return
         watch.probing = True
         watch.probe_task = asyncio.ensure_future(self._probe(watch, pod_ready(pod)))
+
+    @staticmethod
+    def _note_log_error(watch: PodWatch) -> None:
+        """Record a log follow the endpoint refused (the waiter carries on without it)."""
+        follower = watch.follower
+        if follower is None or not follower.done or follower.error is None:
+            return
+        if watch.log_error != follower.error:
+            watch.log_error = follower.error
+            watch.log_retry_at = time.monotonic() + LOG_RETRY_SECONDS
 
     @staticmethod
     def _probe_due(watch: PodWatch, pod: Mapping[str, Any]) -> bool:
@@ -311,38 +428,24 @@ class ModelLoadWait:
     async def _probe(self, watch: PodWatch, ready: bool) -> None:
         started = watch.log.server_started
         try:
-            models, detail = await asyncio.to_thread(self._probe_sync, watch.name)
+            answer: ProbeAnswer = await asyncio.to_thread(
+                probe_vllm, self.client, self.namespace, watch.name, self.port, self.model
+            )
         finally:
             watch.probing = False
             self.wakeup.set()
+        models = answer.models
         watch.probed_after_start = watch.probed_after_start or started
         watch.probed_after_ready = watch.probed_after_ready or ready
-        watch.probe_detail = detail
+        watch.probe_detail = answer.detail
+        watch.refusals = watch.refusals + 1 if answer.refused else 0
+        watch.refusal = answer.refused or watch.refusal
         retry = PROBE_RETRY_SECONDS if started else PROBE_FALLBACK_SECONDS
         watch.next_probe = time.monotonic() + retry
         if models is not None and self.model in models:
             watch.models = models
             if watch.follower is not None:
                 watch.follower.stop()
-
-    def _probe_sync(self, pod: str) -> tuple[list[str] | None, str]:
-        """vLLM's /health, then /v1/models; (served models, detail)."""
-        try:
-            status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/health")
-            if status != 200:
-                return None, f"/health answered {status}"
-            status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/v1/models")
-        except KubeError as error:
-            return None, f"probe failed: {error.message}"
-        if status != 200:
-            return None, f"/v1/models answered {status}"
-        try:
-            models = [str(m.get("id")) for m in json.loads(body).get("data") or []]
-        except (ValueError, AttributeError):
-            return None, "/v1/models did not answer JSON"
-        if self.model not in models:
-            return models, f"serves {models}, not {self.model}"
-        return models, "serving"
 
     def _record_progress(
         self, revision: str | None, expected: list[str], live: Mapping[str, Mapping[str, Any]]
@@ -357,7 +460,7 @@ class ModelLoadWait:
                     node=(pod.get("spec") or {}).get("nodeName"),
                     phase=_phase(pod, self.container, watch),
                     weights_percent=watch.log.percent if watch else None,
-                    detail=watch.probe_detail if watch else "",
+                    detail=_detail(watch),
                 )
             )
         self.progress = ModelLoadProgress(
@@ -398,6 +501,14 @@ class ModelLoadWait:
         )
         tail = list(lagging[0].log.tail) if lagging else []
         reason = FailureReason.MODEL_LOAD_TIMEOUT
+        unreadable = [w for w in lagging if w.log_error is not None and w.log.percent is None]
+        if unreadable:
+            # Without the log the load's progress is unknown: name the endpoint that failed.
+            reason = FailureReason.LOG_ENDPOINT_UNAVAILABLE
+            message += (
+                f"; the log endpoint of {', '.join(w.name for w in unreadable)} could not be "
+                f"read ({unreadable[0].log_error}), so how far the load got is unknown"
+            )
         return failure(reason, message, self._evidence(reason, message, tail))
 
     def _evidence(

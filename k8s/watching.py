@@ -205,6 +205,9 @@ class LogFollower:
         self._response: urllib3.BaseHTTPResponse | None = None
         self._thread = threading.Thread(target=self._run, name=f"log-{pod}", daemon=True)
         self.done = False
+        # What the log endpoint answered when the follow could not start (e.g. 500: kubelet
+        # unreachable), for the waiter's evidence; None when it streamed.
+        self.error: str | None = None
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -227,6 +230,8 @@ class LogFollower:
                 if self._stop.is_set():
                     return
                 self._on_line(line)
+        except KubeError as error:
+            self.error = error.message
         except Exception:
             # The container is not running (yet, or any more), or `stop` closed the stream:
             # the waiter restarts the follow when the pod's status says the container runs.
