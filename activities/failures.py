@@ -105,7 +105,10 @@ def permission_denied(problem: PermissionProblem, message: str) -> ApplicationEr
 
 
 def command_failure(
-    reason: FailureReason, message: str, output: str, transient_type: str = COMMAND_TRANSIENT,
+    reason: FailureReason,
+    message: str,
+    output: str,
+    transient_type: str = COMMAND_TRANSIENT,
     **data: Any,
 ) -> ApplicationError:
     """What a failed command (helm, kubectl) means, from its error output: the API server was

@@ -63,6 +63,10 @@ def helm_failure(error: HelmError) -> ApplicationError:
         return failure(FailureReason.PREFLIGHT, error.message)
     if isinstance(error, HelmTimedOut):
         return ApplicationError(error.message, type=HELM_TRANSIENT)
+    if isinstance(error, HelmCommandFailed) and error.returncode < 0:
+        # Killed by a signal: nothing is known against the release; the next attempt frees a
+        # release the kill left pending-* and runs helm again.
+        return ApplicationError(error.message, type=HELM_TRANSIENT, non_retryable=False)
     if isinstance(error, HelmCommandFailed):
         # Helm prints client-go's errors: a busy API server (any 5xx Status, etcd, 429, a cut
         # connection) is retried; the next attempt first frees a release left pending-*.

@@ -63,6 +63,8 @@ class HelmCommandFailed(HelmError):
 
     def __init__(self, what: str, args: list[str], run: HelmRun) -> None:
         self.stderr_lines = last_lines(run.stderr)
+        # Negative: helm was killed by a signal (it said nothing of the release).
+        self.returncode = run.returncode
         self.command = command_line(args)
         summary = " | ".join(self.stderr_lines[-3:]) or f"exit code {run.returncode}"
         super().__init__(f"{what} failed: {summary}")

@@ -267,8 +267,11 @@ class KubeClient:
         content_type: str | None = None,
         retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
         timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+        retry_api_statuses: bool = False,
     ) -> tuple[int, bytes]:
-        """One request, retried with back-off while the answer is transient; (status, body)."""
+        """One request, retried with back-off while the answer is transient; (status, body).
+        `retry_api_statuses`: also retry a 5xx that is the API server's own Status (not the
+        answer of what it proxies to)."""
         last = ""
         for attempt in range(RETRY_ATTEMPTS):
             try:
@@ -287,7 +290,9 @@ class KubeClient:
                 last = f"{type(error).__name__}: {error}"
                 _sleep_backoff(attempt, None)
                 continue
-            if status in retry_statuses:
+            if status in retry_statuses or (
+                retry_api_statuses and status in TRANSIENT_STATUSES and _is_api_status(data)
+            ):
                 last = f"HTTP {status}: {data[:200]!r}"
                 _sleep_backoff(attempt, response.headers.get("Retry-After"))
                 continue
@@ -493,6 +498,8 @@ class KubeClient:
         return self._proxy(method, proxy, body, timeout)
 
     def _proxy(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
+        # The API server's own 429/5xx (a Status document) is retried like any request; what
+        # the pod or service answers comes back as it is, for the caller to judge.
         return self.raw(
             method,
             path,
@@ -500,6 +507,7 @@ class KubeClient:
             content_type="application/json" if body is not None else None,
             retry_statuses=frozenset({429}),
             timeout=(5.0, timeout),
+            retry_api_statuses=True,
         )
 
     def pod_log(
@@ -594,6 +602,12 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> list[t
     if field_selector:
         query.append(("fieldSelector", field_selector))
     return query
+
+
+def _is_api_status(data: bytes) -> bool:
+    """The body is a Kubernetes Status: the API server answered, not the proxied endpoint."""
+    document = _json(data)
+    return isinstance(document, dict) and document.get("kind") == "Status"
 
 
 def _json(data: bytes) -> Any:

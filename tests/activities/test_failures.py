@@ -115,20 +115,29 @@ def test_helm_errors_are_preflight_retry_or_helm_failed() -> None:
     )
     # A Kubernetes Status body from a busy API server (issue 14: this was HelmFailed).
     internal = HelmRun(
-        1, "", "Error: INSTALLATION FAILED: failed to create resource: clustersim injected "
-        "fault 5f2a (500 InternalError)"
+        1,
+        "",
+        "Error: INSTALLATION FAILED: failed to create resource: clustersim injected "
+        "fault 5f2a (500 InternalError)",
     )
     assert reason(helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], internal))) == (
         HELM_TRANSIENT,
         False,
     )
     forbidden = HelmRun(
-        1, "", 'Error: secrets is forbidden: User "u" cannot create resource "secrets" in API '
-        'group "" in the namespace "llm-d"'
+        1,
+        "",
+        'Error: secrets is forbidden: User "u" cannot create resource "secrets" in API '
+        'group "" in the namespace "llm-d"',
     )
     denied = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], forbidden))
     assert reason(denied) == ("PermissionDenied", True)
     assert "u may not create secrets in namespace llm-d" in denied.message
+    killed = HelmRun(-9, "", "")
+    assert reason(helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], killed))) == (
+        HELM_TRANSIENT,
+        False,
+    )
     broken = HelmRun(1, "", "Error: chart not found")
     failed = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade", "x"], broken))
     assert reason(failed) == ("HelmFailed", True)

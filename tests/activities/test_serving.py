@@ -176,3 +176,20 @@ async def test_metrics_that_cannot_be_read_retry_the_verification_instead_of_fai
     assert raised.value.type == serving.VERIFICATION_INCOMPLETE
     assert not raised.value.non_retryable
     assert "cannot read /metrics of pod" in str(raised.value)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_api_servers_own_5xx_on_the_gateway_proxy_is_retried_not_a_verdict(
+    stack: RolloutSpec, cluster: SimCluster
+) -> None:
+    """A 500 Status the API server answers for the service proxy says nothing of the gateway:
+    retried (the gateway's own 503, above, still fails verification)."""
+    env = environment()
+    for role in stack.strategy.role_order:
+        await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
+    cluster.api_fault("--error", "500", "--path", "services/.*/proxy", "--count", "3")
+    try:
+        result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    finally:
+        cluster.api_fault("clear")
+    assert result.passed, result.checks
