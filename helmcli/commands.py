@@ -271,7 +271,11 @@ RepairAction = tuple[Literal["uninstall"], None] | tuple[Literal["rollback"], in
 def repair_for(state: HelmReleaseState) -> RepairAction | None:
     """How to free a release a killed helm left locked in pending-*: a pending install is
     uninstalled; a pending upgrade or rollback goes back to the last good revision (or is
-    uninstalled when there is none)."""
+    uninstalled when there is none). A first install that failed (helm cannot upgrade a release
+    never deployed: "has no deployed releases") or an uninstall cut short is uninstalled too."""
+    ever_deployed = any(r.status in ("deployed", "superseded") for r in state.history)
+    if state.status == "uninstalling" or (state.status == "failed" and not ever_deployed):
+        return ("uninstall", None)
     if state.status not in PENDING_STATUSES:
         return None
     earlier = [

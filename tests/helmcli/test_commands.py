@@ -139,6 +139,15 @@ def test_history_parses_and_stuck_releases_are_repaired_the_right_way() -> None:
     assert repair_for(pending_install) == ("uninstall", None)
     healthy = parse_history(history((1, "deployed", "Install complete")), "lws", "lws-system")
     assert repair_for(healthy) is None
+    # A first install a busy API server failed, and an uninstall it cut short.
+    failed_install = parse_history(history((1, "failed", "failed")), "lws", "lws-system")
+    assert repair_for(failed_install) == ("uninstall", None)
+    uninstalling = parse_history(history((1, "uninstalling", "Deletion in progress")), "l", "n")
+    assert repair_for(uninstalling) == ("uninstall", None)
+    failed_upgrade = parse_history(
+        history((1, "deployed", "Install complete"), (2, "failed", "failed")), "lws", "lws-system"
+    )
+    assert repair_for(failed_upgrade) is None
     assert not parse_history("[]", "lws", "lws-system").exists
 
 

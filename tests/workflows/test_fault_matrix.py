@@ -1,0 +1,181 @@
+"""The fault matrix: a full install on a fresh clustersim under each fault a busy or broken real API
+server shows, through the real worker, helm and the Temporal dev server.
+
+Each cell ends `succeeded`, or failed with the one reason that is true for its fault, and never
+with a reason that is false (issue 14: a 500 from helm was HelmFailed, one /metrics 500 was
+VerificationFailed, a dead log endpoint froze the model-load wait until `Heartbeat timeout`).
+A few cells run in `make test`; the whole matrix is marked `chaos` (`make chaos`). Every cell
+appends its row (outcome, reason, duration) to fault-matrix.jsonl in pytest's base temp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout
+from spec.reasons import FailureReason
+from spec.workflow_io import Outcome, RolloutResult
+from tests.simcluster import SimCluster, running_sim_cluster
+from tests.workflows.e2e import TIME_SCALE, sim_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROLLOUT_TIMEOUT = 900.0
+# Every fault outlasts the rollout it breaks.
+FAULT_SECONDS = "1800"
+# While a cell's rollout runs, how often the helm killer looks for a helm to kill.
+HELM_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fault: the `fault api add` rules, and the reasons that are true for it (empty: the
+    rollout must succeed)."""
+
+    name: str
+    rules: tuple[tuple[str, ...], ...] = ()
+    true_reasons: frozenset[FailureReason] = field(default_factory=frozenset)
+    kill_helm: bool = False
+
+
+CELLS = {
+    "500-at-20pct": Cell("500-at-20pct", (("--error", "500", "--rate", "0.2"),)),
+    "503-at-20pct": Cell("503-at-20pct", (("--error", "503", "--rate", "0.2"),)),
+    "429-retry-after": Cell(
+        "429-retry-after", (("--error", "429", "--rate", "0.2", "--retry-after", "1"),)
+    ),
+    "cut-watches": Cell("cut-watches", (("--cut-watch-after", "1", "--verb", "watch"),)),
+    "latency-2s": Cell("latency-2s", (("--latency-ms", "2000", "--rate", "0.2"),)),
+    "pods-log-500": Cell("pods-log-500", (("--error", "500", "--path", r"/pods/[^/]+/log$"),)),
+    "one-metrics-500": Cell(
+        "one-metrics-500",
+        (("--error", "500", "--path", r"/pods/[^/]+/proxy/metrics", "--count", "1"),),
+    ),
+    "pod-proxy-400": Cell(
+        "pod-proxy-400",
+        (
+            (
+                "--error",
+                "400",
+                "--path",
+                r"/pods/[^/]+/proxy",
+                "--message",
+                "error trying to reach service: tls: failed to verify certificate",
+            ),
+        ),
+        frozenset({FailureReason.POD_PROXY_REFUSED}),
+    ),
+    "helm-killed": Cell("helm-killed", kill_helm=True),
+}
+# The cells `make test` runs (the rest only in `make chaos`): the false reasons of issue 14.
+QUICK = ("500-at-20pct", "pods-log-500", "one-metrics-500")
+
+
+def cells() -> list[object]:
+    return [
+        pytest.param(cell, id=name, marks=() if name in QUICK else (pytest.mark.chaos,))
+        for name, cell in CELLS.items()
+    ]
+
+
+def _children_named(parent: int, name: str, argument: str) -> list[int]:
+    """PIDs of `parent`'s child processes running `name` with `argument` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if ppid == parent and Path(argv[0].decode()).name == name and argument.encode() in argv:
+                found.append(int(entry.name))
+    return found
+
+
+@contextlib.asynccontextmanager
+async def helm_killer() -> AsyncIterator[list[int]]:
+    """Kill (SIGKILL, by PID) the first `helm upgrade --install` this test process runs, a
+    moment after it started: the release is left mid-install, pending-install."""
+    killed: list[int] = []
+
+    async def hunt() -> None:
+        while not killed:
+            pids = _children_named(os.getpid(), "helm", "--install")
+            if pids:
+                await asyncio.sleep(0.3)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pids[0], signal.SIGKILL)
+                    killed.append(pids[0])
+            await asyncio.sleep(HELM_POLL_SECONDS)
+
+    task = asyncio.ensure_future(hunt())
+    try:
+        yield killed
+    finally:
+        task.cancel()
+
+
+def record(rows_file: Path, cell: Cell, result: RolloutResult, seconds: float) -> None:
+    """One row of the matrix, for the table in the report."""
+    row = {
+        "cell": cell.name,
+        "outcome": result.outcome.value,
+        "reason": result.failure.reason.value if result.failure else "",
+        "message": result.failure.message[:300] if result.failure else "",
+        "seconds": round(seconds, 1),
+    }
+    with rows_file.open("a", encoding="utf-8") as rows:
+        rows.write(json.dumps(row) + "\n")
+
+
+async def install_under(
+    client: Client, task_queue: str, sim: SimCluster, cell: Cell
+) -> tuple[RolloutResult, float]:
+    for rule in cell.rules:
+        sim.api_fault(*rule, "--duration", FAULT_SECONDS)
+    spec = sim_spec(f"matrix-{cell.name}", sim)
+    started = time.monotonic()
+    handle = await start_rollout(client, spec, task_queue=task_queue)
+    async with helm_killer() if cell.kill_helm else _no_killer() as killed:
+        result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+    if cell.kill_helm:
+        assert killed, "no helm upgrade --install ran to be killed"
+    return result, time.monotonic() - started
+
+
+@contextlib.asynccontextmanager
+async def _no_killer() -> AsyncIterator[list[int]]:
+    yield []
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("cell", cells())
+async def test_install_under_fault_succeeds_or_fails_with_the_true_reason(
+    client: Client,
+    real_worker: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    cell: Cell,
+) -> None:
+    async with running_sim_cluster(tmp_path, time_scale=TIME_SCALE) as sim:
+        result, seconds = await install_under(client, real_worker, sim, cell)
+    record(tmp_path_factory.getbasetemp() / "fault-matrix.jsonl", cell, result, seconds)
+    if not cell.true_reasons:
+        assert result.outcome == Outcome.SUCCEEDED, result.failure
+        return
+    assert result.outcome != Outcome.SUCCEEDED
+    assert result.failure is not None
+    assert result.failure.reason in cell.true_reasons, result.failure
