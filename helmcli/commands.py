@@ -81,11 +81,13 @@ def chart_args(chart: ChartRef) -> list[str]:
 
 
 def wait_args(version: HelmVersion, wait: bool, timeout: timedelta) -> list[str]:
-    """Wait for the release's resources to be ready: v3's boolean `--wait`, v4's `watcher`."""
+    """Wait for the release's resources to be ready: v3's boolean `--wait`, v4's `legacy`
+    strategy. Both poll; v4's `watcher` rides on watch streams and, when the API server cuts
+    them (a restart, a load balancer), never sees a CRD turn Established and times out."""
     seconds = f"{max(1, int(timeout.total_seconds()))}s"
     if not wait:
         return ["--timeout", seconds]
-    flag = "--wait=watcher" if version.major >= 4 else "--wait"
+    flag = "--wait=legacy" if version.major >= 4 else "--wait"
     return [flag, "--timeout", seconds]
 
 

@@ -57,7 +57,7 @@ def test_versions_and_support() -> None:
 
 def test_wait_flags_differ_between_v3_and_v4() -> None:
     assert wait_args(V3, True, timedelta(minutes=2)) == ["--wait", "--timeout", "120s"]
-    assert wait_args(V4, True, timedelta(minutes=2)) == ["--wait=watcher", "--timeout", "120s"]
+    assert wait_args(V4, True, timedelta(minutes=2)) == ["--wait=legacy", "--timeout", "120s"]
     assert wait_args(V4, False, timedelta(seconds=30)) == ["--timeout", "30s"]
 
 
@@ -90,7 +90,7 @@ def test_upgrade_never_puts_values_on_the_command_line() -> None:
         ("--output", "json"),
     ):
         assert args[args.index(flag) + 1] == value
-    assert "--create-namespace" in args and "--wait=watcher" in args
+    assert "--create-namespace" in args and "--wait=legacy" in args
     assert digest_of(args[args.index("--description") + 1]) == "d1e5"
 
 

@@ -1,5 +1,6 @@
 """The fault matrix: a full install on a fresh clustersim under each fault a busy or broken real API
-server shows, through the real worker, helm and the Temporal dev server.
+server shows (and, for a subset, a failed upgrade that must roll back), through the real worker,
+helm and the Temporal dev server.
 
 Each cell ends `succeeded`, or failed with the one reason that is true for its fault, and never
 with a reason that is false (issue 14: a 500 from helm was HelmFailed, one /metrics 500 was
@@ -16,6 +17,7 @@ import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from spec.reasons import FailureReason
 from spec.workflow_io import Outcome, RolloutResult
 from tests.simcluster import SimCluster, running_sim_cluster
 from tests.workflows.e2e import TIME_SCALE, sim_spec
+from tests.workflows.specs import image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -179,3 +182,42 @@ async def test_install_under_fault_succeeds_or_fails_with_the_true_reason(
     assert result.outcome != Outcome.SUCCEEDED
     assert result.failure is not None
     assert result.failure.reason in cell.true_reasons, result.failure
+
+
+# Upgrades (a subset of the faults): the new image crashes with CUDA out of memory; the rollout
+# must roll back to the old version and name that crash, whatever the API server does meanwhile.
+UPGRADE_CELLS = ("500-at-20pct", "503-at-20pct", "cut-watches")
+OLD_IMAGE = "ghcr.io/llm-d/llm-d-dev:v0.2.0-rc.1"
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("name", UPGRADE_CELLS)
+async def test_failed_upgrade_under_fault_rolls_back_with_the_true_reason(
+    client: Client,
+    real_worker: str,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+) -> None:
+    cell = CELLS[name]
+    bad = f"ghcr.io/llm-d/llm-d-dev:v9.{uuid.uuid4().hex[:6]}"
+    async with running_sim_cluster(tmp_path, time_scale=TIME_SCALE) as sim:
+        spec = sim_spec(f"matrix-up-{name}", sim, image(OLD_IMAGE))
+        handle = await start_rollout(client, spec, task_queue=real_worker)
+        installed = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+        assert installed.outcome == Outcome.SUCCEEDED, installed.failure
+        sim.fault("crash", "--image", bad, "--error", "cuda_oom", "--after", "5", "--count", "1000")
+        for rule in cell.rules:
+            sim.api_fault(*rule, "--duration", FAULT_SECONDS)
+        started = time.monotonic()
+        upgraded = sim_spec(f"matrix-up-{name}", sim, image(bad))
+        handle = await start_rollout(client, upgraded, task_queue=real_worker)
+        result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+        seconds = time.monotonic() - started
+    upgrade_cell = Cell(f"upgrade/{name}", cell.rules)
+    record(tmp_path_factory.getbasetemp() / "fault-matrix.jsonl", upgrade_cell, result, seconds)
+    assert result.outcome == Outcome.ROLLED_BACK, result.failure
+    assert result.failure is not None
+    assert result.failure.reason == FailureReason.CUDA_OOM, result.failure
+    assert result.rollback is not None and result.rollback.verified
