@@ -71,8 +71,10 @@ STALL_BUDGET_SHARE = 0.01
 # A log follow the endpoint refused (kubelet unreachable, broken TLS) is tried again this often;
 # meanwhile the wait goes on from the pod status, events and the probes.
 LOG_RETRY_SECONDS = 30.0
-# Probes in a row the API server refused to proxy (400/403) that make PodProxyRefused.
+# Probes in a row the API server refused to proxy (400/403), over at least this long, that make
+# PodProxyRefused: a kubelet restarting is refused for a moment, a broken one for good.
 PROXY_REFUSALS = 3
+PROXY_REFUSED_SECONDS = 15.0
 # How often the wait heartbeats, whatever the log streams and probes are doing.
 BEAT_SECONDS = 1.0
 RESPONSE_EXCERPT = 2000
@@ -109,6 +111,7 @@ class PodWatch:
     # Consecutive probes the API server refused to proxy, and its last words.
     refusals: int = 0
     refusal: str = ""
+    refused_since: float = 0.0
 
 
 def _detail(watch: PodWatch | None) -> str:
@@ -343,6 +346,8 @@ class ModelLoadWait:
         for watch in self.pods.values():
             if watch.models is not None or watch.refusals < PROXY_REFUSALS:
                 continue
+            if time.monotonic() - watch.refused_since < PROXY_REFUSED_SECONDS:
+                continue
             logs = (
                 f"; its log could not be read either ({watch.log_error})" if watch.log_error else ""
             )
@@ -439,6 +444,8 @@ class ModelLoadWait:
         watch.probed_after_ready = watch.probed_after_ready or ready
         watch.probe_detail = answer.detail
         watch.refusals = watch.refusals + 1 if answer.refused else 0
+        if watch.refusals == 1:
+            watch.refused_since = time.monotonic()
         watch.refusal = answer.refused or watch.refusal
         retry = PROBE_RETRY_SECONDS if started else PROBE_FALLBACK_SECONDS
         watch.next_probe = time.monotonic() + retry

@@ -269,6 +269,10 @@ async def test_a_log_endpoint_answering_500_degrades_to_probes_and_keeps_heartbe
     deployed.cluster.api_fault(
         "--error", "500", "--path", f"namespaces/{deployed.namespace}/pods/.*/log$"
     )
+    # A load long enough (about 14 s) that the failed log follow is on record before it serves.
+    deployed.cluster.fault(
+        "slow-load", "--namespace", deployed.namespace, "--factor", "3", "--count", "20"
+    )
     await deployed.apply()
     clock = BeatClock()
     result = await clock.environment().run(
