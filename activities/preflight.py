@@ -64,7 +64,9 @@ def required_crds(spec: RolloutSpec) -> list[str]:
 def check_crds(client: KubeClient, names: list[str]) -> list[CrdCheck]:
     checks = []
     for name in names:
-        crd = client.get(ObjectRef(api_version=CRD_API_VERSION, kind=CRD_KIND, name=name))
+        crd = client.get(
+            ObjectRef(api_version=CRD_API_VERSION, kind=CRD_KIND, name=name)
+        )
         checks.append(
             CrdCheck(name=name, present=crd is not None, established=is_true(crd, "Established"))
         )

@@ -45,12 +45,8 @@ class ChartRender:
     problems: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "release": self.release,
-            "outcome": self.outcome,
-            "note": self.note,
-        }
+        return {"path": self.path, "release": self.release, "outcome": self.outcome,
+                "note": self.note}
 
 
 def spec_releases(spec: RolloutSpec) -> list[tuple[str, HelmRelease, str]]:
@@ -64,17 +60,16 @@ def spec_releases(spec: RolloutSpec) -> list[tuple[str, HelmRelease, str]]:
         for index, release in enumerate(spec.gateway_provider.releases)
     ]
     found.append(("infra", spec.infra))
-    return [(path, release, release.namespace or spec.target.namespace) for path, release in found]
+    return [(path, release, release.namespace or spec.target.namespace)
+            for path, release in found]
 
 
 async def render_charts(spec: RolloutSpec) -> list[ChartRender]:
     """Render every release's chart with its values, concurrently (each takes ~0.1 s)."""
     return list(
         await asyncio.gather(
-            *(
-                render_release(path, release, namespace)
-                for path, release, namespace in spec_releases(spec)
-            )
+            *(render_release(path, release, namespace)
+              for path, release, namespace in spec_releases(spec))
         )
     )
 
@@ -104,7 +99,8 @@ async def render_release(path: str, release: HelmRelease, namespace: str) -> Cha
         return ChartRender(path, name, "not-rendered", f"not rendered: {error}")
     if done.returncode == 0:
         return ChartRender(path, name, "rendered")
-    return ChartRender(path, name, "refused", problems=render_problems(path, release, done.stderr))
+    return ChartRender(path, name, "refused", problems=render_problems(path, release,
+                                                                        done.stderr))
 
 
 def template_args(release: HelmRelease, namespace: str, values_file: str) -> list[str]:
