@@ -5,9 +5,12 @@ version after a rollback. The reference pods have no probes, so an LWS turns Ava
 before the model is loaded: the model-load wait asks vLLM itself (/health, then /v1/models,
 through the API server's pod proxy) on every pod of the role's current revision, follows each
 pod's vLLM log for the weight-loading percentage (reported in heartbeats, and "API server up"
-triggers the probe at once), and fails the moment a pod shows a failure. Verification sends one
-completion through the gateway and checks, from both roles' vLLM counters, that prefill and
-decode both served it.
+triggers the probe at once), and fails the moment a pod shows a failure. It degrades instead of
+stalling: heartbeats run on their own clock, a log endpoint that fails leaves the pod status,
+events and probes to decide (the progress says what could not be read), and a pod proxy the API
+server keeps refusing is PodProxyRefused. Verification sends one completion through the gateway
+and checks, from both roles' vLLM counters, that prefill and decode both served it; it concludes
+only from a complete reading (a counter it cannot read retries the verification).
 """
 
 from __future__ import annotations
