@@ -47,6 +47,9 @@ _RETRYABLE_TEXT = re.compile(
             r"unexpected error when reading response body",
             r"ProtocolError|RemoteDisconnected|ResponseNotReady|ReadTimeoutError"
             r"|ConnectTimeoutError|NewConnectionError|MaxRetryError",
+            # Helm's release storage (a Secret) could not be written or deleted: helm wraps the
+            # API server's answer away, and only the API server makes these fail.
+            r"failed to delete release: |Failed to purge the release",
             # A watch the server ended or expired: list and watch again.
             r"too old resource version|watch (?:channel|stream) (?:was )?closed",
         )

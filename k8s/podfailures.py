@@ -23,6 +23,9 @@ LOG_TAIL = 100
 # Container exits (without a known fatal error) of one role's pods that make a crash loop: the
 # LWS recreates the whole group on a restart, so the same pod seldom reaches CrashLoopBackOff.
 CRASH_LIMIT = 2
+# Exits more that are waited for when none of their logs could be read (a crash is then only
+# CrashLoop, though its log might have named it).
+UNREAD_EXITS = 2
 
 
 class PodFailure(Exception):
@@ -68,10 +71,21 @@ class PodFailureCheck:
                 if finding.reason == FailureReason.CRASH_LOOP
                 else finding
             )
+            exited = "exit_code" in finding.data or "restart_count" in finding.data
+            if (
+                decided is not None
+                and decided.reason == FailureReason.CRASH_LOOP
+                and exited
+                and not lines
+            ):
+                # No log to name the crash by (the endpoint failed, or the pod we saw was
+                # already replaced): the next exit's log may name it; count this one meanwhile.
+                decided = None
             if decided is None:
                 self.last_finding = finding
                 self._crashes[_crash_key(pod, finding)] = finding
-                if len(self._crashes) < CRASH_LIMIT:
+                unread = 0 if lines or not exited else UNREAD_EXITS
+                if len(self._crashes) < CRASH_LIMIT + unread:
                     continue
                 decided = PodFinding(
                     FailureReason.CRASH_LOOP,

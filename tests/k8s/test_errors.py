@@ -36,6 +36,9 @@ RETRYABLE_OUTPUT = [
     "Error: Internal Server Error",
     "(503 ServiceUnavailable)",
     "(429 TooManyRequests)",
+    # A repair uninstall the API server cut short (fault matrix, 503 at 20%).
+    "uninstall of infra-wide-ep stuck in uninstalling failed: Error: failed to delete release: "
+    "infra-wide-ep",
 ]
 
 TERMINAL_OUTPUT = [

@@ -39,7 +39,8 @@ ROLLOUT_TIMEOUT = 900.0
 # Every fault outlasts the rollout it breaks.
 FAULT_SECONDS = "1800"
 # While a cell's rollout runs, how often the helm killer looks for a helm to kill.
-HELM_POLL_SECONDS = 0.05
+HELM_POLL_SECONDS = 0.02
+HELM_KILL_AFTER_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Cell:
     rules: tuple[tuple[str, ...], ...] = ()
     true_reasons: frozenset[FailureReason] = field(default_factory=frozenset)
     kill_helm: bool = False
+    # Wall seconds per simulated second. A fault in wall time weighs 1/scale simulated seconds:
+    # at TIME_SCALE a 2 s delay is 400 s to the simulated controllers, past a Deployment's
+    # 600 s progress deadline after two of them (a true ProgressDeadlineExceeded, not ours).
+    time_scale: float = TIME_SCALE
 
 
 CELLS = {
@@ -60,7 +65,7 @@ CELLS = {
         "429-retry-after", (("--error", "429", "--rate", "0.2", "--retry-after", "1"),)
     ),
     "cut-watches": Cell("cut-watches", (("--cut-watch-after", "1", "--verb", "watch"),)),
-    "latency-2s": Cell("latency-2s", (("--latency-ms", "2000", "--rate", "0.2"),)),
+    "latency-2s": Cell("latency-2s", (("--latency-ms", "2000", "--rate", "0.2"),), time_scale=0.1),
     "pods-log-500": Cell("pods-log-500", (("--error", "500", "--path", r"/pods/[^/]+/log$"),)),
     "one-metrics-500": Cell(
         "one-metrics-500",
@@ -115,13 +120,17 @@ async def helm_killer() -> AsyncIterator[list[int]]:
     killed: list[int] = []
 
     async def hunt() -> None:
+        seen: dict[int, float] = {}
         while not killed:
-            pids = _children_named(os.getpid(), "helm", "--install")
-            if pids:
-                await asyncio.sleep(0.3)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed.append(pids[0])
+            now = time.monotonic()
+            for pid in _children_named(os.getpid(), "helm", "--install"):
+                # Killed once it has run a moment (its release record written, pending-install):
+                # the first helm that lives that long, whichever release it installs.
+                if now - seen.setdefault(pid, now) >= HELM_KILL_AFTER_SECONDS:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+                    break
             await asyncio.sleep(HELM_POLL_SECONDS)
 
     task = asyncio.ensure_future(hunt())
@@ -173,7 +182,7 @@ async def test_install_under_fault_succeeds_or_fails_with_the_true_reason(
     tmp_path_factory: pytest.TempPathFactory,
     cell: Cell,
 ) -> None:
-    async with running_sim_cluster(tmp_path, time_scale=TIME_SCALE) as sim:
+    async with running_sim_cluster(tmp_path, time_scale=cell.time_scale) as sim:
         result, seconds = await install_under(client, real_worker, sim, cell)
     record(tmp_path_factory.getbasetemp() / "fault-matrix.jsonl", cell, result, seconds)
     if not cell.true_reasons:
@@ -217,7 +226,7 @@ async def test_failed_upgrade_under_fault_rolls_back_with_the_true_reason(
         seconds = time.monotonic() - started
     upgrade_cell = Cell(f"upgrade/{name}", cell.rules)
     record(tmp_path_factory.getbasetemp() / "fault-matrix.jsonl", upgrade_cell, result, seconds)
-    assert result.outcome == Outcome.ROLLED_BACK, result.failure
+    assert result.outcome == Outcome.ROLLED_BACK, (result.failure, result.rollback)
     assert result.failure is not None
     assert result.failure.reason == FailureReason.CUDA_OOM, result.failure
     assert result.rollback is not None and result.rollback.verified
