@@ -35,7 +35,14 @@ from k8s.diagnosis import killed_by_startup_probe, pod_summary
 from k8s.gateway import Gateway
 from k8s.podfailures import PodFailure, PodFailureCheck
 from k8s.probing import ProbeAnswer, probe_vllm
-from k8s.readiness import LWS_NAME, expected_pod_names, group_of, lws_state, pod_ready
+from k8s.readiness import (
+    LWS_NAME,
+    REVISION_HASH,
+    expected_pod_names,
+    group_of,
+    lws_state,
+    pod_ready,
+)
 from k8s.watching import Collection, Informer, LogFollower, Wakeup
 from manifests.labels import role_labels
 from manifests.lws import vllm_port
@@ -115,6 +122,11 @@ class PodWatch:
     refusals: int = 0
     refusal: str = ""
     refused_since: float = 0.0
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    return labels
 
 
 def _detail(watch: PodWatch | None) -> str:
@@ -227,9 +239,6 @@ class ModelLoadWait:
                 result = await self._step()
                 if result is not None:
                     return result
-            elif self.pod_informer.synced:
-                # The pods alone can already show a failure: do not wait for the other lists.
-                await self._check_pods(self.pod_informer.objects())
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise self._budget_exceeded()
@@ -300,10 +309,15 @@ class ModelLoadWait:
 
     async def _step(self) -> ModelLoadResult | None:
         pods = self.pod_informer.objects()
-        await self._check_pods(pods)
         lws = self.lws.get(f"{self.namespace}/{self.lws_name}")
         state = lws_state(
             lws, self.statefulsets.objects(), pods, self.input.partition, require_pods_ready=False
+        )
+        # Only the pods of the revision being waited for can fail this wait: after a rollback
+        # the bad revision's pods still crash until the controller replaces them (and until it
+        # takes up the restored spec, no pod is of the revision waited for).
+        await self._check_pods(
+            [p for p in pods if state.revision and _labels(p).get(REVISION_HASH) == state.revision]
         )
         expected = set(state.expected_pods) or set(self._expected_names(lws))
         live = {
