@@ -3,7 +3,8 @@
 #
 #   make demo    run the demo: Temporal, a simulated H200 cluster, a worker, a rollout and an
 #                upgrade (DEMO_ARGS=--exit stops at the end instead of waiting for Ctrl-C)
-#   make test    run the test suite
+#   make test    run the test suite (without the long fault-matrix cells)
+#   make chaos   run the whole fault matrix: installs under each API-server fault
 #   make lint    ruff, mypy --strict and the import-layer contracts
 #   make bench   run the benchmarks in bench/
 #   make clean   remove .venv and every cache
@@ -27,7 +28,7 @@ ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test chaos lint demo bench clean
 
 venv: $(INSTALL_STAMP)
 	$(BIN)/python scripts/install_tools.py
@@ -41,6 +42,9 @@ $(INSTALL_STAMP): pyproject.toml clustersim/pyproject.toml | $(BIN)/python
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+chaos: venv
+	$(BIN)/pytest -m "chaos or not chaos" tests/workflows/test_fault_matrix.py $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

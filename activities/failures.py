@@ -19,6 +19,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from k8s.client import ApiUnavailable, KubeClient, KubeConfigError, KubeError, UnknownKind
+from k8s.errors import PermissionProblem, classify_status, classify_text
 from k8s.objects import ObjectRefused
 from k8s.podfailures import PodFailure
 from spec.activity_io import FailureEvidence, ObjectEvidence, ObjectRef
@@ -26,6 +27,8 @@ from spec.reasons import FailureReason
 from spec.rollout import Target
 
 API_UNAVAILABLE = "KubernetesApiUnavailable"
+# A command (helm, kubectl) failed because the API server was busy or unreachable: retried.
+COMMAND_TRANSIENT = "CommandTransientError"
 
 
 def failure(
@@ -74,19 +77,49 @@ async def target_client(target: Target) -> AsyncIterator[KubeClient]:
 def api_failure(error: KubeError) -> ApplicationError:
     """The one translation of a Kubernetes API error: "retry" when the API server kept failing,
     otherwise the reason a person can act on."""
-    if isinstance(error, ApiUnavailable):
+    kind = classify_status(error.status, error.body, error.message)
+    if isinstance(error, ApiUnavailable) or kind.retryable:
         # Retryable: the activity runs again after Temporal's back-off.
         return ApplicationError(
             f"the Kubernetes API server is unreachable: {error.message}",
             type=API_UNAVAILABLE,
             non_retryable=False,
         )
-    if isinstance(error, ObjectRefused):
-        return _refused(error)
     if isinstance(error, UnknownKind):
         return failure(FailureReason.MISSING_CRD, error.message)
-    # Anything else the API refused (401, 403, a bad request) is no "try again" either.
+    if kind.permission is not None:
+        return permission_denied(kind.permission, error.message)
+    if isinstance(error, ObjectRefused):
+        return _refused(error)
+    # Anything else the API refused (401, a bad request) is no "try again" either.
     return failure(FailureReason.CLUSTER_UNREACHABLE, error.message, status=error.status)
+
+
+def permission_denied(problem: PermissionProblem, message: str) -> ApplicationError:
+    """PermissionDenied naming who may not do what where (grant it; a retry cannot help)."""
+    return failure(
+        FailureReason.PERMISSION_DENIED,
+        f"permission denied: {problem.describe()}: {message}",
+        **problem.as_data(),
+    )
+
+
+def command_failure(
+    reason: FailureReason,
+    message: str,
+    output: str,
+    transient_type: str = COMMAND_TRANSIENT,
+    **data: Any,
+) -> ApplicationError:
+    """What a failed command (helm, kubectl) means, from its error output: the API server was
+    busy or unreachable (retryable, `transient_type`), it forbade the action (PermissionDenied),
+    or `reason` with `message`."""
+    kind = classify_text(output)
+    if kind.permission is not None:
+        return permission_denied(kind.permission, message)
+    if kind.retryable:
+        return ApplicationError(message, type=transient_type, non_retryable=False)
+    return failure(reason, message, **data)
 
 
 def _refused(error: ObjectRefused) -> ApplicationError:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.failures import failure
+from activities.failures import command_failure, failure
 from helmcli import (
     HelmCommandFailed,
     HelmError,
@@ -67,12 +67,18 @@ def helm_failure(error: HelmError) -> ApplicationError:
         return failure(FailureReason.PREFLIGHT, error.message)
     if isinstance(error, HelmTimedOut):
         return ApplicationError(error.message, type=HELM_TRANSIENT)
+    if isinstance(error, HelmCommandFailed) and error.returncode < 0:
+        # Killed by a signal: nothing is known against the release; the next attempt frees a
+        # release the kill left pending-* and runs helm again.
+        return ApplicationError(error.message, type=HELM_TRANSIENT, non_retryable=False)
     if isinstance(error, HelmCommandFailed):
-        if error.transient:
-            return ApplicationError(error.message, type=HELM_TRANSIENT, non_retryable=False)
-        return failure(
+        # Helm prints client-go's errors: a busy API server (any 5xx Status, etcd, 429, a cut
+        # connection) is retried; the next attempt first frees a release left pending-*.
+        return command_failure(
             FailureReason.HELM_FAILED,
             error.message,
+            "\n".join(error.stderr_lines),
+            HELM_TRANSIENT,
             command=error.command,
             stderr=error.stderr_lines,
         )

@@ -5,9 +5,12 @@ version after a rollback. The reference pods have no probes, so an LWS turns Ava
 before the model is loaded: the model-load wait asks vLLM itself (/health, then /v1/models,
 through the API server's pod proxy) on every pod of the role's current revision, follows each
 pod's vLLM log for the weight-loading percentage (reported in heartbeats, and "API server up"
-triggers the probe at once), and fails the moment a pod shows a failure. Verification sends one
-completion through the gateway and checks, from both roles' vLLM counters, that prefill and
-decode both served it.
+triggers the probe at once), and fails the moment a pod shows a failure. It degrades instead of
+stalling: heartbeats run on their own clock, a log endpoint that fails leaves the pod status,
+events and probes to decide (the progress says what could not be read), and a pod proxy the API
+server keeps refusing is PodProxyRefused. Verification sends one completion through the gateway
+and checks, from both roles' vLLM counters, that prefill and decode both served it; it concludes
+only from a complete reading (a counter it cannot read retries the verification).
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.failures import failure, target_client
 from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
 from activities.waits import LWS_API, nodes_by_name
 from k8s.client import KubeClient, KubeError
-from k8s.diagnosis import pod_summary
+from k8s.diagnosis import killed_by_startup_probe, pod_summary
 from k8s.gateway import Gateway
 from k8s.informers import Watched, subscribe
-from k8s.podfailures import PodFailureCheck
+from k8s.podfailures import PodFailure, PodFailureCheck
+from k8s.probing import ProbeAnswer, probe_vllm
 from k8s.readiness import (
     LWS_NAME,
     REVISION_HASH,
@@ -74,7 +79,22 @@ PROBE_FALLBACK_SECONDS = 10.0
 PROBE_RETRY_SECONDS = 1.0
 # A silence in weight loading shorter than this share of the budget is never a stall.
 STALL_BUDGET_SHARE = 0.01
+# A log follow the endpoint refused (kubelet unreachable, broken TLS) is tried again this often;
+# meanwhile the wait goes on from the pod status, events and the probes.
+LOG_RETRY_SECONDS = 30.0
+# Probes in a row the API server refused to proxy (400/403), over at least this long, that make
+# PodProxyRefused: a kubelet restarting is refused for a moment, a broken one for good.
+PROXY_REFUSALS = 3
+PROXY_REFUSED_SECONDS = 15.0
+# How often the wait heartbeats, whatever the log streams and probes are doing.
+BEAT_SECONDS = 1.0
 RESPONSE_EXCERPT = 2000
+# A pod's /metrics read is tried this often (this many seconds apart, growing) before the
+# verification is retried as a whole.
+METRICS_ATTEMPTS = 4
+METRICS_RETRY_SECONDS = 0.5
+# The verification could not read every counter it needs: retried, never a failure reason.
+VERIFICATION_INCOMPLETE = "VerificationIncomplete"
 
 
 def vllm_container(role: RoleName) -> str:
@@ -96,6 +116,28 @@ class PodWatch:
     probed_after_ready: bool = False
     models: list[str] | None = None
     probe_detail: str = ""
+    # Set while the log endpoint fails for this pod (what it answered), and when to try again.
+    log_error: str | None = None
+    log_retry_at: float = 0.0
+    # Consecutive probes the API server refused to proxy, and its last words.
+    refusals: int = 0
+    refusal: str = ""
+    refused_since: float = 0.0
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    return labels
+
+
+def _detail(watch: PodWatch | None) -> str:
+    """The pod's probe result, and what could not be read (the evidence says it, not a stall)."""
+    if watch is None:
+        return ""
+    if watch.log_error and watch.models is None:
+        unreadable = f"log unreadable ({watch.log_error[:160]})"
+        return f"{watch.probe_detail}; {unreadable}" if watch.probe_detail else unreadable
+    return watch.probe_detail
 
 
 def _container_status(pod: Mapping[str, Any], container: str) -> Mapping[str, Any] | None:
@@ -175,6 +217,20 @@ class ModelLoadWait:
                 watch.probe_task.cancel()
 
     async def run(self) -> ModelLoadResult:
+        beating = asyncio.ensure_future(self._keep_beating())
+        try:
+            return await self._wait()
+        finally:
+            beating.cancel()
+
+    async def _keep_beating(self) -> None:
+        """Heartbeat the latest progress on a clock of its own: no log stream, probe or crash-log
+        read the wait is blocked on can starve Temporal of heartbeats."""
+        while True:
+            self.heartbeater.beat(self.progress)
+            await asyncio.sleep(BEAT_SECONDS)
+
+    async def _wait(self) -> ModelLoadResult:
         deadline = self.started_at.timestamp() + self.budget
         while True:
             for informer in self.required:
@@ -184,10 +240,6 @@ class ModelLoadWait:
                 result = await self._step()
                 if result is not None:
                     return result
-            elif self.pod_informer.synced:
-                # The pods alone can already show a failure: do not wait for the other lists.
-                await self.checker.check(self.pod_informer.objects(), nodes_by_name(self.nodes))
-            self.heartbeater.beat(self.progress)
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise self._budget_exceeded()
@@ -207,16 +259,66 @@ class ModelLoadWait:
                 due.append(watch.log.progress_times[-1] + watch.log.stall_after(floor) + 0.01)
         return max(0.05, min(due) - now)
 
+    async def _check_pods(self, pods: list[dict[str, Any]]) -> None:
+        """Fail on what the pods show; a container the startup probe killed while its weight
+        loading had stopped advancing is a stalled load (with the last progress), not a crash."""
+        try:
+            await self.checker.check(
+                pods,
+                nodes_by_name(self.nodes),
+                {"role": self.role, "progress": self.progress.model_dump(mode="json")},
+            )
+        except PodFailure as crash:
+            raise self._stall_killed(crash) or crash from None
+
+    def _stall_killed(self, crash: PodFailure) -> Exception | None:
+        if crash.reason != FailureReason.CRASH_LOOP:
+            return None
+        if crash.evidence.data.get("exit_code") != 137:
+            return None
+        if not killed_by_startup_probe(crash.evidence.events):
+            return None
+        pod = crash.evidence.objects[0].ref.name if crash.evidence.objects else ""
+        watch = next((w for w in self.pods.values() if w.name == pod), None)
+        if watch is None or watch.log.percent is None or watch.log.percent >= 100:
+            return None
+        times = watch.log.progress_times
+        since = time.monotonic() - times[-1] if times else 0.0
+        if since >= watch.log.stall_after(0.0):
+            reason = FailureReason.MODEL_LOAD_STALLED
+            message = (
+                f"{self.role} pod {pod}: weight loading stopped at {watch.log.percent:.0f}% and "
+                f"did not advance for {since:.1f}s (its pace was several times faster) until the "
+                "startup probe killed the container (exit code 137); the load is hung"
+            )
+        else:
+            # Still advancing when killed: the load needs longer than the startup probe allows.
+            reason = FailureReason.MODEL_LOAD_TIMEOUT
+            message = (
+                f"{self.role} pod {pod}: the startup probe killed the container (exit code 137) "
+                f"while weight loading was still advancing ({watch.log.percent:.0f}%): the load "
+                "takes longer than the startup probe allows (budgets.modelLoad)"
+            )
+        found = crash.evidence.model_copy(
+            update={
+                "reason": reason.value,
+                "message": message,
+                "log_lines": list(watch.log.tail)[-20:] or crash.evidence.log_lines,
+            }
+        )
+        return failure(reason, message, found)
+
     async def _step(self) -> ModelLoadResult | None:
         pods = self.pod_informer.objects()
-        await self.checker.check(
-            pods,
-            nodes_by_name(self.nodes),
-            {"role": self.role, "progress": self.progress.model_dump(mode="json")},
-        )
         lws = self.lws.get(f"{self.namespace}/{self.lws_name}")
         state = lws_state(
             lws, self.statefulsets.objects(), pods, self.input.partition, require_pods_ready=False
+        )
+        # Only the pods of the revision being waited for can fail this wait: after a rollback
+        # the bad revision's pods still crash until the controller replaces them (and until it
+        # takes up the restored spec, no pod is of the revision waited for).
+        await self._check_pods(
+            [p for p in pods if state.revision and _labels(p).get(REVISION_HASH) == state.revision]
         )
         expected = set(state.expected_pods) or set(self._expected_names(lws))
         live = {
@@ -232,6 +334,7 @@ class ModelLoadWait:
             self._track(uid, pod)
         self._record_progress(state.revision, sorted(expected), live)
         self._check_stalls()
+        self._check_refusals()
         current = {str(p["metadata"].get("uid")) for p in state.current_pods}
         if state.done and current and all(self._serving(uid) for uid in current):
             return self._result(state.revision, [live[u] for u in current if u in live])
@@ -254,6 +357,25 @@ class ModelLoadWait:
                 message,
                 self._evidence(FailureReason.MODEL_LOAD_STALLED, message, list(watch.log.tail)),
             )
+
+    def _check_refusals(self) -> None:
+        """A pod the API server keeps refusing to proxy to cannot be asked whether it serves:
+        say so, with the server's words, instead of waiting out the budget."""
+        for watch in self.pods.values():
+            if watch.models is not None or watch.refusals < PROXY_REFUSALS:
+                continue
+            if time.monotonic() - watch.refused_since < PROXY_REFUSED_SECONDS:
+                continue
+            logs = (
+                f"; its log could not be read either ({watch.log_error})" if watch.log_error else ""
+            )
+            message = (
+                f"{self.role} pod {watch.name}: the API server refused to proxy to the pod "
+                f"{watch.refusals} times in a row ({watch.refusal}), so vLLM's /health and "
+                f"/v1/models cannot be read{logs}"
+            )
+            reason = FailureReason.POD_PROXY_REFUSED
+            raise failure(reason, message, self._evidence(reason, message, list(watch.log.tail)))
 
     def _expected_names(self, lws: Mapping[str, Any] | None) -> list[str]:
         if lws is None:
@@ -278,7 +400,14 @@ class ModelLoadWait:
         if not running:
             return
         restarts = int((status or {}).get("restartCount") or 0)
-        if watch.follower is None or (watch.follower.done and restarts != watch.follower_restarts):
+        self._note_log_error(watch)
+        if watch.follower is None or (
+            watch.follower.done
+            and (
+                restarts != watch.follower_restarts
+                or (watch.log_error is not None and time.monotonic() >= watch.log_retry_at)
+            )
+        ):
             watch.follower_restarts = restarts
             watch.follower = LogFollower(
                 self.client,
@@ -294,6 +423,16 @@ class ModelLoadWait:
             return
         watch.probing = True
         watch.probe_task = asyncio.ensure_future(self._probe(watch, pod_ready(pod)))
+
+    @staticmethod
+    def _note_log_error(watch: PodWatch) -> None:
+        """Record a log follow the endpoint refused (the waiter carries on without it)."""
+        follower = watch.follower
+        if follower is None or not follower.done or follower.error is None:
+            return
+        if watch.log_error != follower.error:
+            watch.log_error = follower.error
+            watch.log_retry_at = time.monotonic() + LOG_RETRY_SECONDS
 
     @staticmethod
     def _probe_due(watch: PodWatch, pod: Mapping[str, Any]) -> bool:
@@ -312,38 +451,26 @@ class ModelLoadWait:
     async def _probe(self, watch: PodWatch, ready: bool) -> None:
         started = watch.log.server_started
         try:
-            models, detail = await asyncio.to_thread(self._probe_sync, watch.name)
+            answer: ProbeAnswer = await asyncio.to_thread(
+                probe_vllm, self.client, self.namespace, watch.name, self.port, self.model
+            )
         finally:
             watch.probing = False
             self.wakeup.set()
+        models = answer.models
         watch.probed_after_start = watch.probed_after_start or started
         watch.probed_after_ready = watch.probed_after_ready or ready
-        watch.probe_detail = detail
+        watch.probe_detail = answer.detail
+        watch.refusals = watch.refusals + 1 if answer.refused else 0
+        if watch.refusals == 1:
+            watch.refused_since = time.monotonic()
+        watch.refusal = answer.refused or watch.refusal
         retry = PROBE_RETRY_SECONDS if started else PROBE_FALLBACK_SECONDS
         watch.next_probe = time.monotonic() + retry
         if models is not None and self.model in models:
             watch.models = models
             if watch.follower is not None:
                 watch.follower.stop()
-
-    def _probe_sync(self, pod: str) -> tuple[list[str] | None, str]:
-        """vLLM's /health, then /v1/models; (served models, detail)."""
-        try:
-            status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/health")
-            if status != 200:
-                return None, f"/health answered {status}"
-            status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/v1/models")
-        except KubeError as error:
-            return None, f"probe failed: {error.message}"
-        if status != 200:
-            return None, f"/v1/models answered {status}"
-        try:
-            models = [str(m.get("id")) for m in json.loads(body).get("data") or []]
-        except (ValueError, AttributeError):
-            return None, "/v1/models did not answer JSON"
-        if self.model not in models:
-            return models, f"serves {models}, not {self.model}"
-        return models, "serving"
 
     def _record_progress(
         self, revision: str | None, expected: list[str], live: Mapping[str, Mapping[str, Any]]
@@ -360,7 +487,7 @@ class ModelLoadWait:
                     image=_container_image(pod, self.container),
                     phase=_phase(pod, self.container, watch),
                     weights_percent=watch.log.percent if watch else None,
-                    detail=watch.probe_detail if watch else "",
+                    detail=_detail(watch),
                 )
             )
         self.progress = ModelLoadProgress(
@@ -401,6 +528,14 @@ class ModelLoadWait:
         )
         tail = list(lagging[0].log.tail) if lagging else []
         reason = FailureReason.MODEL_LOAD_TIMEOUT
+        unreadable = [w for w in lagging if w.log_error is not None and w.log.percent is None]
+        if unreadable:
+            # Without the log the load's progress is unknown: name the endpoint that failed.
+            reason = FailureReason.LOG_ENDPOINT_UNAVAILABLE
+            message += (
+                f"; the log endpoint of {', '.join(w.name for w in unreadable)} could not be "
+                f"read ({unreadable[0].log_error}), so how far the load got is unknown"
+            )
         return failure(reason, message, self._evidence(reason, message, tail))
 
     def _evidence(
@@ -458,14 +593,33 @@ def _role_metrics(
         )
         totals: dict[str, float] = {}
         for name in names:
-            status, body = client.pod_proxy(
-                spec.target.namespace, name, vllm_port(spec, role), "/metrics"
-            )
-            if status == 200:
-                for key, value in counter_sums(body.decode(errors="replace")).items():
-                    totals[key] = totals.get(key, 0.0) + value
+            text = _pod_metrics(client, spec.target.namespace, name, vllm_port(spec, role))
+            for key, value in counter_sums(text).items():
+                totals[key] = totals.get(key, 0.0) + value
         found[role] = (names, totals)
     return found
+
+
+class MetricsUnreadable(Exception):
+    """A pod's /metrics could not be read: totals without it would prove nothing."""
+
+
+def _pod_metrics(client: KubeClient, namespace: str, pod: str, port: int) -> str:
+    """One pod's /metrics text, the read retried a few times; `MetricsUnreadable` when it
+    still fails (a skipped pod would make "decode did not serve" look true)."""
+    detail = ""
+    for attempt in range(METRICS_ATTEMPTS):
+        if attempt:
+            time.sleep(METRICS_RETRY_SECONDS * attempt)
+        try:
+            status, body = client.pod_proxy(namespace, pod, port, "/metrics")
+        except KubeError as error:
+            detail = error.message
+            continue
+        if status == 200:
+            return body.decode(errors="replace")
+        detail = f"HTTP {status}: {_excerpt(body)[:200]}"
+    raise MetricsUnreadable(f"cannot read /metrics of pod {pod}: {detail}")
 
 
 def _excerpt(data: bytes) -> str:
@@ -565,7 +719,15 @@ async def verify_gateway(input: VerifyInput) -> VerificationResult:
         while not task.done():
             await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
             activity.heartbeat({"step": "verifying through the gateway"})
-        result = task.result()
+        try:
+            result = task.result()
+        except MetricsUnreadable as error:
+            # Only a complete reading may conclude "did not serve": verify again from the start.
+            raise ApplicationError(
+                f"verification incomplete, retried: {error}",
+                type=VERIFICATION_INCOMPLETE,
+                non_retryable=False,
+            ) from None
     failed = [c for c in result.checks if not c.passed]
     if failed:
         message = "verification failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)

@@ -31,14 +31,6 @@ MIN_V3_MINOR = 8
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _NOT_FOUND = re.compile(r"release: not found|not found", re.IGNORECASE)
 _IN_PROGRESS = re.compile(r"another operation \(install/upgrade/rollback\) is in progress")
-# Failures of the connection to the API server, not of the release: retry the activity.
-_TRANSIENT = re.compile(
-    r"connection refused|connection reset|i/o timeout|EOF|TLS handshake timeout"
-    r"|the server is currently unable|Too Many Requests|Internal Server Error|Service Unavailable"
-    r"|the server was unable to return a response|etcdserver|http2: client connection lost"
-    r"|context deadline exceeded \(Client\.Timeout|unexpected error when reading response body",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -89,11 +81,13 @@ def chart_args(chart: ChartRef) -> list[str]:
 
 
 def wait_args(version: HelmVersion, wait: bool, timeout: timedelta) -> list[str]:
-    """Wait for the release's resources to be ready: v3's boolean `--wait`, v4's `watcher`."""
+    """Wait for the release's resources to be ready: v3's boolean `--wait`, v4's `legacy`
+    strategy. Both poll; v4's `watcher` rides on watch streams and, when the API server cuts
+    them (a restart, a load balancer), never sees a CRD turn Established and times out."""
     seconds = f"{max(1, int(timeout.total_seconds()))}s"
     if not wait:
         return ["--timeout", seconds]
-    flag = "--wait=watcher" if version.major >= 4 else "--wait"
+    flag = "--wait=legacy" if version.major >= 4 else "--wait"
     return [flag, "--timeout", seconds]
 
 
@@ -279,7 +273,11 @@ RepairAction = tuple[Literal["uninstall"], None] | tuple[Literal["rollback"], in
 def repair_for(state: HelmReleaseState) -> RepairAction | None:
     """How to free a release a killed helm left locked in pending-*: a pending install is
     uninstalled; a pending upgrade or rollback goes back to the last good revision (or is
-    uninstalled when there is none)."""
+    uninstalled when there is none). A first install that failed (helm cannot upgrade a release
+    never deployed: "has no deployed releases") or an uninstall cut short is uninstalled too."""
+    ever_deployed = any(r.status in ("deployed", "superseded") for r in state.history)
+    if state.status == "uninstalling" or (state.status == "failed" and not ever_deployed):
+        return ("uninstall", None)
     if state.status not in PENDING_STATUSES:
         return None
     earlier = [
@@ -316,10 +314,6 @@ def not_found(stderr: str) -> bool:
 
 def in_progress(stderr: str) -> bool:
     return bool(_IN_PROGRESS.search(stderr))
-
-
-def transient(stderr: str) -> bool:
-    return bool(_TRANSIENT.search(stderr))
 
 
 def last_lines(text: str, count: int = 15) -> list[str]:

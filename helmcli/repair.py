@@ -68,7 +68,11 @@ def verdict(
 ) -> Verdict:
     """May `writer` repair `state` now? `resumed`: an earlier attempt of this activity started
     helm on this release (its heartbeat says so)."""
-    if state.status not in PENDING_STATUSES or not state.history:
+    if state.status == "failed":
+        # A failed first install holds no lock: the helm that failed has ended.
+        return Verdict(True, "its first install failed: no helm operation holds it")
+    # An uninstall cut short may still be running: the same proof as a pending lock.
+    if state.status not in (*PENDING_STATUSES, "uninstalling") or not state.history:
         return Verdict(False, "not pending")
     pending = state.history[-1]
     good = [r for r in state.history if r.status in ("deployed", "superseded")]

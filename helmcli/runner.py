@@ -34,7 +34,6 @@ from helmcli.commands import (
     not_found,
     parse_history,
     parse_version,
-    transient,
 )
 from spec.activity_io import HelmReleaseState
 from spec.rollout import Target
@@ -64,13 +63,13 @@ class HelmTimedOut(HelmError):
 
 
 class HelmCommandFailed(HelmError):
-    """Helm exited non-zero; `transient` when its stderr blames the connection to the API server,
-    not the release."""
+    """Helm exited non-zero; its last stderr lines say why (activities/helm.py classifies them)."""
 
     def __init__(self, what: str, args: list[str], run: HelmRun) -> None:
         self.stderr_lines = last_lines(run.stderr)
+        # Negative: helm was killed by a signal (it said nothing of the release).
+        self.returncode = run.returncode
         self.command = command_line(args)
-        self.transient = transient(run.stderr)
         summary = " | ".join(self.stderr_lines[-3:]) or f"exit code {run.returncode}"
         super().__init__(f"{what} failed: {summary}")
 

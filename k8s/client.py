@@ -32,10 +32,11 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from k8s.errors import RETRYABLE_STATUSES
 from spec.activity_io import FIELD_MANAGER, ObjectRef
 from spec.rollout import Target
 
-TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_STATUSES = RETRYABLE_STATUSES
 RETRY_ATTEMPTS = 8
 RETRY_BASE_SECONDS = 0.1
 RETRY_MAX_SECONDS = 2.0
@@ -266,20 +267,32 @@ class KubeClient:
         content_type: str | None = None,
         retry_statuses: frozenset[int] = TRANSIENT_STATUSES,
         timeout: float | tuple[float, float] = REQUEST_TIMEOUT,
+        retry_api_statuses: bool = False,
     ) -> tuple[int, bytes]:
-        """One request, retried with back-off while the answer is transient; (status, body)."""
+        """One request, retried with back-off while the answer is transient; (status, body).
+        `retry_api_statuses`: also retry a 5xx that is the API server's own Status (not the
+        answer of what it proxies to)."""
         last = ""
         for attempt in range(RETRY_ATTEMPTS):
             try:
                 response = self._send(method, path, query, body, content_type, timeout)
-                data = response.data
-                status = response.status
-                response.release_conn()
             except (urllib3.exceptions.HTTPError, k8s_client.ApiException, OSError) as error:
                 last = f"{type(error).__name__}: {error}"
                 _sleep_backoff(attempt, None)
                 continue
-            if status in retry_statuses:
+            try:
+                data = response.data
+                status = response.status
+                response.release_conn()
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                # The body broke off: this connection must not serve the next request.
+                discard(response)
+                last = f"{type(error).__name__}: {error}"
+                _sleep_backoff(attempt, None)
+                continue
+            if status in retry_statuses or (
+                retry_api_statuses and status in TRANSIENT_STATUSES and _is_api_status(data)
+            ):
                 last = f"HTTP {status}: {data[:200]!r}"
                 _sleep_backoff(attempt, response.headers.get("Retry-After"))
                 continue
@@ -327,12 +340,14 @@ class KubeClient:
             if response.status in TRANSIENT_STATUSES:
                 last = f"HTTP {response.status}"
                 retry_after = response.headers.get("Retry-After")
-                response.release_conn()
+                discard(response)
                 _sleep_backoff(attempt, retry_after)
                 continue
             if response.status >= 300:
-                data = response.data
-                response.release_conn()
+                try:
+                    data = response.data
+                finally:
+                    discard(response)
                 document = _json(data)
                 message = document.get("message") if isinstance(document, dict) else None
                 raise KubeError(
@@ -483,6 +498,8 @@ class KubeClient:
         return self._proxy(method, proxy, body, timeout)
 
     def _proxy(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
+        # The API server's own 429/5xx (a Status document) is retried like any request; what
+        # the pod or service answers comes back as it is, for the caller to judge.
         return self.raw(
             method,
             path,
@@ -490,6 +507,7 @@ class KubeClient:
             content_type="application/json" if body is not None else None,
             retry_statuses=frozenset({429}),
             timeout=(5.0, timeout),
+            retry_api_statuses=True,
         )
 
     def pod_log(
@@ -544,6 +562,18 @@ def stream_lines(response: urllib3.BaseHTTPResponse) -> Iterator[str]:
         yield pending.decode("utf-8", errors="replace")
 
 
+def discard(response: urllib3.BaseHTTPResponse) -> None:
+    """Give the connection back only with its response read to the end; a body that cannot be
+    drained closes the connection instead. A connection returned with unread bytes answers the
+    next request with them (`ResponseNotReady('Request-sent')`)."""
+    try:
+        response.drain_conn()
+        response.release_conn()
+    except Exception:  # any failure to drain: the connection is not reusable
+        with contextlib.suppress(Exception):
+            response.close()
+
+
 def close_stream(response: urllib3.BaseHTTPResponse) -> None:
     """Unblock a thread reading `response` (from any thread) and drop the connection."""
     shutdown = getattr(response, "shutdown", None)
@@ -572,6 +602,12 @@ def _selectors(label_selector: str | None, field_selector: str | None) -> list[t
     if field_selector:
         query.append(("fieldSelector", field_selector))
     return query
+
+
+def _is_api_status(data: bytes) -> bool:
+    """The body is a Kubernetes Status: the API server answered, not the proxied endpoint."""
+    document = _json(data)
+    return isinstance(document, dict) and document.get("kind") == "Status"
 
 
 def _json(data: bytes) -> Any:

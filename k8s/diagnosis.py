@@ -249,7 +249,11 @@ def _diagnose_container(pod: str, status: Mapping[str, Any]) -> PodFinding | Non
         )
     if reason in START_REASONS:
         return PodFinding(FailureReason.CRASH_LOOP, f"{where}: {reason}: {message}", pod, container)
-    for terminated in (state.get("terminated"), status.get("lastState", {}).get("terminated")):
+    exits = (
+        (state.get("terminated"), False),
+        ((status.get("lastState") or {}).get("terminated"), True),
+    )
+    for terminated, restarted in exits:
         if terminated and int(terminated.get("exitCode", 0) or 0) != 0:
             return PodFinding(
                 FailureReason.CRASH_LOOP,
@@ -261,6 +265,8 @@ def _diagnose_container(pod: str, status: Mapping[str, Any]) -> PodFinding | Non
                 data={
                     "exit_code": terminated.get("exitCode"),
                     "exit": terminated.get("containerID") or terminated.get("finishedAt"),
+                    # The exited instance is the previous one (the container restarted since).
+                    "restarted": restarted,
                 },
             )
     return None
@@ -273,6 +279,15 @@ def _secret_reference(message: str) -> dict[str, Any]:
         return {"secret": key.group(2).split("/")[-1], "key": key.group(1)}
     secret = re.search(r'secret "([^"]+)" not found', message)
     return {"secret": secret.group(1)} if secret else {}
+
+
+def killed_by_startup_probe(events: Iterable[EventEvidence]) -> bool:
+    """The kubelet says it restarted the container because its startup probe kept failing."""
+    return any(
+        "startup probe" in event.message.lower()
+        and (event.reason in ("Killing", "Unhealthy") or "restarted" in event.message)
+        for event in events
+    )
 
 
 def crash_finding(finding: PodFinding, log_lines: Sequence[str]) -> PodFinding | None:

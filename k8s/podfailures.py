@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from k8s.client import KubeClient, KubeError
-from k8s.diagnosis import PodFinding, crash_finding, diagnose_pod, evidence
+from k8s.diagnosis import PodFinding, classify_log, crash_finding, diagnose_pod, evidence
 from spec.activity_io import FailureEvidence
 from spec.reasons import FailureReason
 
@@ -23,6 +23,9 @@ LOG_TAIL = 100
 # Container exits (without a known fatal error) of one role's pods that make a crash loop: the
 # LWS recreates the whole group on a restart, so the same pod seldom reaches CrashLoopBackOff.
 CRASH_LIMIT = 2
+# Exits more that are waited for when none of their logs could be read (a crash is then only
+# CrashLoop, though its log might have named it).
+UNREAD_EXITS = 2
 
 
 class PodFailure(Exception):
@@ -62,16 +65,27 @@ class PodFailureCheck:
                 FailureReason.CRASH_LOOP,
                 FailureReason.OOM_KILLED,
             ):
-                lines = await self._logs(pod, finding.container)
+                lines = await self._logs(pod, finding.container, finding.data.get("restarted"))
             decided = (
                 crash_finding(finding, lines)
                 if finding.reason == FailureReason.CRASH_LOOP
                 else finding
             )
+            exited = "exit_code" in finding.data or "restart_count" in finding.data
+            if (
+                decided is not None
+                and decided.reason == FailureReason.CRASH_LOOP
+                and exited
+                and not lines
+            ):
+                # No log to name the crash by (the endpoint failed, or the pod we saw was
+                # already replaced): the next exit's log may name it; count this one meanwhile.
+                decided = None
             if decided is None:
                 self.last_finding = finding
                 self._crashes[_crash_key(pod, finding)] = finding
-                if len(self._crashes) < CRASH_LIMIT:
+                unread = 0 if lines or not exited else UNREAD_EXITS
+                if len(self._crashes) < CRASH_LIMIT + unread:
                     continue
                 decided = PodFinding(
                     FailureReason.CRASH_LOOP,
@@ -83,22 +97,34 @@ class PodFailureCheck:
                 )
             raise await self._failure(decided, pods, lines, extra)
 
-    async def _logs(self, pod: Mapping[str, Any], container: str) -> list[str]:
+    async def _logs(
+        self, pod: Mapping[str, Any], container: str, restarted: bool | None = True
+    ) -> list[str]:
         name = str(pod["metadata"]["name"])
         restarts = _restart_count(pod, container)
         key = (str(pod["metadata"].get("uid", name)), container, restarts)
         if key not in self._crash_logs:
-            self._crash_logs[key] = await asyncio.to_thread(self._read_logs, name, container)
+            self._crash_logs[key] = await asyncio.to_thread(
+                self._read_logs, name, container, restarted is not False
+            )
         return self._crash_logs[key]
 
-    def _read_logs(self, pod: str, container: str) -> list[str]:
-        try:
-            lines = self.client.pod_log(self.namespace, pod, container, True, LOG_TAIL)
-            if not lines:
-                lines = self.client.pod_log(self.namespace, pod, container, False, LOG_TAIL)
-        except KubeError:
-            return []
-        return lines or []
+    def _read_logs(self, pod: str, container: str, restarted: bool) -> list[str]:
+        """The exited instance's log. Which instance that is depends on whether the container
+        restarted since the status was read: the previous one when it had, else the current one
+        (which, by the time we ask, may have restarted: then it is the previous one). Both are
+        read, the likelier first, and the one naming a fatal error wins; under load the restart
+        races the read, and the new instance's log names nothing."""
+        found: list[str] = []
+        for previous in (True, False) if restarted else (False, True):
+            try:
+                lines = self.client.pod_log(self.namespace, pod, container, previous, LOG_TAIL)
+            except KubeError:
+                continue
+            if lines and classify_log(lines) is not None:
+                return lines
+            found = found or (lines or [])
+        return found
 
     async def _failure(
         self,

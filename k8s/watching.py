@@ -25,6 +25,7 @@ from k8s.client import (
     KubeClient,
     KubeError,
     close_stream,
+    discard,
     stream_lines,
     watch_events,
 )
@@ -152,8 +153,7 @@ class Informer:
                 current = self._response
                 self._response = None
                 if current is not None:
-                    with contextlib.suppress(Exception):
-                        current.release_conn()
+                    discard(current)
 
     def _consume(self, response: urllib3.BaseHTTPResponse) -> None:
         """Apply a watch stream's events, keeping `resource_version` at the last one seen
@@ -205,6 +205,9 @@ class LogFollower:
         self._response: urllib3.BaseHTTPResponse | None = None
         self._thread = threading.Thread(target=self._run, name=f"log-{pod}", daemon=True)
         self.done = False
+        # What the log endpoint answered when the follow could not start (e.g. 500: kubelet
+        # unreachable), for the waiter's evidence; None when it streamed.
+        self.error: str | None = None
 
     def start(self) -> LogFollower:
         self._thread.start()
@@ -227,6 +230,8 @@ class LogFollower:
                 if self._stop.is_set():
                     return
                 self._on_line(line)
+        except KubeError as error:
+            self.error = error.message
         except Exception:
             # The container is not running (yet, or any more), or `stop` closed the stream:
             # the waiter restarts the follow when the pod's status says the container runs.
@@ -235,8 +240,7 @@ class LogFollower:
             self.done = True
             current = self._response
             if current is not None:
-                with contextlib.suppress(Exception):
-                    current.release_conn()
+                discard(current)
             if not self._stop.is_set():
                 self._on_end()
 

@@ -14,6 +14,9 @@ class FailureReason(StrEnum):
     PREFLIGHT = "PreflightFailed"
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
+    # The API server (RBAC) forbids what a step must do: the evidence names verb, resource and
+    # namespace. Never retried: a person grants the permission.
+    PERMISSION_DENIED = "PermissionDenied"
     # The worker cannot build a Kubernetes client for the target: a kubeconfig that is missing,
     # malformed or lacks the context (or no in-cluster environment). Never retried.
     KUBECONFIG_INVALID = "KubeconfigInvalid"
@@ -35,6 +38,12 @@ class FailureReason(StrEnum):
     MODEL_LOAD_TIMEOUT = "ModelLoadBudgetExceeded"
     # Weight loading stopped advancing long before the budget would run out.
     MODEL_LOAD_STALLED = "ModelLoadStalled"
+    # The API server keeps refusing to proxy to a pod (400/403: kubelet unreachable, broken
+    # kubelet TLS, a policy): vLLM cannot be asked whether it serves. Carries the server's words.
+    POD_PROXY_REFUSED = "PodProxyRefused"
+    # Neither the pods' logs nor their endpoints could be read for the whole budget: the evidence
+    # says which endpoints failed and how.
+    LOG_ENDPOINT_UNAVAILABLE = "LogEndpointUnavailable"
     ROLLOUT_TIMEOUT = "RolloutTimeout"
     GATEWAY_NOT_PROGRAMMED = "GatewayNotProgrammed"
     ROUTE_NOT_ACCEPTED = "RouteNotAccepted"

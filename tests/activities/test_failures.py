@@ -50,9 +50,31 @@ def test_an_unknown_kind_is_a_missing_crd() -> None:
 
 
 def test_any_other_refusal_is_cluster_unreachable_and_final() -> None:
-    error = api_failure(KubeError(403, "GET /api/v1/pods: HTTP 403: forbidden"))
+    error = api_failure(KubeError(401, "GET /api/v1/pods: HTTP 401: Unauthorized"))
     assert reason(error) == ("ClusterUnreachable", True)
-    assert "forbidden" in error.message
+    assert "Unauthorized" in error.message
+
+
+FORBIDDEN = {
+    "kind": "Status",
+    "reason": "Forbidden",
+    "message": 'pods is forbidden: User "system:serviceaccount:ci:deployer" cannot list '
+    'resource "pods" in API group "" in the namespace "llm-d"',
+}
+
+
+def test_forbidden_is_permission_denied_naming_verb_resource_and_namespace() -> None:
+    listing = KubeError(403, "GET /api/v1/namespaces/llm-d/pods: HTTP 403: forbidden", FORBIDDEN)
+    for error in (api_failure(listing), api_failure(ObjectRefused(listing, REF, "apply", False))):
+        assert reason(error) == ("PermissionDenied", True)
+        assert "may not list pods in namespace llm-d" in error.message
+        data = FailureEvidence.from_details(error.details).data
+        assert (data["verb"], data["resource"], data["namespace"]) == ("list", "pods", "llm-d")
+
+
+def test_a_5xx_status_that_left_the_retries_is_still_retryable() -> None:
+    body = {"kind": "Status", "reason": "InternalError", "message": "Internal error occurred"}
+    assert reason(api_failure(KubeError(500, "HTTP 500", body))) == (API_UNAVAILABLE, False)
 
 
 def test_refused_writes_name_the_object_and_why() -> None:
@@ -88,6 +110,31 @@ def test_helm_errors_are_preflight_retry_or_helm_failed() -> None:
     assert reason(helm_failure(HelmTimedOut("helm did not finish"))) == (HELM_TRANSIENT, False)
     lost = HelmRun(1, "", "Error: Kubernetes cluster unreachable: connection refused")
     assert reason(helm_failure(HelmCommandFailed("helm history x", ["history"], lost))) == (
+        HELM_TRANSIENT,
+        False,
+    )
+    # A Kubernetes Status body from a busy API server (issue 14: this was HelmFailed).
+    internal = HelmRun(
+        1,
+        "",
+        "Error: INSTALLATION FAILED: failed to create resource: clustersim injected "
+        "fault 5f2a (500 InternalError)",
+    )
+    assert reason(helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], internal))) == (
+        HELM_TRANSIENT,
+        False,
+    )
+    forbidden = HelmRun(
+        1,
+        "",
+        'Error: secrets is forbidden: User "u" cannot create resource "secrets" in API '
+        'group "" in the namespace "llm-d"',
+    )
+    denied = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], forbidden))
+    assert reason(denied) == ("PermissionDenied", True)
+    assert "u may not create secrets in namespace llm-d" in denied.message
+    killed = HelmRun(-9, "", "")
+    assert reason(helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], killed))) == (
         HELM_TRANSIENT,
         False,
     )

@@ -126,7 +126,7 @@ def kill_helm_mid_upgrade(
     helm once the release is marked pending: what a crashed worker leaves behind."""
     values = tmp_path / "never.json"
     values.write_text(json.dumps(NEVER_AVAILABLE))
-    wait = "--wait=watcher" if binary.name == "helm" else "--wait"
+    wait = "--wait=legacy" if binary.name == "helm" else "--wait"
     process = subprocess.Popen(
         [
             str(binary),

@@ -5,8 +5,12 @@ capacity, missing Secret)."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +29,7 @@ from spec.activity_io import (
 from spec.rollout import RolloutSpec
 from tests.activities.conftest import SimCluster
 from tests.activities.specs import environment, prepared
+from workflows.calls import HEARTBEAT_TIMEOUT
 
 # Real seconds: far above a simulated load at time scale 0.01 (480 s -> 4.8 s).
 BUDGET = timedelta(seconds=60)
@@ -236,3 +241,153 @@ async def test_missing_hf_token_secret_is_create_container_config_error(deployed
     assert error.type == "CreateContainerConfigError"
     assert TOKEN not in str(error) + evidence.model_dump_json()
     assert evidence.data["secret"] == "llm-d-hf-token"
+
+
+class BeatClock:
+    """Heartbeats with the time each arrived: the longest silence is what Temporal would see."""
+
+    def __init__(self) -> None:
+        self.details: list[Any] = []
+        self.times: list[float] = []
+
+    def environment(self) -> Any:
+        env = environment()
+
+        def beat(*details: Any) -> None:
+            self.details.append(details)
+            self.times.append(time.monotonic())
+
+        env.on_heartbeat = beat
+        return env
+
+    def longest_silence(self, until: float) -> float:
+        marks = [*self.times, until]
+        return max(b - a for a, b in itertools.pairwise(marks))
+
+
+async def test_a_log_endpoint_answering_500_degrades_to_probes_and_keeps_heartbeating(
+    deployed: Deployed,
+) -> None:
+    """Issue 14: with pods/log answering 500 (kubelet unreachable) the wait stopped
+    heartbeating and was cancelled again and again (`Heartbeat timeout`)."""
+    deployed.cluster.api_fault(
+        "--error", "500", "--path", f"namespaces/{deployed.namespace}/pods/.*/log$"
+    )
+    # A load long enough (about 14 s) that the failed log follow is on record before it serves.
+    deployed.cluster.fault(
+        "slow-load", "--namespace", deployed.namespace, "--factor", "3", "--count", "20"
+    )
+    await deployed.apply()
+    clock = BeatClock()
+    result = await clock.environment().run(
+        serving.wait_for_model_load, ModelLoadInput(spec=deployed.spec, role="decode")
+    )
+    ended = time.monotonic()
+    deployed.cluster.api_fault("clear")
+    assert len(result.pods) == 2
+    assert clock.longest_silence(ended) < HEARTBEAT_TIMEOUT.total_seconds()
+    details = [pod["detail"] for (beat,) in clock.details for pod in beat.get("pods", [])]
+    assert any("log unreadable" in d and "HTTP 500" in d for d in details), details
+
+
+async def test_a_pod_proxy_refused_persistently_is_named_with_the_api_servers_words(
+    deployed: Deployed,
+) -> None:
+    """The pod proxy answering 400 (with the log endpoint down too) was "not serving yet" until
+    the budget ran out; it is PodProxyRefused, naming both endpoints, heartbeating meanwhile."""
+    namespace = deployed.namespace
+    deployed.cluster.api_fault("--error", "500", "--path", f"namespaces/{namespace}/pods/.*/log$")
+    deployed.cluster.api_fault(
+        "--error",
+        "400",
+        "--path",
+        f"namespaces/{namespace}/pods/.*/proxy",
+        "--message",
+        "error trying to reach service: tls: failed to verify certificate",
+    )
+    await deployed.apply()
+    clock = BeatClock()
+    with pytest.raises(ApplicationError) as raised:
+        await clock.environment().run(
+            serving.wait_for_model_load, ModelLoadInput(spec=deployed.spec, role="decode")
+        )
+    ended = time.monotonic()
+    deployed.cluster.api_fault("clear")
+    assert raised.value.type == "PodProxyRefused" and raised.value.non_retryable
+    message = str(raised.value)
+    assert "refused to proxy" in message and "tls: failed to verify certificate" in message
+    assert "log could not be read" in message and "HTTP 500" in message
+    assert clock.longest_silence(ended) < HEARTBEAT_TIMEOUT.total_seconds()
+
+
+async def test_a_hang_the_startup_probe_kills_is_a_stalled_load_with_its_last_progress(
+    cluster: SimCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: a hung load the startup probe killed was reported as `CrashLoop ... code 137`;
+    the stall showed only in the log lines. The probe window (300 simulated s, 3 s here) ends
+    long before the wait's own stall check (1% of a 300 s budget after the last progress)."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    namespace = f"load-{next(_namespaces)}"
+    spec = await prepared(cluster.kubeconfig, namespace, startup_probe=True)
+    spec = spec.model_copy(
+        update={"budgets": spec.budgets.model_copy(update={"model_load": timedelta(seconds=300)})}
+    )
+    deployed = Deployed(cluster, spec)
+    cluster.fault("load-hang", "--namespace", namespace, "--count", "20")
+    try:
+        await deployed.apply()
+        error, evidence = await deployed.failure()
+    finally:
+        cluster.fault("clear")
+        await environment().run(
+            kube.delete_objects,
+            DeleteObjectsInput(
+                target=spec.target, rollout=spec.metadata.name, timeout=timedelta(seconds=60)
+            ),
+        )
+    assert error.type == "ModelLoadStalled", str(error)
+    assert "startup probe killed the container" in str(error)
+    assert "stopped at 39%" in str(error)
+    shards = [
+        line for line in evidence.log_lines if "Loading safetensors checkpoint shards" in line
+    ]
+    assert shards and "39%" in shards[-1], evidence.log_lines
+
+
+@contextlib.contextmanager
+def busy_machine(seconds: float = 90.0) -> Iterator[None]:
+    """Two CPU burners of our own (bounded: each exits after `seconds`), stopped by PID."""
+    burn = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(2)]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait(timeout=10)
+
+
+async def test_a_cuda_oom_crash_is_named_from_the_exited_instances_log_on_a_busy_machine(
+    deployed: Deployed,
+) -> None:
+    """Issue 14: under load the container restarted between the status and the log read, and
+    the diagnosis read the new instance's log: `CrashLoop` instead of `CudaOutOfMemory`. The
+    exited instance's log is read, whichever (current or previous) it is by then."""
+    deployed.cluster.fault(
+        "crash",
+        "--namespace",
+        deployed.namespace,
+        "--role",
+        "decode",
+        "--error",
+        "cuda_oom",
+        "--after",
+        "60",
+        "--count",
+        "20",
+    )
+    with busy_machine():
+        await deployed.apply()
+        error, evidence = await deployed.failure()
+    assert error.type == "CudaOutOfMemory", str(error)
+    assert any("CUDA out of memory" in line for line in evidence.log_lines)

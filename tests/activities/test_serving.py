@@ -29,6 +29,7 @@ from spec.activity_io import (
 from spec.rollout import RolloutSpec
 from tests.activities.conftest import REPO, SimCluster
 from tests.activities.specs import environment, prepared
+from vllmsignals.metrics import GENERATION_TOKENS
 
 TIMEOUT = timedelta(seconds=60)
 
@@ -126,3 +127,69 @@ async def test_a_gateway_answering_503_fails_verification_with_the_response(
     assert evidence is not None
     checks = {c["name"]: c for c in evidence.data["result"]["checks"]}
     assert "no healthy upstream" in checks["models"]["response"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_one_metrics_read_failing_is_retried_and_verification_passes(
+    stack: RolloutSpec, cluster: SimCluster
+) -> None:
+    """Issue 14: one 500 on one pod's /metrics proxy read made the pod silently drop out of the
+    totals, and the rollout ended `VerificationFailed ... decode did not serve the request`."""
+    env = environment()
+    for role in stack.strategy.role_order:
+        await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
+    await env.run(serving.verify_gateway, VerifyInput(spec=stack))  # decode has served
+    client = cluster.client()
+    try:
+        clean = serving._role_metrics(client, stack)
+        cluster.api_fault(
+            "--error", "500", "--path", "pods/.*decode.*/proxy/metrics", "--count", "1"
+        )
+        faulted = serving._role_metrics(client, stack)
+    finally:
+        cluster.api_fault("clear")
+        client.close()
+    # The pod whose first read failed is counted, not skipped.
+    assert clean["decode"][1][GENERATION_TOKENS] > 0
+    assert faulted["decode"][1][GENERATION_TOKENS] >= clean["decode"][1][GENERATION_TOKENS]
+    cluster.api_fault("--error", "500", "--path", "pods/.*/proxy/metrics", "--count", "1")
+    try:
+        result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    finally:
+        cluster.api_fault("clear")
+    assert result.passed, result.checks
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_metrics_that_cannot_be_read_retry_the_verification_instead_of_failing_it(
+    stack: RolloutSpec, cluster: SimCluster
+) -> None:
+    env = environment()
+    for role in stack.strategy.role_order:
+        await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
+    cluster.api_fault("--error", "500", "--path", "pods/.*decode.*/proxy/metrics")
+    try:
+        with pytest.raises(ApplicationError) as raised:
+            await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    finally:
+        cluster.api_fault("clear")
+    assert raised.value.type == serving.VERIFICATION_INCOMPLETE
+    assert not raised.value.non_retryable
+    assert "cannot read /metrics of pod" in str(raised.value)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_api_servers_own_5xx_on_the_gateway_proxy_is_retried_not_a_verdict(
+    stack: RolloutSpec, cluster: SimCluster
+) -> None:
+    """A 500 Status the API server answers for the service proxy says nothing of the gateway:
+    retried (the gateway's own 503, above, still fails verification)."""
+    env = environment()
+    for role in stack.strategy.role_order:
+        await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
+    cluster.api_fault("--error", "500", "--path", "services/.*/proxy", "--count", "3")
+    try:
+        result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    finally:
+        cluster.api_fault("clear")
+    assert result.passed, result.checks

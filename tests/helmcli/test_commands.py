@@ -19,7 +19,6 @@ from helmcli.commands import (
     parse_version,
     release_digest,
     repair_for,
-    transient,
     upgrade_args,
     user_values,
     wait_args,
@@ -58,7 +57,7 @@ def test_versions_and_support() -> None:
 
 def test_wait_flags_differ_between_v3_and_v4() -> None:
     assert wait_args(V3, True, timedelta(minutes=2)) == ["--wait", "--timeout", "120s"]
-    assert wait_args(V4, True, timedelta(minutes=2)) == ["--wait=watcher", "--timeout", "120s"]
+    assert wait_args(V4, True, timedelta(minutes=2)) == ["--wait=legacy", "--timeout", "120s"]
     assert wait_args(V4, False, timedelta(seconds=30)) == ["--timeout", "30s"]
 
 
@@ -91,7 +90,7 @@ def test_upgrade_never_puts_values_on_the_command_line() -> None:
         ("--output", "json"),
     ):
         assert args[args.index(flag) + 1] == value
-    assert "--create-namespace" in args and "--wait=watcher" in args
+    assert "--create-namespace" in args and "--wait=legacy" in args
     assert digest_of(args[args.index("--description") + 1]) == "d1e5"
 
 
@@ -140,6 +139,15 @@ def test_history_parses_and_stuck_releases_are_repaired_the_right_way() -> None:
     assert repair_for(pending_install) == ("uninstall", None)
     healthy = parse_history(history((1, "deployed", "Install complete")), "lws", "lws-system")
     assert repair_for(healthy) is None
+    # A first install a busy API server failed, and an uninstall it cut short.
+    failed_install = parse_history(history((1, "failed", "failed")), "lws", "lws-system")
+    assert repair_for(failed_install) == ("uninstall", None)
+    uninstalling = parse_history(history((1, "uninstalling", "Deletion in progress")), "l", "n")
+    assert repair_for(uninstalling) == ("uninstall", None)
+    failed_upgrade = parse_history(
+        history((1, "deployed", "Install complete"), (2, "failed", "failed")), "lws", "lws-system"
+    )
+    assert repair_for(failed_upgrade) is None
     assert not parse_history("[]", "lws", "lws-system").exists
 
 
@@ -170,8 +178,3 @@ def test_error_classification() -> None:
     assert in_progress(
         "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress"
     )
-    assert transient(
-        'Error: Get "https://127.0.0.1:6443/api": dial tcp 127.0.0.1:6443: '
-        "connect: connection refused"
-    )
-    assert not transient("Error: UPGRADE FAILED: template: demo/templates/x.yaml:3: bad")

@@ -52,3 +52,14 @@ def test_helm_times_and_writers_are_read() -> None:
     assert parse_updated("garbage") is None
     assert written_by("llmd-rollout digest=ab by rollout/c/ns/x") == "rollout/c/ns/x"
     assert written_by("Install complete") is None
+
+
+def test_a_failed_first_install_holds_no_lock_but_a_cut_uninstall_needs_proof() -> None:
+    failed = state(("failed", "Release failed: context deadline exceeded", NOW))
+    assert verdict(failed, "rollout/c/ns/x", resumed=False, now=NOW).repair
+    uninstalling = state(
+        ("deployed", "llmd-rollout digest=ab12 by cluster/q/c", NOW),
+        ("uninstalling", "Deletion in progress", NOW),
+    )
+    assert not verdict(uninstalling, "rollout/c/ns/x", resumed=False, now=NOW).repair
+    assert verdict(uninstalling, "cluster/q/c", resumed=False, now=NOW).repair
