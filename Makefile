@@ -3,7 +3,9 @@
 #
 #   make demo    run the demo: Temporal, a simulated H200 cluster, a worker, a rollout and an
 #                upgrade (DEMO_ARGS=--exit stops at the end instead of waiting for Ctrl-C)
-#   make test    run the test suite (without the long fault-matrix cells)
+#   make test    run the test suite (without the long fault-matrix cells and long scenarios)
+#   make test-long  the long end-to-end scenarios: many targets on one cluster, fleets over
+#                several clusters, analysis gates, worker kills in every phase
 #   make chaos   run the whole fault matrix: installs under each API-server fault
 #   make lint    ruff, mypy --strict and the import-layer contracts
 #   make bench   run the benchmarks in bench/
@@ -28,7 +30,7 @@ ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test chaos lint demo bench clean
+.PHONY: venv test test-long chaos lint demo bench clean
 
 venv: $(INSTALL_STAMP)
 	$(BIN)/python scripts/install_tools.py
@@ -42,6 +44,9 @@ $(INSTALL_STAMP): pyproject.toml clustersim/pyproject.toml | $(BIN)/python
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-long: venv
+	$(BIN)/pytest -m long $(PYTEST_ARGS)
 
 chaos: venv
 	$(BIN)/pytest -m "chaos or not chaos" tests/workflows/test_fault_matrix.py $(PYTEST_ARGS)

@@ -38,7 +38,7 @@ from tests.workflows.specs import Change, decode_steps
 from vllmsignals.analysis import Group, combine, judge
 from vllmsignals.prometheus import PrometheusQuery
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.long]
 
 NAME = "analysis"
 NAMESPACE = "llm-d-wide-ep"

@@ -45,7 +45,7 @@ from tests.workflows.e2e import (
 from tests.workflows.specs import image
 from workflows.rollout import RolloutWorkflow
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.long]
 
 ROLLOUT_TIMEOUT = 300.0
 POLL = 0.05

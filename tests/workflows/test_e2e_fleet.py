@@ -34,7 +34,7 @@ from tests.workflows.test_e2e_upgrade import vllm_images
 from workflows.fleet import FleetWorkflow
 from workflows.ids import rollout_workflow_id
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.long]
 
 FLEET_TIMEOUT = 420.0
 NAME = "fleet-e2e"

@@ -38,7 +38,7 @@ from tests.workflows.e2e import REPO, TIME_SCALE, VENV_BIN, WorkerProcess, sim_s
 from tests.workflows.specs import Change
 from workflows.cluster import ClusterWorkflow
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.long]
 
 ROLLOUT_TIMEOUT = 300.0
 PROFILES = REPO / "clustersim" / "src" / "clustersim" / "agent" / "profiles"

@@ -189,6 +189,7 @@ async def test_a_capacity_refusal_is_counted(
 
 
 @pytest.mark.slow
+@pytest.mark.long
 async def test_label_sets_stay_bounded_over_twenty_rollouts_of_five_targets(
     metered: MeteredWorker, metered_cluster: FakeCluster
 ) -> None:
