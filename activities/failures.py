@@ -19,6 +19,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from k8s.client import ApiUnavailable, KubeClient, KubeConfigError, KubeError, UnknownKind
+from k8s.forbidden import forbidden_in
 from k8s.objects import ObjectRefused
 from k8s.podfailures import PodFailure
 from spec.activity_io import FailureEvidence, ObjectEvidence, ObjectRef
@@ -81,12 +82,35 @@ def api_failure(error: KubeError) -> ApplicationError:
             type=API_UNAVAILABLE,
             non_retryable=False,
         )
+    if error.status == 403:
+        denied = permission_denied(error.message)
+        if denied is not None:
+            return denied
     if isinstance(error, ObjectRefused):
         return _refused(error)
     if isinstance(error, UnknownKind):
         return failure(FailureReason.MISSING_CRD, error.message)
     # Anything else the API refused (401, 403, a bad request) is no "try again" either.
     return failure(FailureReason.CLUSTER_UNREACHABLE, error.message, status=error.status)
+
+
+def permission_denied(text: str) -> ApplicationError | None:
+    """PermissionDenied naming the refused verb and resource, when `text` (a 403's message,
+    helm's or kubectl's stderr) quotes the API server's RBAC refusal; otherwise None."""
+    found = forbidden_in(text)
+    if found is None:
+        return None
+    return failure(
+        FailureReason.PERMISSION_DENIED,
+        found.message,
+        user=found.user,
+        verb=found.verb,
+        resource=found.resource,
+        group=found.group,
+        namespace=found.namespace,
+        path=found.path,
+        refused=text[-500:],
+    )
 
 
 def _refused(error: ObjectRefused) -> ApplicationError:

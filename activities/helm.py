@@ -18,7 +18,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.failures import failure
+from activities.failures import failure, permission_denied
 from activities.heartbeat import heartbeat_step
 from helmcli import (
     HelmCommandFailed,
@@ -66,6 +66,9 @@ def helm_failure(error: HelmError) -> ApplicationError:
     if isinstance(error, HelmCommandFailed):
         if error.transient:
             return ApplicationError(error.message, type=HELM_TRANSIENT, non_retryable=False)
+        denied = permission_denied("\n".join(error.stderr_lines))
+        if denied is not None:
+            return denied
         return failure(
             FailureReason.HELM_FAILED,
             error.message,

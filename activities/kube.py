@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import activity
 
 import manifests
-from activities.failures import failure, target_client
+from activities.failures import failure, permission_denied, target_client
 from activities.heartbeat import run_blocking
 from k8s.client import KubeClient, KubeError
 from k8s.crds import (
@@ -187,7 +187,8 @@ async def apply_crds(input: ApplyCrdsInput) -> CrdsResult:
                     f"kubectl apply -k {bundle.source}",
                 )
             except KubectlFailed as error:
-                raise failure(FailureReason.APPLY_REJECTED, error.message) from None
+                denied = permission_denied(error.message)
+                raise denied or failure(FailureReason.APPLY_REJECTED, error.message) from None
             result = ApplyResult(
                 outcomes=[
                     ObjectOutcome(

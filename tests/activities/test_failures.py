@@ -95,3 +95,37 @@ def test_helm_errors_are_preflight_retry_or_helm_failed() -> None:
     failed = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade", "x"], broken))
     assert reason(failed) == ("HelmFailed", True)
     assert failed.message == "helm upgrade x failed: Error: chart not found"
+
+
+DENIED = (
+    'configmaps "snap" is forbidden: User "system:serviceaccount:ops:worker" cannot patch'
+    ' resource "configmaps" in API group "" in the namespace "llm"'
+)
+
+
+def _denied_evidence(error: ApplicationError) -> dict[str, object]:
+    assert reason(error) == ("PermissionDenied", True)
+    assert 'patch configmaps (API group "") in namespace "llm"' in error.message
+    assert "system:serviceaccount:ops:worker" in error.message
+    evidence = FailureEvidence.from_details(error.details)
+    assert evidence is not None
+    return dict(evidence.data)
+
+
+def test_a_403_naming_a_rule_is_permission_denied_with_verb_resource_and_namespace() -> None:
+    error = api_failure(KubeError(403, f"PATCH /api/v1/namespaces/llm/configmaps: {DENIED}"))
+    data = _denied_evidence(error)
+    assert (data["verb"], data["resource"], data["group"], data["namespace"]) == (
+        "patch", "configmaps", "", "llm"
+    )
+
+
+def test_a_refused_apply_for_lack_of_permission_is_permission_denied_not_rejected() -> None:
+    error = api_failure(ObjectRefused(KubeError(403, DENIED), REF, "apply", False))
+    _denied_evidence(error)
+
+
+def test_a_helm_failure_quoting_a_refusal_is_permission_denied() -> None:
+    run = HelmRun(1, "", f"Error: UPGRADE FAILED: {DENIED}\n")
+    error = helm_failure(HelmCommandFailed("upgrade of infra", ["helm", "upgrade"], run))
+    _denied_evidence(error)
