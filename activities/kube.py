@@ -419,6 +419,11 @@ async def wait_gone(client: KubeClient, refs: list[ObjectRef], timeout: float) -
     deadline = time.monotonic() + timeout
     try:
         while True:
+            for (api_version, kind, namespace), informer in groups.items():
+                # A refused list or watch never syncs: say why now instead of timing out.
+                if informer.error is not None:
+                    where = f" in {namespace}" if namespace else ""
+                    raise informer.error.about(f"cannot watch {kind} ({api_version}){where}")
             remaining_refs = [
                 r
                 for r in refs

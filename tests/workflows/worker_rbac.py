@@ -83,7 +83,9 @@ def rbac_without(cut: RuleCut | None) -> dict[str, Any]:
     return rbac
 
 
-def render(target_namespaces: list[str], rbac: dict[str, Any], workdir: Path) -> list[dict[str, Any]]:
+def render(
+    target_namespaces: list[str], rbac: dict[str, Any], workdir: Path
+) -> list[dict[str, Any]]:
     """`helm template` of the chart's ServiceAccount and RBAC for these target namespaces."""
     values = {"hfToken": {"secretName": "llm-d-hf-token"},
               "rbac": {**rbac, "targetNamespaces": target_namespaces, "createNamespaces": True}}
@@ -119,7 +121,9 @@ class WorkerIdentity:
             client.close()
 
 
-def worker_identity(sim: SimCluster, workdir: Path, target_namespaces: list[str]) -> WorkerIdentity:
+def worker_identity(
+    sim: SimCluster, workdir: Path, target_namespaces: list[str]
+) -> WorkerIdentity:
     """Create the namespace, apply the chart's RBAC, mint a token (`kubectl create token`) and
     write a kubeconfig that uses it (the admin kubeconfig's cluster, the SA as its user)."""
     kubectl = [str(VENV_BIN / "kubectl"), "--kubeconfig", str(sim.kubeconfig)]
