@@ -4,6 +4,7 @@
 #   make demo    run the demo: Temporal, a simulated H200 cluster, a worker, a rollout and an
 #                upgrade (DEMO_ARGS=--exit stops at the end instead of waiting for Ctrl-C)
 #   make test    run the test suite
+#   make test-rbac  every worker-chart RBAC rule left out in turn (the least-privilege table)
 #   make lint    ruff, mypy --strict and the import-layer contracts
 #   make bench   run the benchmarks in bench/
 #   make clean   remove .venv and every cache
@@ -27,7 +28,7 @@ ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test test-rbac lint demo bench clean
 
 venv: $(INSTALL_STAMP)
 	$(BIN)/python scripts/install_tools.py
@@ -41,6 +42,11 @@ $(INSTALL_STAMP): pyproject.toml clustersim/pyproject.toml | $(BIN)/python
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The whole least-privilege table: each worker-chart RBAC rule left out in turn, a fresh
+# clustersim per rule (~15 min); `make test` runs one row per scenario.
+test-rbac: venv
+	$(BIN)/pytest -m rbac_table -s tests/workflows/test_e2e_rbac.py $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -1,29 +1,41 @@
 """End to end with least privilege: the worker authenticated as the worker chart's
 ServiceAccount (a TokenRequest token, never the admin one) installs the demo, upgrades it behind
-an approval gate, rolls a crash-looping upgrade back and tears it down with exactly the chart's
-rules (charts/llmd-rollout-worker/values.yaml, rendered by the pinned helm, enforced by
-clustersim's RBAC).
+an approval gate, rolls a crash-looping upgrade back and tears everything down with exactly the
+chart's rules (charts/llmd-rollout-worker/values.yaml, rendered by the pinned helm, enforced by
+clustersim's RBAC); and, rule by rule, a chart without that rule fails the first scenario that
+needs it with PermissionDenied naming the verb and the resource.
+
+Each case gets a cluster of its own: a rule's removal must fail from a clean cluster, not from
+what an earlier case left behind. The whole table is `-m rbac_table` (`make test-rbac`); the
+suite runs one row per scenario.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from rollouts.observing import rollout_result
 from rollouts.starting import start_rollout, start_teardown
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
-from spec.workflow_io import ApproveRequest, Outcome, RunState, TeardownInput
-from tests.simcluster import SimCluster, sim_cluster_fixture
+from spec.workflow_io import ApproveRequest, Outcome, RolloutResult, RunState, TeardownInput
+from tests.simcluster import running_sim_cluster
 from tests.workflows.e2e import TIME_SCALE, sim_spec, small_decode_pods
 from tests.workflows.scenarios import query, until
 from tests.workflows.specs import Change, decode_steps, image
-from tests.workflows.worker_rbac import WorkerIdentity, worker_identity
+from tests.workflows.worker_rbac import (
+    SERVICE_ACCOUNT,
+    RuleCut,
+    WorkerIdentity,
+    rule_cuts,
+    worker_identity,
+)
 from workflows.rollout import RolloutWorkflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,13 +44,16 @@ ROLLOUT_TIMEOUT = 240.0
 NAMESPACE = "llm-d-wide-ep"
 VLLM = "ghcr.io/llm-d/llm-d-dev"
 CANARY = decode_steps({"partition": 1, "approval": True})
+SCENARIOS = ("install", "upgrade", "rollback", "teardown")
 
-sim = sim_cluster_fixture("sim-rbac", scope="module", time_scale=TIME_SCALE)
 
+@dataclass(frozen=True)
+class Denied:
+    """The first scenario that failed, and how."""
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def identity(sim: SimCluster, tmp_path_factory: pytest.TempPathFactory) -> WorkerIdentity:
-    return worker_identity(sim, tmp_path_factory.mktemp("worker-sa"), [NAMESPACE])
+    scenario: str
+    reason: str
+    message: str
 
 
 def as_worker(identity: WorkerIdentity, *changes: Change) -> RolloutSpec:
@@ -53,50 +68,110 @@ def as_worker(identity: WorkerIdentity, *changes: Change) -> RolloutSpec:
                     through_service_account)
 
 
-async def test_install_gated_upgrade_rollback_and_teardown_with_only_the_charts_rules(
-    client: Client, real_worker: str, identity: WorkerIdentity
-) -> None:
-    assert Path(identity.kubeconfig).read_text() != identity.sim.kubeconfig.read_text()
-    installed = await asyncio.wait_for(
-        rollout_result(await start_rollout(
-            client, as_worker(identity, image(f"{VLLM}:v0.2.0")), task_queue=real_worker
-        )),
-        ROLLOUT_TIMEOUT,
-    )
+def _denied(scenario: str, result: RolloutResult) -> Denied | None:
+    if result.failure is None or result.failure.reason != FailureReason.PERMISSION_DENIED:
+        return None
+    return Denied(scenario, result.failure.reason, result.failure.message)
+
+
+async def run_scenarios(client: Client, task_queue: str, identity: WorkerIdentity) -> Denied | None:
+    """Install, gated upgrade (approved), crash-loop rollback, full teardown, in order, as the
+    ServiceAccount; the first PermissionDenied ends it. Any other failure fails the test."""
+    installed = await asyncio.wait_for(rollout_result(await start_rollout(
+        client, as_worker(identity, image(f"{VLLM}:v0.2.0")), task_queue=task_queue
+    )), ROLLOUT_TIMEOUT)
+    if denied := _denied("install", installed):
+        return denied
     assert installed.outcome == Outcome.SUCCEEDED, installed.failure
 
     handle = await start_rollout(
-        client, as_worker(identity, CANARY, image(f"{VLLM}:v0.2.1")), task_queue=real_worker
+        client, as_worker(identity, CANARY, image(f"{VLLM}:v0.2.1")), task_queue=task_queue
     )
     waiting = await until(
         query(handle),
         lambda p: p.state in (RunState.WAITING_FOR_APPROVAL, RunState.FINISHED),
         ROLLOUT_TIMEOUT,
     )
-    assert waiting.state == RunState.WAITING_FOR_APPROVAL, waiting.diagnosis
-    await handle.execute_update(RolloutWorkflow.approve, ApproveRequest(by="e2e-rbac"))
+    if waiting.state == RunState.WAITING_FOR_APPROVAL:
+        await handle.execute_update(RolloutWorkflow.approve, ApproveRequest(by="e2e-rbac"))
     upgraded = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+    if denied := _denied("upgrade", upgraded):
+        return denied
     assert upgraded.outcome == Outcome.SUCCEEDED, upgraded.failure
 
     crashing = f"{VLLM}:v9.crash"
     identity.sim.fault("crash", "--image", crashing, "--count", "1000", "--after", "5")
     try:
-        rolled_back = await asyncio.wait_for(
-            rollout_result(await start_rollout(
-                client, as_worker(identity, image(crashing)), task_queue=real_worker
-            )),
-            ROLLOUT_TIMEOUT,
-        )
+        rolled_back = await asyncio.wait_for(rollout_result(await start_rollout(
+            client, as_worker(identity, image(crashing)), task_queue=task_queue
+        )), ROLLOUT_TIMEOUT)
     finally:
         identity.sim.fault("clear")
+    if denied := _denied("rollback", rolled_back):
+        return denied
     assert rolled_back.outcome == Outcome.ROLLED_BACK, rolled_back.failure
     assert rolled_back.failure is not None
     assert rolled_back.failure.reason == FailureReason.CRASH_LOOP, rolled_back.failure
-    assert rolled_back.rollback is not None and rolled_back.rollback.verified
+    assert rolled_back.rollback is not None and rolled_back.rollback.verified, rolled_back.rollback
 
-    teardown = await start_teardown(
-        client, TeardownInput(spec=as_worker(identity, image(f"{VLLM}:v0.2.1"))),
-        task_queue=real_worker,
+    everything = TeardownInput(
+        spec=as_worker(identity, image(f"{VLLM}:v0.2.1")),
+        include_gateway_provider=True, include_dependencies=True,
     )
-    removed = await asyncio.wait_for(teardown.result(), ROLLOUT_TIMEOUT)
+    teardown = await start_teardown(client, everything, task_queue=task_queue)
+    try:
+        removed = await asyncio.wait_for(teardown.result(), ROLLOUT_TIMEOUT)
+    except WorkflowFailureError as error:
+        cause = error.cause.cause if error.cause is not None else None
+        assert isinstance(cause, ApplicationError), error.cause
+        assert cause.type == FailureReason.PERMISSION_DENIED, cause
+        return Denied("teardown", cause.type, cause.message)
     assert removed.outcome == Outcome.REMOVED, removed.steps
+    return None
+
+
+async def scenarios_as_worker(
+    client: Client, task_queue: str, workdir: Path, cut: RuleCut | None
+) -> Denied | None:
+    """The scenarios on a fresh cluster with the chart's rules, minus `cut`."""
+    async with running_sim_cluster(workdir, time_scale=TIME_SCALE) as sim:
+        identity = worker_identity(sim, workdir, [NAMESPACE], cut)
+        return await run_scenarios(client, task_queue, identity)
+
+
+async def test_install_gated_upgrade_rollback_and_teardown_with_only_the_charts_rules(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    assert await scenarios_as_worker(client, real_worker, tmp_path, None) is None
+
+
+# Which scenario first needs each rule (scope, resources): the proof that the rule is needed.
+PROVED_BY: dict[str, str] = {}
+# Rules no scenario here can prove, with why (the table checks nothing is left unclassified).
+UNPROVABLE_HERE: dict[str, str] = {}
+# One row per scenario runs in the suite; the whole table under -m rbac_table.
+SUITE_ROWS: set[str] = set()
+
+
+def table() -> list[object]:
+    return [
+        pytest.param(cut, id=cut.id, marks=[] if cut.id in SUITE_ROWS else [pytest.mark.rbac_table])
+        for cut in rule_cuts()
+    ]
+
+
+@pytest.mark.parametrize("cut", table())
+async def test_a_chart_without_the_rule_fails_with_permission_denied_naming_it(
+    client: Client, real_worker: str, tmp_path: Path, cut: RuleCut
+) -> None:
+    denied = await scenarios_as_worker(client, real_worker, tmp_path, cut)
+    print(f"RBAC-TABLE {cut.id} -> {denied.scenario if denied else None}:"
+          f" {denied.message if denied else ''}")
+    assert denied is not None, f"no scenario needs {cut.id}: the rule is unnecessary"
+    assert denied.reason == FailureReason.PERMISSION_DENIED
+    assert SERVICE_ACCOUNT in denied.message
+    named = [
+        f"may not {verb} {resource} (API group \"{group}\")"
+        for verb in cut.verbs for resource in cut.resources for group in cut.api_groups
+    ]
+    assert any(rule in denied.message for rule in named), (named, denied.message)

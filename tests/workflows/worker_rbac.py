@@ -3,8 +3,8 @@ admin token, and hand out a kubeconfig that authenticates as the chart's Service
 
 Where it sits: the least-privilege e2e (test_e2e_rbac.py) aims specs at `WorkerIdentity.kubeconfig`
 instead of the admin one, so every request the real activities (and helm, kubectl) send is
-decided by exactly the rules in charts/llmd-rollout-worker/values.yaml. `without` renders the
-chart with one rule (or one verb of it) taken out, for the per-rule table.
+decided by exactly the rules in charts/llmd-rollout-worker/values.yaml. A `RuleCut` renders the
+chart with one of its rules left out, for the per-rule table.
 """
 
 from __future__ import annotations
@@ -38,48 +38,36 @@ def chart_rbac() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RuleCut:
-    """One verb of one chart rule to take out: scope (a key of `rbac`), rule index, verb, and
-    the resource the refusal must then name."""
+    """One rule of the chart to leave out: `scope` (a key of `rbac`) and its index there."""
 
     scope: str
     index: int
-    verb: str
-    resource: str
-    group: str
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
 
     @property
     def id(self) -> str:
-        short = self.scope.removesuffix("Rules").removesuffix("Namespace")
-        return f"{short}:{self.verb}:{self.resource}"
+        scope = self.scope.removesuffix("Rules").removesuffix("Namespace")
+        return f"{scope}:{','.join(self.resources)}"
 
 
 def rule_cuts() -> list[RuleCut]:
-    """Every (rule, resource, verb) the chart grants, in values.yaml order."""
+    """Every rule the chart grants, in values.yaml order."""
     rbac = chart_rbac()
     return [
-        RuleCut(scope, index, verb, resource, rule["apiGroups"][0])
+        RuleCut(scope, index, tuple(rule["apiGroups"]), tuple(rule["resources"]),
+                tuple(rule["verbs"]))
         for scope in RULE_SCOPES
         for index, rule in enumerate(rbac[scope])
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
     ]
 
 
 def rbac_without(cut: RuleCut | None) -> dict[str, Any]:
-    """The chart's rbac values with `cut`'s verb removed from its resource (the rule is split
-    so the rule's other resources keep the verb)."""
+    """The chart's rbac values with `cut`'s rule left out."""
     rbac = copy.deepcopy(chart_rbac())
-    if cut is None:
-        return rbac
-    rules: list[dict[str, Any]] = rbac[cut.scope]
-    rule = rules[cut.index]
-    others = [r for r in rule["resources"] if r != cut.resource]
-    narrowed = {**rule, "resources": [cut.resource], "verbs": [v for v in rule["verbs"]
-                                                               if v != cut.verb]}
-    replacement = [narrowed] if narrowed["verbs"] else []
-    if others:
-        replacement.append({**rule, "resources": others})
-    rules[cut.index:cut.index + 1] = replacement
+    if cut is not None:
+        del rbac[cut.scope][cut.index]
     return rbac
 
 
@@ -122,15 +110,16 @@ class WorkerIdentity:
 
 
 def worker_identity(
-    sim: SimCluster, workdir: Path, target_namespaces: list[str]
+    sim: SimCluster, workdir: Path, target_namespaces: list[str], cut: RuleCut | None = None
 ) -> WorkerIdentity:
-    """Create the namespace, apply the chart's RBAC, mint a token (`kubectl create token`) and
-    write a kubeconfig that uses it (the admin kubeconfig's cluster, the SA as its user)."""
+    """Create the namespace, apply the chart's RBAC (without `cut`), mint a token
+    (`kubectl create token`) and write a kubeconfig that uses it (the admin kubeconfig's
+    cluster, the ServiceAccount as its user)."""
     kubectl = [str(VENV_BIN / "kubectl"), "--kubeconfig", str(sim.kubeconfig)]
     subprocess.run([*kubectl, "create", "namespace", WORKER_NAMESPACE],
                    capture_output=True, text=True, timeout=60, check=True)
     identity = WorkerIdentity(sim, workdir / "worker-sa.kubeconfig")
-    identity.grant(target_namespaces)
+    identity.grant(target_namespaces, cut)
     account = SERVICE_ACCOUNT.rsplit(":", 1)[1]
     token = subprocess.run(
         [*kubectl, "create", "token", account, "-n", WORKER_NAMESPACE, "--duration", "4h"],
