@@ -333,6 +333,9 @@ class ModelLoadWait:
                 return None, f"/health answered {status}"
             status, body = self.client.pod_proxy(self.namespace, pod, self.port, "/v1/models")
         except KubeError as error:
+            # A refused proxy is a missing RBAC rule, not a pod that is not ready yet.
+            if error.status == 403:
+                raise
             return None, f"probe failed: {error.message}"
         if status != 200:
             return None, f"/v1/models answered {status}"

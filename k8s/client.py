@@ -32,6 +32,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from k8s.forbidden import forbidden_in
 from spec.activity_io import FIELD_MANAGER, ObjectRef
 from spec.rollout import Target
 
@@ -483,7 +484,7 @@ class KubeClient:
         return self._proxy(method, proxy, body, timeout)
 
     def _proxy(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
-        return self.raw(
+        status, data = self.raw(
             method,
             path,
             body=body,
@@ -491,6 +492,8 @@ class KubeClient:
             retry_statuses=frozenset({429}),
             timeout=(5.0, timeout),
         )
+        _raise_if_refused(method, path, status, data)
+        return status, data
 
     def pod_log(
         self,
@@ -508,6 +511,7 @@ class KubeClient:
             query.append(("tailLines", str(tail_lines)))
         path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log"
         status, data = self.raw("GET", path, query)
+        _raise_if_refused("GET", path, status, data)
         if status >= 300:
             return None
         return data.decode("utf-8", errors="replace").splitlines()
@@ -550,6 +554,24 @@ def close_stream(response: urllib3.BaseHTTPResponse) -> None:
     if callable(shutdown):
         shutdown()
     response.close()
+
+
+def _raise_if_refused(method: str, path: str, status: int, data: bytes) -> None:
+    """A 403 in which the API server's authorizer (not the pod behind a proxy, which may answer
+    403 itself) refuses us the request: raise it, so a missing RBAC rule is never mistaken for
+    a pod that is not ready yet or has no log."""
+    if status != 403:
+        return
+    text = data[:2000].decode("utf-8", errors="replace")
+    if forbidden_in(text) is None:
+        return
+    document = _json(data)
+    message = document.get("message") if isinstance(document, dict) else None
+    raise KubeError(
+        status,
+        f"{method} {path}: HTTP {status}: {message or text}",
+        document if isinstance(document, dict) else None,
+    )
 
 
 def _request_kind(method: str, path: str, query: Sequence[tuple[str, str]]) -> str:

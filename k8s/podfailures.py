@@ -96,7 +96,10 @@ class PodFailureCheck:
             lines = self.client.pod_log(self.namespace, pod, container, True, LOG_TAIL)
             if not lines:
                 lines = self.client.pod_log(self.namespace, pod, container, False, LOG_TAIL)
-        except KubeError:
+        except KubeError as error:
+            # No log is no evidence, but a refused one is a missing RBAC rule: say so.
+            if error.status == 403:
+                raise
             return []
         return lines or []
 

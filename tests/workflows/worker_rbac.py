@@ -38,18 +38,28 @@ def chart_rbac() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RuleCut:
-    """One rule of the chart to leave out: `scope` (a key of `rbac`) and its index there."""
+    """One rule of the chart to leave out, `scope` (a key of `rbac`) and its index there; or,
+    with `verb`, only that verb of the rule."""
 
     scope: str
     index: int
     api_groups: tuple[str, ...]
     resources: tuple[str, ...]
     verbs: tuple[str, ...]
+    verb: str = ""
 
     @property
     def id(self) -> str:
         scope = self.scope.removesuffix("Rules").removesuffix("Namespace")
-        return f"{scope}:{','.join(self.resources)}"
+        return f"{scope}:{','.join(self.resources)}" + (f":{self.verb}" if self.verb else "")
+
+    @property
+    def refused_verbs(self) -> tuple[str, ...]:
+        return (self.verb,) if self.verb else self.verbs
+
+    def only(self, verb: str) -> RuleCut:
+        assert verb in self.verbs, (verb, self.verbs)
+        return RuleCut(self.scope, self.index, self.api_groups, self.resources, self.verbs, verb)
 
 
 def rule_cuts() -> list[RuleCut]:
@@ -64,10 +74,16 @@ def rule_cuts() -> list[RuleCut]:
 
 
 def rbac_without(cut: RuleCut | None) -> dict[str, Any]:
-    """The chart's rbac values with `cut`'s rule left out."""
+    """The chart's rbac values with `cut`'s rule (or its one verb) left out."""
     rbac = copy.deepcopy(chart_rbac())
-    if cut is not None:
-        del rbac[cut.scope][cut.index]
+    if cut is None:
+        return rbac
+    rules: list[dict[str, Any]] = rbac[cut.scope]
+    if cut.verb:
+        rule = rules[cut.index]
+        rule["verbs"] = [v for v in rule["verbs"] if v != cut.verb]
+    else:
+        del rules[cut.index]
     return rbac
 
 
