@@ -562,16 +562,14 @@ def _raise_if_refused(method: str, path: str, status: int, data: bytes) -> None:
     a pod that is not ready yet or has no log."""
     if status != 403:
         return
-    text = data[:2000].decode("utf-8", errors="replace")
-    if forbidden_in(text) is None:
+    try:
+        document = json.loads(data)
+    except ValueError:
         return
-    document = _json(data)
     message = document.get("message") if isinstance(document, dict) else None
-    raise KubeError(
-        status,
-        f"{method} {path}: HTTP {status}: {message or text}",
-        document if isinstance(document, dict) else None,
-    )
+    if not isinstance(message, str) or forbidden_in(message) is None:
+        return
+    raise KubeError(status, f"{method} {path}: HTTP {status}: {message}", document)
 
 
 def _request_kind(method: str, path: str, query: Sequence[tuple[str, str]]) -> str:
