@@ -273,6 +273,8 @@ def hf_secret_sync(client: KubeClient, input: HfTokenSecretInput) -> SecretResul
         client.apply(body, force=True)
     except KubeError as error:
         # The API server never echoes Secret data, but say nothing of the body all the same.
+        if error.status == 403 and (denied := permission_denied(error.message)) is not None:
+            raise denied from None
         raise failure(
             FailureReason.APPLY_REJECTED,
             f"the API server rejected Secret {namespace}/{token.secret_name} "

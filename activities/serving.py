@@ -161,6 +161,8 @@ class ModelLoadWait:
         )
         self.nodes = Informer(client, Collection("v1", "Node"), self.wakeup.set)
         self.required = [self.lws, self.statefulsets, self.pod_informer]
+        # A probe (in the background) the API server refused: raised by `run`.
+        self.refused: KubeError | None = None
 
     def stop(self) -> None:
         for informer in [*self.required, self.nodes]:
@@ -179,6 +181,8 @@ class ModelLoadWait:
             for informer in self.required:
                 if informer.error is not None:
                     raise informer.error.about(f"cannot watch {self.lws_name} ({self.role})")
+            if self.refused is not None:
+                raise self.refused
             if all(i.synced for i in self.required):
                 result = await self._step()
                 if result is not None:
@@ -312,6 +316,9 @@ class ModelLoadWait:
         started = watch.log.server_started
         try:
             models, detail = await asyncio.to_thread(self._probe_sync, watch.name)
+        except KubeError as error:
+            self.refused = error
+            return
         finally:
             watch.probing = False
             self.wakeup.set()

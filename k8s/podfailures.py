@@ -114,7 +114,10 @@ class PodFailureCheck:
             events, _ = await asyncio.to_thread(
                 self.client.list_objects, "v1", "Event", self.namespace
             )
-        except KubeError:
+        except KubeError as error:
+            # As with the logs: no events are no evidence, refused ones a missing RBAC rule.
+            if error.status == 403:
+                raise
             events = []
         found = evidence(finding, pods, events, lines, extra)
         return PodFailure(finding.reason, finding.message, found)
