@@ -173,7 +173,6 @@ PROVED_BY: dict[str, str] = {
     "target:services,serviceaccounts:watch": "teardown",
     "target:roles,rolebindings:watch": "teardown",
     "shared:configmaps:watch": "teardown",
-    "cluster:namespaces:watch": "teardown",
 }
 _ONWARD = (
     "granted onward to the EPP by its Role: Kubernetes lets the worker grant only what it holds,"
@@ -190,9 +189,14 @@ UNPROVABLE_HERE: dict[str, str] = {
         " gateway provider on clustersim serves none"
     ),
     "target:destinationrules:watch": "as target:destinationrules",
+    "cluster:namespaces:watch": (
+        "teardown lists then watches the namespace until it is gone; clustersim finalizes an"
+        " emptied namespace before that first list answers, so the watch is never opened (a"
+        " real namespace stays Terminating for a while, and the watch is what sees it go)"
+    ),
 }
 # One row per scenario runs in the suite; the whole table under -m rbac_table.
-SUITE_ROWS = {"target:pods/proxy", "target:pods/log", "cluster:namespaces:watch"}
+SUITE_ROWS = {"target:pods/proxy", "target:pods/log", "target:configmaps:watch"}
 
 
 # Verbs a whole-rule cut cannot single out (the rule's other verbs are refused first): the
