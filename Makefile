@@ -6,6 +6,7 @@
 #   make test    run the test suite (without the long fault-matrix cells and long scenarios)
 #   make test-long  the long end-to-end scenarios: many targets on one cluster, fleets over
 #                several clusters, analysis gates, worker kills in every phase
+#   make test-rbac  every worker-chart RBAC rule left out in turn (the least-privilege table)
 #   make chaos   run the whole fault matrix: installs under each API-server fault
 #   make lint    ruff, mypy --strict and the import-layer contracts
 #   make bench   run the benchmarks in bench/
@@ -30,7 +31,7 @@ ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test test-long chaos lint demo bench clean
+.PHONY: venv test test-long test-rbac chaos lint demo bench clean
 
 venv: $(INSTALL_STAMP)
 	$(BIN)/python scripts/install_tools.py
@@ -50,6 +51,11 @@ test-long: venv
 
 chaos: venv
 	$(BIN)/pytest -m "chaos or not chaos" tests/workflows/test_fault_matrix.py $(PYTEST_ARGS)
+
+# The whole least-privilege table: each worker-chart RBAC rule left out in turn, a fresh
+# clustersim per rule (~15 min); `make test` runs one row per scenario.
+test-rbac: venv
+	$(BIN)/pytest -m rbac_table -s tests/workflows/test_e2e_rbac.py $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -19,7 +19,8 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from k8s.client import ApiUnavailable, KubeClient, KubeConfigError, KubeError, UnknownKind
-from k8s.errors import PermissionProblem, classify_status, classify_text
+from k8s.errors import classify_status, classify_text
+from k8s.forbidden import Forbidden, forbidden_in
 from k8s.objects import ObjectRefused
 from k8s.podfailures import PodFailure
 from spec.activity_io import FailureEvidence, ObjectEvidence, ObjectRef
@@ -95,13 +96,26 @@ def api_failure(error: KubeError) -> ApplicationError:
     return failure(FailureReason.CLUSTER_UNREACHABLE, error.message, status=error.status)
 
 
-def permission_denied(problem: PermissionProblem, message: str) -> ApplicationError:
-    """PermissionDenied naming who may not do what where (grant it; a retry cannot help)."""
+def permission_denied(found: Forbidden, refused: str) -> ApplicationError:
+    """PermissionDenied naming who may not do what where: the rule to grant (a retry cannot
+    help). `refused` is the text that quoted the refusal (a 403's message, helm's stderr)."""
     return failure(
         FailureReason.PERMISSION_DENIED,
-        f"permission denied: {problem.describe()}: {message}",
-        **problem.as_data(),
+        found.message,
+        user=found.user,
+        verb=found.verb,
+        resource=found.resource,
+        group=found.group,
+        namespace=found.namespace,
+        path=found.path,
+        refused=refused[-500:],
     )
+
+
+def permission_denied_in(text: str) -> ApplicationError | None:
+    """PermissionDenied when `text` quotes the API server's RBAC refusal; otherwise None."""
+    found = forbidden_in(text)
+    return None if found is None else permission_denied(found, text)
 
 
 def command_failure(
@@ -116,7 +130,7 @@ def command_failure(
     or `reason` with `message`."""
     kind = classify_text(output)
     if kind.permission is not None:
-        return permission_denied(kind.permission, message)
+        return permission_denied(kind.permission, output)
     if kind.retryable:
         return ApplicationError(message, type=transient_type, non_retryable=False)
     return failure(reason, message, **data)

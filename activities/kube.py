@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import activity
 
 import manifests
-from activities.failures import command_failure, failure, target_client
+from activities.failures import command_failure, failure, permission_denied_in, target_client
 from activities.heartbeat import run_blocking
 from k8s.client import KubeClient, KubeError
 from k8s.crds import (
@@ -274,6 +274,8 @@ def hf_secret_sync(client: KubeClient, input: HfTokenSecretInput) -> SecretResul
         client.apply(body, force=True)
     except KubeError as error:
         # The API server never echoes Secret data, but say nothing of the body all the same.
+        if error.status == 403 and (denied := permission_denied_in(error.message)) is not None:
+            raise denied from None
         raise failure(
             FailureReason.APPLY_REJECTED,
             f"the API server rejected Secret {namespace}/{token.secret_name} "
@@ -420,6 +422,11 @@ async def wait_gone(client: KubeClient, refs: list[ObjectRef], timeout: float) -
     deadline = time.monotonic() + timeout
     try:
         while True:
+            for (api_version, kind, namespace), informer in groups.items():
+                # A refused list or watch never syncs: say why now instead of timing out.
+                if informer.error is not None:
+                    where = f" in {namespace}" if namespace else ""
+                    raise informer.error.about(f"cannot watch {kind} ({api_version}){where}")
             remaining_refs = [
                 r
                 for r in refs

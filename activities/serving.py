@@ -206,6 +206,8 @@ class ModelLoadWait:
         )
         self.nodes = subscribe(client, Collection("v1", "Node"), self.wakeup.set)
         self.required: list[Watched] = [self.lws, self.statefulsets, self.pod_informer]
+        # A probe (in the background) the API server refused by RBAC: raised by `run`.
+        self.refused: KubeError | None = None
 
     def stop(self) -> None:
         for informer in [*self.required, self.nodes]:
@@ -236,6 +238,8 @@ class ModelLoadWait:
             for informer in self.required:
                 if informer.error is not None:
                     raise informer.error.about(f"cannot watch {self.lws_name} ({self.role})")
+            if self.refused is not None:
+                raise self.refused
             if all(i.synced for i in self.required):
                 result = await self._step()
                 if result is not None:
@@ -454,6 +458,10 @@ class ModelLoadWait:
             answer: ProbeAnswer = await asyncio.to_thread(
                 probe_vllm, self.client, self.namespace, watch.name, self.port, self.model
             )
+        except KubeError as error:
+            # A proxy refused by RBAC is a missing rule, not a pod that is not ready yet.
+            self.refused = error
+            return
         finally:
             watch.probing = False
             self.wakeup.set()

@@ -33,6 +33,7 @@ from kubernetes import config as k8s_config
 from kubernetes.config.config_exception import ConfigException
 
 from k8s.errors import RETRYABLE_STATUSES
+from k8s.forbidden import forbidden_in
 from spec.activity_io import FIELD_MANAGER, ObjectRef
 from spec.rollout import Target
 
@@ -498,9 +499,9 @@ class KubeClient:
         return self._proxy(method, proxy, body, timeout)
 
     def _proxy(self, method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
-        # The API server's own 429/5xx (a Status document) is retried like any request; what
-        # the pod or service answers comes back as it is, for the caller to judge.
-        return self.raw(
+        # The API server's own 429/5xx (a Status document) is retried like any request; its
+        # RBAC refusal is raised; what the pod or service answers comes back for the caller.
+        status, data = self.raw(
             method,
             path,
             body=body,
@@ -509,6 +510,8 @@ class KubeClient:
             timeout=(5.0, timeout),
             retry_api_statuses=True,
         )
+        _raise_if_refused(method, path, status, data)
+        return status, data
 
     def pod_log(
         self,
@@ -526,6 +529,7 @@ class KubeClient:
             query.append(("tailLines", str(tail_lines)))
         path = f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}/log"
         status, data = self.raw("GET", path, query)
+        _raise_if_refused("GET", path, status, data)
         if status >= 300:
             return None
         return data.decode("utf-8", errors="replace").splitlines()
@@ -580,6 +584,22 @@ def close_stream(response: urllib3.BaseHTTPResponse) -> None:
     if callable(shutdown):
         shutdown()
     response.close()
+
+
+def _raise_if_refused(method: str, path: str, status: int, data: bytes) -> None:
+    """A 403 in which the API server's authorizer (not the pod behind a proxy, which may answer
+    403 itself) refuses us the request: raise it, so a missing RBAC rule is never mistaken for
+    a pod that is not ready yet or has no log."""
+    if status != 403:
+        return
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return
+    message = document.get("message") if isinstance(document, dict) else None
+    if not isinstance(message, str) or forbidden_in(message) is None:
+        return
+    raise KubeError(status, f"{method} {path}: HTTP {status}: {message}", document)
 
 
 def _request_kind(method: str, path: str, query: Sequence[tuple[str, str]]) -> str:

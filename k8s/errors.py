@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from k8s.forbidden import Forbidden, forbidden_in
+
 # HTTP answers that mean "the server could not handle it now", never "the request is wrong".
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -57,40 +59,7 @@ _RETRYABLE_TEXT = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
-# apimachinery's Forbidden message: `User "u" cannot VERB resource "R" in API group "G"
-# in the namespace "NS"` (or `at the cluster scope`), optionally with a subresource.
-_FORBIDDEN = re.compile(
-    r'User "(?P<user>[^"]*)" cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
-    r'(?: in API group "(?P<group>[^"]*)")?'
-    r'(?: in the namespace "(?P<namespace>[^"]+)"| at the cluster scope)?'
-)
 _FORBIDDEN_STATUS = re.compile(r"\(403\s*\w*\)|\bforbidden\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class PermissionProblem:
-    """Who may not do what, where: from a Forbidden answer."""
-
-    verb: str
-    resource: str
-    namespace: str | None
-    group: str
-    user: str
-
-    def describe(self) -> str:
-        what = f"{self.resource}.{self.group}" if self.group else self.resource
-        where = f"in namespace {self.namespace}" if self.namespace else "at the cluster scope"
-        who = f"{self.user} " if self.user else ""
-        return f"{who}may not {self.verb} {what} {where}".strip()
-
-    def as_data(self) -> dict[str, Any]:
-        return {
-            "verb": self.verb,
-            "resource": self.resource,
-            "group": self.group,
-            "namespace": self.namespace,
-            "user": self.user,
-        }
 
 
 @dataclass(frozen=True)
@@ -98,7 +67,7 @@ class ErrorClass:
     """What an error means: retry it, or stop (a permission problem named when there is one)."""
 
     retryable: bool
-    permission: PermissionProblem | None = None
+    permission: Forbidden | None = None
 
 
 def retryable_status(status: int) -> bool:
@@ -109,27 +78,13 @@ def retryable_text(text: str) -> bool:
     return bool(_RETRYABLE_TEXT.search(text))
 
 
-def permission_problem(text: str) -> PermissionProblem | None:
-    """The Forbidden message in `text`, parsed; None when there is none."""
-    match = _FORBIDDEN.search(text)
-    if match is None:
-        return None
-    return PermissionProblem(
-        verb=match["verb"],
-        resource=match["resource"],
-        namespace=match["namespace"],
-        group=match["group"] or "",
-        user=match["user"],
-    )
-
-
 def classify_status(status: int, body: Mapping[str, Any] | None, message: str) -> ErrorClass:
     """An API answer: its HTTP status, its Status body (if any) and the message we built."""
     document = body or {}
     reason = str(document.get("reason") or "")
     text = f"{document.get('message') or ''} {message}"
     if status == 403 or reason == "Forbidden":
-        found = permission_problem(text)
+        found = forbidden_in(text)
         return ErrorClass(False, found or _permission_from_details(document))
     if status == 0 or retryable_status(status):
         return ErrorClass(True)
@@ -140,7 +95,7 @@ def classify_status(status: int, body: Mapping[str, Any] | None, message: str) -
 
 def classify_text(text: str) -> ErrorClass:
     """What a command's error output (helm, kubectl: client-go's wording) means."""
-    permission = permission_problem(text)
+    permission = forbidden_in(text)
     if permission is not None:
         return ErrorClass(False, permission)
     if _FORBIDDEN_STATUS.search(text) and not retryable_text(text):
@@ -148,13 +103,12 @@ def classify_text(text: str) -> ErrorClass:
     return ErrorClass(retryable_text(text))
 
 
-def _permission_from_details(document: Mapping[str, Any]) -> PermissionProblem:
+def _permission_from_details(document: Mapping[str, Any]) -> Forbidden:
     """A Forbidden answer whose message is not apimachinery's sentence: what its details say."""
     details = document.get("details") or {}
-    return PermissionProblem(
+    return Forbidden(
+        user="",
         verb="access",
         resource=str(details.get("kind") or "resource"),
-        namespace=None,
         group=str(details.get("group") or ""),
-        user="",
     )

@@ -119,7 +119,10 @@ class PodFailureCheck:
         for previous in (True, False) if restarted else (False, True):
             try:
                 lines = self.client.pod_log(self.namespace, pod, container, previous, LOG_TAIL)
-            except KubeError:
+            except KubeError as error:
+                # No log is no evidence, but a refused one is a missing RBAC rule: say so.
+                if error.status == 403:
+                    raise
                 continue
             if lines and classify_log(lines) is not None:
                 return lines
@@ -137,7 +140,10 @@ class PodFailureCheck:
             events, _ = await asyncio.to_thread(
                 self.client.list_objects, "v1", "Event", self.namespace
             )
-        except KubeError:
+        except KubeError as error:
+            # As with the logs: no events are no evidence, refused ones a missing RBAC rule.
+            if error.status == 403:
+                raise
             events = []
         found = evidence(finding, pods, events, lines, extra)
         return PodFailure(finding.reason, finding.message, found)

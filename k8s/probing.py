@@ -51,6 +51,9 @@ def probe_vllm(client: KubeClient, namespace: str, pod: str, port: int, model: s
             return ProbeAnswer(None, refused or f"/health answered {status}", refused)
         status, body = client.pod_proxy(namespace, pod, port, "/v1/models")
     except KubeError as error:
+        # Refused by RBAC (k8s/client.py raises it): a missing rule, for the caller to name.
+        if error.status == 403:
+            raise
         return ProbeAnswer(None, f"probe failed: {error.message}")
     refused = proxy_refusal(status, body)
     if refused or status != 200:

@@ -20,6 +20,9 @@ class FailureReason(StrEnum):
     # The worker cannot build a Kubernetes client for the target: a kubeconfig that is missing,
     # malformed or lacks the context (or no in-cluster environment). Never retried.
     KUBECONFIG_INVALID = "KubeconfigInvalid"
+    # The API server refused the worker's identity a verb on a resource (HTTP 403): its RBAC lacks
+    # a rule. Never retried; the message names the verb, resource, API group and namespace.
+    PERMISSION_DENIED = "PermissionDenied"
     MISSING_CRD = "MissingCRD"
     APPLY_CONFLICT = "ApplyConflict"
     APPLY_REJECTED = "ApplyRejected"

@@ -67,7 +67,7 @@ def test_forbidden_is_permission_denied_naming_verb_resource_and_namespace() -> 
     listing = KubeError(403, "GET /api/v1/namespaces/llm-d/pods: HTTP 403: forbidden", FORBIDDEN)
     for error in (api_failure(listing), api_failure(ObjectRefused(listing, REF, "apply", False))):
         assert reason(error) == ("PermissionDenied", True)
-        assert "may not list pods in namespace llm-d" in error.message
+        assert 'may not list pods (API group "") in namespace "llm-d"' in error.message
         data = FailureEvidence.from_details(error.details).data
         assert (data["verb"], data["resource"], data["namespace"]) == ("list", "pods", "llm-d")
 
@@ -132,7 +132,7 @@ def test_helm_errors_are_preflight_retry_or_helm_failed() -> None:
     )
     denied = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], forbidden))
     assert reason(denied) == ("PermissionDenied", True)
-    assert "u may not create secrets in namespace llm-d" in denied.message
+    assert 'u may not create secrets (API group "") in namespace "llm-d"' in denied.message
     killed = HelmRun(-9, "", "")
     assert reason(helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade"], killed))) == (
         HELM_TRANSIENT,
@@ -142,3 +142,37 @@ def test_helm_errors_are_preflight_retry_or_helm_failed() -> None:
     failed = helm_failure(HelmCommandFailed("helm upgrade x", ["upgrade", "x"], broken))
     assert reason(failed) == ("HelmFailed", True)
     assert failed.message == "helm upgrade x failed: Error: chart not found"
+
+
+DENIED = (
+    'configmaps "snap" is forbidden: User "system:serviceaccount:ops:worker" cannot patch'
+    ' resource "configmaps" in API group "" in the namespace "llm"'
+)
+
+
+def _denied_evidence(error: ApplicationError) -> dict[str, object]:
+    assert reason(error) == ("PermissionDenied", True)
+    assert 'patch configmaps (API group "") in namespace "llm"' in error.message
+    assert "system:serviceaccount:ops:worker" in error.message
+    evidence = FailureEvidence.from_details(error.details)
+    assert evidence is not None
+    return dict(evidence.data)
+
+
+def test_a_403_naming_a_rule_is_permission_denied_with_verb_resource_and_namespace() -> None:
+    error = api_failure(KubeError(403, f"PATCH /api/v1/namespaces/llm/configmaps: {DENIED}"))
+    data = _denied_evidence(error)
+    assert (data["verb"], data["resource"], data["group"], data["namespace"]) == (
+        "patch", "configmaps", "", "llm"
+    )
+
+
+def test_a_refused_apply_for_lack_of_permission_is_permission_denied_not_rejected() -> None:
+    error = api_failure(ObjectRefused(KubeError(403, DENIED), REF, "apply", False))
+    _denied_evidence(error)
+
+
+def test_a_helm_failure_quoting_a_refusal_is_permission_denied() -> None:
+    run = HelmRun(1, "", f"Error: UPGRADE FAILED: {DENIED}\n")
+    error = helm_failure(HelmCommandFailed("upgrade of infra", ["helm", "upgrade"], run))
+    _denied_evidence(error)

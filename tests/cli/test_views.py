@@ -102,9 +102,13 @@ def snapshot(progress: Progress | None = None, result: RolloutResult | None = No
     )
 
 
-def result(outcome: Outcome, failed_in: Phase | None = None) -> RolloutResult:
+def result(
+    outcome: Outcome,
+    failed_in: Phase | None = None,
+    why: FailureReason = FailureReason.INSUFFICIENT_CAPACITY,
+) -> RolloutResult:
     failure = None if failed_in is None else FailureReport(
-        reason=FailureReason.INSUFFICIENT_CAPACITY, phase=failed_in, step="preflight",
+        reason=why, phase=failed_in, step="preflight",
         message="the cluster cannot hold the rollout",
     )
     return RolloutResult(
@@ -137,6 +141,23 @@ def test_each_outcome_maps_to_its_documented_exit_code(
     outcome: Outcome, failed_in: Phase | None, code: ExitCode
 ) -> None:
     assert exit_codes.for_result(result(outcome, failed_in)) == code
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failed_in", "code"),
+    [
+        (Outcome.FAILED, Phase.DEPENDENCIES, ExitCode.PERMISSION_DENIED),
+        (Outcome.FAILED, Phase.PREFLIGHT, ExitCode.PERMISSION_DENIED),
+        (Outcome.KEPT_FOR_INSPECTION, Phase.MODEL_SERVICE, ExitCode.PERMISSION_DENIED),
+        # The previous version serves again: that is what a script must learn first.
+        (Outcome.ROLLED_BACK, Phase.MODEL_SERVICE, ExitCode.ROLLED_BACK),
+    ],
+)
+def test_a_missing_permission_has_its_own_exit_code_unless_rolled_back(
+    outcome: Outcome, failed_in: Phase, code: ExitCode
+) -> None:
+    denied = result(outcome, failed_in, FailureReason.PERMISSION_DENIED)
+    assert exit_codes.for_result(denied) == code
 
 
 def test_an_approval_wait_stops_a_watcher_with_code_2_and_plain_running_does_not() -> None:

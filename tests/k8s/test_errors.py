@@ -72,16 +72,16 @@ def test_forbidden_names_verb_resource_and_namespace() -> None:
     found = classify_text(output)
     assert not found.retryable
     assert found.permission is not None
-    assert found.permission.as_data() == {
-        "verb": "create",
-        "resource": "leaderworkersets",
-        "group": "leaderworkerset.x-k8s.io",
-        "namespace": "llm-d",
-        "user": "system:serviceaccount:ci:deployer",
-    }
-    assert found.permission.describe() == (
-        "system:serviceaccount:ci:deployer may not create leaderworkersets."
-        "leaderworkerset.x-k8s.io in namespace llm-d"
+    permission = found.permission
+    assert (
+        permission.verb, permission.resource, permission.group, permission.namespace,
+        permission.user,
+    ) == (
+        "create", "leaderworkersets", "leaderworkerset.x-k8s.io", "llm-d",
+        "system:serviceaccount:ci:deployer",
+    )
+    assert permission.what == (
+        'create leaderworkersets (API group "leaderworkerset.x-k8s.io") in namespace "llm-d"'
     )
 
 
@@ -98,8 +98,8 @@ def test_cluster_scoped_forbidden_has_no_namespace() -> None:
     )
     assert found.permission is not None
     assert (found.permission.verb, found.permission.resource) == ("list", "nodes")
-    assert found.permission.namespace is None
-    assert "at the cluster scope" in found.permission.describe()
+    assert found.permission.namespace == ""
+    assert "at the cluster scope" in found.permission.what
 
 
 @pytest.mark.parametrize(
