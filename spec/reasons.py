@@ -14,9 +14,6 @@ class FailureReason(StrEnum):
     PREFLIGHT = "PreflightFailed"
     INSUFFICIENT_CAPACITY = "InsufficientCapacity"
     CLUSTER_UNREACHABLE = "ClusterUnreachable"
-    # The API server (RBAC) forbids what a step must do: the evidence names verb, resource and
-    # namespace. Never retried: a person grants the permission.
-    PERMISSION_DENIED = "PermissionDenied"
     # The worker cannot build a Kubernetes client for the target: a kubeconfig that is missing,
     # malformed or lacks the context (or no in-cluster environment). Never retried.
     KUBECONFIG_INVALID = "KubeconfigInvalid"
