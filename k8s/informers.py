@@ -4,7 +4,7 @@ Where it sits: under the waits (activities/waits.py, serving.py's model-load wai
 wait). Fifty concurrent rollouts used to open four watches per role wait each (240 watch threads
 at thirty rollouts); now every wait *subscribes* to the process's one informer for the collection
 it needs, and filters what it sees by its own label and field selectors. The informer is the
-list+watch loop of activities/watching.py (resumed from its resourceVersion after a cut, relisted
+list+watch loop of k8s/watching.py (resumed from its resourceVersion after a cut, relisted
 after 410 Gone); it starts with its first subscriber and stops a little after its last one leaves
 (`LINGER_SECONDS`), so waits that follow one another reuse a warm cache.
 

@@ -1,7 +1,7 @@
 """GPU reservations in the capacity plan: what other rollouts hold, and what this one will hold.
 
 Where it sits: pure functions between activities/capacity_hold.py (which reads the cluster
-workflow's reservations and asks it to hold a plan) and activities/capacity.py (which places
+workflow's reservations and asks it to hold a plan) and k8s/capacity.py (which places
 pods node by node). A reservation stands for the pods of the LeaderWorkerSets it covers: while it
 is held, those pods are left out of the nodes' allocation and the reservation's node quantities
 are counted instead, so a rollout whose pods are coming up is counted once, never twice.
