@@ -35,6 +35,7 @@ from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, installed, query, run_rollout, until
 from tests.workflows.specs import NEW_IMAGE, decode_replicas, decode_steps, demo_spec, image
 from workflows import calls
+from workflows.cluster import ClusterWorkflow
 from workflows.rollout import RolloutWorkflow
 
 NEXT_BUILD_PATCH = "record-build-in-memo"
@@ -99,7 +100,7 @@ async def test_a_run_started_on_the_old_build_finishes_on_the_next_one(
     task_queue = f"worker-upgrade-{uuid.uuid4().hex[:8]}"
     canary = decode_steps({"partition": 1, "approval": True})
     old = Worker(
-        temporal_client, task_queue=task_queue, workflows=[RolloutWorkflow],
+        temporal_client, task_queue=task_queue, workflows=[RolloutWorkflow, ClusterWorkflow],
         activities=fake_cluster.activities(),
     )
     async with old:
@@ -110,7 +111,8 @@ async def test_a_run_started_on_the_old_build_finishes_on_the_next_one(
         await until(query(handle), lambda p: p.state == RunState.WAITING_FOR_APPROVAL)
     # The old build is gone; the next one takes over the waiting run.
     async with Worker(
-        temporal_client, task_queue=task_queue, workflows=[NextRolloutWorkflow],
+        temporal_client, task_queue=task_queue,
+        workflows=[NextRolloutWorkflow, ClusterWorkflow],
         activities=fake_cluster.activities(),
     ):
         await handle.execute_update(
@@ -143,7 +145,7 @@ async def test_old_workflows_decode_a_last_known_good_from_the_next_activity_bui
 ) -> None:
     task_queue = f"worker-side-by-side-{uuid.uuid4().hex[:8]}"
     old = Worker(
-        temporal_client, task_queue=task_queue, workflows=[RolloutWorkflow],
+        temporal_client, task_queue=task_queue, workflows=[RolloutWorkflow, ClusterWorkflow],
         activities=old_build_activities(fake_cluster),
     )
     # The next build runs beside it on the same task queue and serves the record activities,
