@@ -22,7 +22,13 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.cluster import CLUSTER_WORKFLOW, answer_error, cluster_workflow, when_not_busy
+from activities.cluster import (
+    CLUSTER_TASK_TIMEOUT,
+    CLUSTER_WORKFLOW,
+    answer_error,
+    cluster_workflow,
+    when_not_busy,
+)
 from activities.failures import failure, target_client
 from activities.heartbeat import heartbeating, run_blocking
 from activities.preflight import role_plans
@@ -59,6 +65,7 @@ async def _cluster_handle(client: Client, cluster: str) -> WorkflowHandle[object
     await client.start_workflow(
         CLUSTER_WORKFLOW, ClusterInput(cluster=cluster), id=workflow_id, task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_timeout=CLUSTER_TASK_TIMEOUT,
     )
     # No run ID: queries and updates follow the workflow across continue-as-new.
     return client.get_workflow_handle(workflow_id)
@@ -99,8 +106,13 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
     try:
         async with target_client(input.spec.target) as kube:
             for _ in range(MAX_PLANS):
-                view: ReservationsView = await handle.query(
-                    "reservations", result_type=ReservationsView
+                view: ReservationsView = await heartbeating(
+                    when_not_busy(
+                        functools.partial(
+                            handle.query, "reservations", result_type=ReservationsView
+                        )
+                    ),
+                    "reading the capacity holds",
                 )
                 held, covers = held_by_others(view.reservations, input.owner)
                 plan, covered = await run_blocking(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -61,11 +62,16 @@ _REASONS = frozenset(reason.value for reason in FailureReason)
 # workflow's record settles within a workflow task), then every couple of seconds.
 POLL_FIRST = 0.05
 POLL_MAX = 2.0
-# The server admits only a few updates in flight per workflow; a burst of rollouts asking at
-# once is told to come back (RESOURCE_EXHAUSTED), which is retried here, with jitter, rather
-# than failing the activity into Temporal's slower back-off.
+# The server admits only a few updates in flight per workflow, and refuses updates and queries
+# while the workflow's task is being retried (a task timed out on a busy worker): either is
+# tried again here, with jitter, rather than failing the activity into Temporal's back-off.
 BUSY_FIRST = 0.05
 BUSY_MAX = 1.0
+_NOT_READY = "Workflow Task in failed state"
+# The cluster workflow's task deadline. Its tasks compete with every rollout's for one busy
+# worker (a burst of 50 rollouts starting took its task past the default 10 s), and while one
+# is retried the server refuses every target's asks and reads; so it gets longer than others.
+CLUSTER_TASK_TIMEOUT = timedelta(seconds=60)
 
 
 def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation[Any, Any]:
@@ -78,6 +84,7 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"shared pieces and GPU reservations of cluster {cluster}",
+        task_timeout=CLUSTER_TASK_TIMEOUT,
     )
 
 
@@ -143,8 +150,8 @@ async def settled(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what
         try:
             status = await handle.query("ask_status", ask.ask_id, result_type=AskStatus)
         except (RPCError, WorkflowQueryFailedError) as error:
-            # A run continuing as new, or a workflow task being retried: read again later.
-            activity.logger.debug("ask status not readable yet: %s", error)
+            # A run continuing as new, or its task being retried: read again on the next turn.
+            activity.logger.info("ask status not readable yet: %s", error)
             continue
         if status.state == "unknown":
             status = await send(client, update, ask, what)
@@ -165,17 +172,23 @@ async def send(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what: s
 
 
 def _busy(error: BaseException | None) -> bool:
-    """The server refused for now: too many updates in flight on the workflow."""
-    while error is not None:
-        if isinstance(error, RPCError) and error.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+    """The server refused for now: too many updates in flight on the workflow, or its task is
+    being retried."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, RPCError) and (
+            error.status == RPCStatusCode.RESOURCE_EXHAUSTED
+            or (error.status == RPCStatusCode.FAILED_PRECONDITION and _NOT_READY in str(error))
+        ):
             return True
-        error = error.__cause__
+        error, seen = error.__cause__ or error.__context__, seen + 1
     return False
 
 
 async def when_not_busy(call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, called again while the server says too many updates are in flight (a new
-    operation each time: an update-with-start operation is used once)."""
+    """`call()`, called again while the server says too many updates are in flight or the
+    workflow's task is being retried (a new operation each time: an update-with-start operation
+    is used once). The activity's heartbeat and budget bound the wait."""
     delay = BUSY_FIRST
     while True:
         try:

@@ -136,7 +136,9 @@ class ClusterWorkflow:
                 cluster=start.cluster,
                 state=self._snapshot(),
                 max_history_events=start.max_history_events,
-            )
+            ),
+            # The longer task deadline it was started with (activities/cluster.py) is kept.
+            task_timeout=workflow.info().task_timeout,
         )
 
     # --- shared pieces --------------------------------------------------------------------

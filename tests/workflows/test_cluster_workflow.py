@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from activities.cluster import CLUSTER_TASK_TIMEOUT
 from rollouts import rollout_result, start_rollout, start_teardown
 from spec.cluster_io import (
     ClusterInput,
@@ -171,6 +172,7 @@ async def test_the_cluster_workflow_continues_as_new_with_its_users(
     started = await temporal_client.start_workflow(
         ClusterWorkflow.run, ClusterInput(cluster=CLUSTER, max_history_events=20),
         id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+        task_timeout=timedelta(seconds=45),
     )
     for name in ("long-a", "long-b"):
         result = await run_rollout(temporal_client, demo_spec(name), fake_worker)
@@ -183,6 +185,8 @@ async def test_the_cluster_workflow_continues_as_new_with_its_users(
     assert users["helm/lws-system/lws"] == [
         "clustersim/llm-d-wide-ep/long-a", "clustersim/llm-d-wide-ep/long-b",
     ]
+    config = (await current.describe()).raw_description.execution_config
+    assert config.default_workflow_task_timeout.ToTimedelta() == timedelta(seconds=45)
 
 
 async def test_a_burst_of_targets_costs_one_helm_check_per_piece(
@@ -275,6 +279,9 @@ async def test_more_asks_at_once_than_the_server_lets_updates_be_in_flight_are_a
     assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
     users = await cluster.query(ClusterWorkflow.users)
     assert len(users["helm/lws-system/lws"]) == len(names)
+    # Started by the first ask with the longer task deadline its tasks need on a busy worker.
+    config = (await cluster.describe()).raw_description.execution_config
+    assert config.default_workflow_task_timeout.ToTimedelta() == CLUSTER_TASK_TIMEOUT
 
 
 async def test_an_ask_sent_again_reads_its_recorded_outcome_and_a_failure_carries_its_type(
