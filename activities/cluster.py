@@ -62,12 +62,19 @@ _REASONS = frozenset(reason.value for reason in FailureReason)
 # workflow's record settles within a workflow task), then every couple of seconds.
 POLL_FIRST = 0.05
 POLL_MAX = 2.0
-# The server admits only a few updates in flight per workflow, and refuses updates and queries
-# while the workflow's task is being retried (a task timed out on a busy worker): either is
-# tried again here, with jitter, rather than failing the activity into Temporal's back-off.
+# The server admits only a few updates in flight per workflow, refuses updates and queries
+# while the workflow's task is being retried (a task timed out on a busy worker), aborts an
+# update or times a query out when the worker is slow to take it, and hands back an update the
+# worker did not process (the run continuing as new): all are tried again here, with jitter,
+# rather than failing the activity into Temporal's slower back-off.
 BUSY_FIRST = 0.05
 BUSY_MAX = 1.0
 _NOT_READY = "Workflow Task in failed state"
+_FOR_NOW = frozenset({
+    RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED,
+})
+_ASK_AGAIN = frozenset({"UnprocessedUpdate", "ClusterWorkflowDraining"})
 # The cluster workflow's task deadline. Its tasks compete with every rollout's for one busy
 # worker (a burst of 50 rollouts starting took its task past the default 10 s), and while one
 # is retried the server refuses every target's asks and reads; so it gets longer than others.
@@ -177,10 +184,13 @@ def _busy(error: BaseException | None) -> bool:
     seen = 0
     while error is not None and seen < 10:
         if isinstance(error, RPCError) and (
-            error.status == RPCStatusCode.RESOURCE_EXHAUSTED
+            error.status in _FOR_NOW
             or (error.status == RPCStatusCode.FAILED_PRECONDITION and _NOT_READY in str(error))
         ):
             return True
+        if isinstance(error, WorkflowUpdateFailedError):
+            deepest = deepest_application_error(error.cause)
+            return deepest is not None and deepest.type in _ASK_AGAIN
         error, seen = error.__cause__ or error.__context__, seen + 1
     return False
 

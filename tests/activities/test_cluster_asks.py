@@ -49,11 +49,16 @@ def test_an_update_caught_by_continue_as_new_is_asked_again() -> None:
 async def test_a_refusal_for_now_is_tried_again_and_anything_else_is_raised() -> None:
     """Too many updates in flight, or the cluster workflow's task being retried: the server says
     so, and the ask tries again; any other error is the activity's."""
-    refusals = [
+    refusals: list[Exception] = [
         RPCError("limit on number of concurrent in-flight updates has been reached (10)",
                  RPCStatusCode.RESOURCE_EXHAUSTED, b""),
         RPCError("Unable to query workflow due to Workflow Task in failed state.",
                  RPCStatusCode.FAILED_PRECONDITION, b""),
+        RPCError("query timed out before a worker could process it",
+                 RPCStatusCode.DEADLINE_EXCEEDED, b""),
+        RPCError("workflow update was aborted", RPCStatusCode.UNAVAILABLE, b""),
+        failed(ApplicationError("Workflow Update is rejected because it wasn't processed by "
+                                "worker", type="UnprocessedUpdate")),
     ]
     calls = 0
 
@@ -64,13 +69,19 @@ async def test_a_refusal_for_now_is_tried_again_and_anything_else_is_raised() ->
             raise refusals.pop(0)
         return "answered"
 
-    assert await when_not_busy(call) == "answered" and calls == 3
+    assert await when_not_busy(call) == "answered" and calls == 6
 
     async def broken() -> str:
         raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
     with pytest.raises(RPCError, match="not found"):
         await when_not_busy(broken)
+
+    async def refused() -> str:
+        raise failed(ApplicationError("target a uses v1", type="SharedPieceConflict"))
+
+    with pytest.raises(WorkflowUpdateFailedError):
+        await when_not_busy(refused)
 
 
 def test_a_recorded_failure_keeps_its_type_evidence_and_finality() -> None:
