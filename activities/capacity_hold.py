@@ -1,7 +1,7 @@
 """Capacity held between preflight and scheduling: a rollout's placement, reserved for it.
 
 Where it sits: the last step of a rollout's preflight (phase 1). It plans where every pod goes
-(activities/capacity.py, node by node, honouring node selectors, affinities, tolerations and the
+(k8s/capacity.py, node by node, honouring node selectors, affinities, tolerations and the
 surge groups an LWS update creates) against the nodes, the pods and what other rollouts of the
 cluster hold, then asks the cluster workflow (workflows/cluster.py) to hold the plan. The hold is
 a compare-and-swap on the reservations' version: if another rollout reserved in between, the
