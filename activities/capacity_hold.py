@@ -22,7 +22,13 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.cluster import CLUSTER_WORKFLOW, answer_error, cluster_workflow
+from activities.cluster import (
+    CLUSTER_TASK_TIMEOUT,
+    CLUSTER_WORKFLOW,
+    answer_error,
+    cluster_workflow,
+    when_not_busy,
+)
 from activities.failures import failure, target_client
 from activities.heartbeat import heartbeating, run_blocking
 from activities.preflight import role_plans
@@ -59,6 +65,7 @@ async def _cluster_handle(client: Client, cluster: str) -> WorkflowHandle[object
     await client.start_workflow(
         CLUSTER_WORKFLOW, ClusterInput(cluster=cluster), id=workflow_id, task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        task_timeout=CLUSTER_TASK_TIMEOUT,
     )
     # No run ID: queries and updates follow the workflow across continue-as-new.
     return client.get_workflow_handle(workflow_id)
@@ -99,8 +106,13 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
     try:
         async with target_client(input.spec.target) as kube:
             for _ in range(MAX_PLANS):
-                view: ReservationsView = await handle.query(
-                    "reservations", result_type=ReservationsView
+                view: ReservationsView = await heartbeating(
+                    when_not_busy(
+                        functools.partial(
+                            handle.query, "reservations", result_type=ReservationsView
+                        )
+                    ),
+                    "reading the capacity holds",
                 )
                 held, covers = held_by_others(view.reservations, input.owner)
                 plan, covered = await run_blocking(
@@ -115,11 +127,15 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
                     nodes=reserved_nodes(plan), covers=covered,
                     expires_at=datetime.now(UTC) + input.ttl,
                 )
+                # `reserve` answers at once (no work behind it), so it holds no update open.
+                ask = ReserveAsk(reservation=reservation, based_on=view.version)
                 answer: ReserveAnswer = await heartbeating(
-                    handle.execute_update(
-                        "reserve", ReserveAsk(reservation=reservation, based_on=view.version),
-                        id=f"reserve/{input.owner}/{input.run_id}/{view.version}",
-                        result_type=ReserveAnswer,
+                    when_not_busy(
+                        functools.partial(
+                            handle.execute_update, "reserve", ask,
+                            id=f"reserve/{input.owner}/{input.run_id}/{ask.based_on}",
+                            result_type=ReserveAnswer,
+                        )
                     ),
                     "holding the capacity plan",
                 )
@@ -142,9 +158,11 @@ async def free_capacity(ask: FreeAsk) -> ReserveAnswer:
     client = activity.client()
     try:
         answer: ReserveAnswer = await heartbeating(
-            client.execute_update_with_start_workflow(
-                "free", ask, start_workflow_operation=cluster_workflow(client, ask.cluster),
-                id=f"free/{ask.owner}/{ask.run_id}", result_type=ReserveAnswer,
+            when_not_busy(
+                lambda: client.execute_update_with_start_workflow(
+                    "free", ask, start_workflow_operation=cluster_workflow(client, ask.cluster),
+                    id=f"free/{ask.owner}/{ask.run_id}", result_type=ReserveAnswer,
+                )
             ),
             "freeing the capacity hold",
         )

@@ -4,10 +4,13 @@ Where it sits: a RolloutWorkflow cannot send an update itself, so its dependenci
 provider phases call `ensure_shared_pieces`, and TeardownWorkflow calls `release_shared_pieces`;
 each sends update-with-start to `cluster/<task queue>/<cluster>` (workflows/cluster.py) through
 the worker's own Temporal client, so the cluster workflow is started on the first ask and reused
-after. The update ID is the ask ID (rollout workflow ID, run ID, phase): an activity retried after
-its worker died sends the same update, which Temporal answers once; while the answer takes (a
-helm install may take minutes) the activity heartbeats, so a dead worker is noticed and another
-one asks again and waits for the same operation.
+after. The update only registers the ask and is answered at once (the server lets ten updates
+be in flight per workflow, and a helm install takes minutes); the activity then polls the
+`ask_status` query (queries add nothing to history) with a short back-off, heartbeating, until
+the ask's outcome is recorded. The update ID is the ask ID (rollout workflow ID, run ID, phase):
+an activity retried after its worker died sends the same update, which the cluster workflow
+answers with where the ask stands; an ask the current run does not know (sent to a run that
+continued as new before accepting it) is sent again.
 
 A refusal (another target uses another version of a piece) and a failed operation come back as
 non-retryable errors carrying the cluster workflow's sentence; a cluster workflow that is
@@ -16,19 +19,28 @@ continuing as new is asked again after Temporal's back-off.
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.heartbeat import heartbeating
+from spec.ask_failures import deepest_application_error
 from spec.cluster_io import (
+    AskError,
+    AskStatus,
     ClusterInput,
     EnsureAnswer,
     EnsureAsk,
@@ -39,12 +51,34 @@ from spec.cluster_io import (
 from spec.reasons import FailureReason
 
 A = TypeVar("A", EnsureAnswer, ReleaseAnswer)
+T = TypeVar("T")
 
 CLUSTER_WORKFLOW = "ClusterWorkflow"
 # The cluster workflow's own error types (workflows/cluster.py); activities may not import it.
 _CONFLICT = "SharedPieceConflict"
 _UNANSWERED = "ClusterWorkflowUnanswered"
 _REASONS = frozenset(reason.value for reason in FailureReason)
+# How soon the ask's outcome is read again: quickly at first (an ask answered from the cluster
+# workflow's record settles within a workflow task), then every couple of seconds.
+POLL_FIRST = 0.05
+POLL_MAX = 2.0
+# The server admits only a few updates in flight per workflow, refuses updates and queries
+# while the workflow's task is being retried (a task timed out on a busy worker), aborts an
+# update or times a query out when the worker is slow to take it, and hands back an update the
+# worker did not process (the run continuing as new): all are tried again here, with jitter,
+# rather than failing the activity into Temporal's slower back-off.
+BUSY_FIRST = 0.05
+BUSY_MAX = 1.0
+_NOT_READY = "Workflow Task in failed state"
+_FOR_NOW = frozenset({
+    RPCStatusCode.RESOURCE_EXHAUSTED, RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED,
+})
+_ASK_AGAIN = frozenset({"UnprocessedUpdate", "ClusterWorkflowDraining"})
+# The cluster workflow's task deadline. Its tasks compete with every rollout's for one busy
+# worker (a burst of 50 rollouts starting took its task past the default 10 s), and while one
+# is retried the server refuses every target's asks and reads; so it gets longer than others.
+CLUSTER_TASK_TIMEOUT = timedelta(seconds=60)
 
 
 def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation[Any, Any]:
@@ -57,31 +91,39 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"shared pieces and GPU reservations of cluster {cluster}",
+        task_timeout=CLUSTER_TASK_TIMEOUT,
     )
 
 
 def answer_error(error: WorkflowUpdateFailedError, what: str) -> ApplicationError:
     """The cluster workflow's failure as this activity's: its type and sentence; retryable
     unless it is a refusal or a named failure of the operation."""
-    cause: BaseException | None = error.cause
-    deepest: ApplicationError | None = None
-    while isinstance(cause, FailureError):
-        if isinstance(cause, ApplicationError):
-            deepest = cause
-        cause = cause.cause
+    deepest = deepest_application_error(error.cause)
     if deepest is None:
         return ApplicationError(f"{what}: {error.cause}", type=_UNANSWERED)
-    if deepest.type == _CONFLICT:
-        return ApplicationError(
-            f"{what}: {deepest.message}", type=FailureReason.PREFLIGHT.value, non_retryable=True
-        )
     # A named failure of the operation (HelmFailed, ...) is final: the cluster workflow's
     # activity already retried it. Anything else (the cluster workflow continuing as new, the
     # server's "UnprocessedUpdate" for an update caught in that moment) is asked again.
-    final = deepest.type in _REASONS
+    return recorded_error(
+        AskError(
+            type=deepest.type or _UNANSWERED, message=deepest.message,
+            non_retryable=deepest.type in _REASONS or deepest.type == _CONFLICT,
+            details=[d for d in deepest.details if isinstance(d, dict)],
+        ),
+        what,
+    )
+
+
+def recorded_error(error: AskError, what: str) -> ApplicationError:
+    """The activity's error for a failure the cluster workflow recorded or sent back: a refusal
+    is a preflight failure; the rest keep their type, sentence and evidence."""
+    if error.type == _CONFLICT:
+        return ApplicationError(
+            f"{what}: {error.message}", type=FailureReason.PREFLIGHT.value, non_retryable=True
+        )
     return ApplicationError(
-        f"{what}: {deepest.message}", *deepest.details, type=deepest.type or _UNANSWERED,
-        non_retryable=final,
+        f"{what}: {error.message}", *error.details, type=error.type,
+        non_retryable=error.non_retryable,
     )
 
 
@@ -89,20 +131,83 @@ async def ask_cluster(
     update: str, ask: EnsureAsk | ReleaseAsk, answer_type: type[A], what: str
 ) -> A:
     """Send `ask` as the `update` of the cluster's workflow (started if need be) and wait for
-    its answer, heartbeating."""
-    client = activity.client()
+    its outcome, heartbeating."""
+    status = await heartbeating(
+        settled(activity.client(), update, ask, what), f"waiting for the cluster workflow: {what}"
+    )
+    if status.error is not None:
+        raise recorded_error(status.error, what)
+    answer = status.ensured if answer_type is EnsureAnswer else status.released
+    if not isinstance(answer, answer_type):
+        raise ApplicationError(f"{what}: the cluster workflow answered {status}", type=_UNANSWERED)
+    return answer
+
+
+async def settled(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what: str) -> AskStatus:
+    """Send the ask, then read its status until it has an outcome; send it again whenever the
+    cluster workflow's current run does not know it."""
+    status = await send(client, update, ask, what)
+    handle = client.get_workflow_handle(
+        cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
+    )
+    delay = POLL_FIRST
+    while not status.settled:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, POLL_MAX)
+        try:
+            status = await handle.query("ask_status", ask.ask_id, result_type=AskStatus)
+        except (RPCError, WorkflowQueryFailedError) as error:
+            # A run continuing as new, or its task being retried: read again on the next turn.
+            activity.logger.info("ask status not readable yet: %s", error)
+            continue
+        if status.state == "unknown":
+            status = await send(client, update, ask, what)
+    return status
+
+
+async def send(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what: str) -> AskStatus:
+    """Send `ask` as the `update` (update ID = ask ID): answered at once with where it stands."""
     try:
-        answer: A = await heartbeating(
-            client.execute_update_with_start_workflow(
-                update, ask,
-                start_workflow_operation=cluster_workflow(client, ask.target.cluster),
-                id=ask.ask_id, result_type=answer_type,
-            ),
-            f"waiting for the cluster workflow: {what}",
+        return await when_not_busy(
+            lambda: client.execute_update_with_start_workflow(
+                update, ask, start_workflow_operation=cluster_workflow(client, ask.target.cluster),
+                id=ask.ask_id, result_type=AskStatus,
+            )
         )
     except WorkflowUpdateFailedError as error:
         raise answer_error(error, what) from None
-    return answer
+
+
+def _busy(error: BaseException | None) -> bool:
+    """The server refused for now: too many updates in flight on the workflow, or its task is
+    being retried."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, RPCError) and (
+            error.status in _FOR_NOW
+            or (error.status == RPCStatusCode.FAILED_PRECONDITION and _NOT_READY in str(error))
+        ):
+            return True
+        if isinstance(error, WorkflowUpdateFailedError):
+            deepest = deepest_application_error(error.cause)
+            return deepest is not None and deepest.type in _ASK_AGAIN
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+async def when_not_busy(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, called again while the server says too many updates are in flight or the
+    workflow's task is being retried (a new operation each time: an update-with-start operation
+    is used once). The activity's heartbeat and budget bound the wait."""
+    delay = BUSY_FIRST
+    while True:
+        try:
+            return await call()
+        except Exception as error:
+            if not _busy(error):
+                raise
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, BUSY_MAX)
 
 
 @activity.defn

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -209,6 +209,34 @@ class HoldCapacityInput(ClusterModel):
     ttl: timedelta
 
 
+class AskError(ClusterModel):
+    """Why an ask failed, as the cluster workflow recorded it: the deepest application error's
+    type, sentence and structured details (the evidence a failure report shows)."""
+
+    type: str
+    message: str
+    non_retryable: bool = False
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+AskState = Literal["running", "answered", "failed", "unknown"]
+
+
+class AskStatus(ClusterModel):
+    """Where an ask stands: `running` (accepted, its work under way), `answered` (with the
+    answer), `failed` (with the error), `unknown` (this run never saw it: send it again)."""
+
+    ask_id: str
+    state: AskState
+    ensured: EnsureAnswer | None = None
+    released: ReleaseAnswer | None = None
+    error: AskError | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.state in ("answered", "failed")
+
+
 class ClusterState(ClusterModel):
     """Everything a ClusterWorkflow carries through continue-as-new."""
 
@@ -218,8 +246,12 @@ class ClusterState(ClusterModel):
     version: int = 0
     answered: dict[str, EnsureAnswer] = Field(
         default_factory=dict,
-        description="Recent answers by ask ID, so an ask retried across continue-as-new is "
-        "answered, not run twice.",
+        description="Answers carried by runs before asks answered at once (read into `asks`).",
+    )
+    asks: dict[str, AskStatus] = Field(
+        default_factory=dict,
+        description="Recent asks' outcomes by ask ID, so an ask polled or sent again across "
+        "continue-as-new reads its outcome, not run twice.",
     )
 
 

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from spec.activity_io import (
-        ApplyCrdsInput,
-        HelmReleaseInput,
-    )
+    from spec.ask_failures import ask_error
     from spec.cluster_io import (
+        AskStatus,
         ClusterInput,
         ClusterState,
         EnsureAnswer,
@@ -51,15 +50,18 @@ with workflow.unsafe.imports_passed_through():
         ReserveAsk,
         SharedPiece,
     )
+    from spec.reasons import FailureReason
     from spec.rollout import Target
-    from workflows import calls
+    from workflows.ask_outcomes import AskOutcomes
+    from workflows.cluster_operations import make_current
     from workflows.cluster_removal import delete_namespace, remove_piece
     from workflows.shared_pieces import conflict, with_user, without_user
 
 SHARED_PIECE_CONFLICT = "SharedPieceConflict"
 CLUSTER_DRAINING = "ClusterWorkflowDraining"
-# Answers kept for asks retried across continue-as-new (an ask is answered once).
-ANSWERS_KEPT = 200
+# Failures of an ask's work that are final: a refusal, or an operation's named failure (its
+# activity already retried). Anything else recorded is final too (see spec/ask_failures.py).
+FINAL_TYPES = frozenset({SHARED_PIECE_CONFLICT, *(reason.value for reason in FailureReason)})
 # A piece made current this recently over the same connection is not checked again: a burst of
 # rollouts costs one helm check per piece. Someone removing a piece by hand within this window
 # is noticed by the rollout's own waits, and by the next ask after it.
@@ -98,7 +100,10 @@ class ClusterWorkflow:
         self._pieces = dict(self._state.pieces)
         self._reservations = list(self._state.reservations)
         self._version = self._state.version
-        self._answered = dict(self._state.answered)
+        self._asks = AskOutcomes(self._state.asks, self._state.answered)
+        # Ask ID -> the task doing its work; its outcome goes to `_asks` when it settles.
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._crashed: BaseException | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight: dict[str, _InFlight] = {}
         self._verified: dict[str, _Verified] = {}
@@ -113,35 +118,84 @@ class ClusterWorkflow:
             # A timeout is the next reservation's expiry coming due.
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._wake or self._history_full(start), timeout=timeout
+                    lambda: self._wake or self._history_full(start) or self._crashed is not None,
+                    timeout=timeout,
                 )
+            self._raise_crash()
             self._expire()
-        # New asks are turned away while the running ones finish; their activities retry and
-        # reach the next run, which carries everything this one knows.
+        # New asks are turned away while the running ones finish (handlers answer at once; the
+        # asks' work runs in tasks); their activities send again and reach the next run, which
+        # carries everything this one knows, outcomes included.
         self._draining = True
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(
+            lambda: not self._running and workflow.all_handlers_finished()
+        )
+        self._raise_crash()
         workflow.continue_as_new(
             ClusterInput(
                 cluster=start.cluster,
                 state=self._snapshot(),
                 max_history_events=start.max_history_events,
-            )
+            ),
+            # The longer task deadline it was started with (activities/cluster.py) is kept.
+            task_timeout=workflow.info().task_timeout,
         )
 
     # --- shared pieces --------------------------------------------------------------------
 
+    # --- asks: answered at once, their work in a task, its outcome read by `ask_status` --------
+
     @workflow.update
-    async def ensure(self, ask: EnsureAsk) -> EnsureAnswer:
-        answered = self._answered.get(ask.ask_id)
-        if answered is not None:
-            return answered
-        outcomes = [await self._ensure_piece(piece, ask) for piece in ask.pieces]
-        answer = EnsureAnswer(outcomes=outcomes)
-        self._remember(ask.ask_id, answer)
-        return answer
+    def ensure(self, ask: EnsureAsk) -> AskStatus:
+        """Accept the ask and start its work; the asker polls `ask_status` for the outcome."""
+        return self._accept(ask.ask_id, lambda: self._ensure_all(ask))
+
+    @workflow.update
+    def release(self, ask: ReleaseAsk) -> AskStatus:
+        """Accept the teardown's ask and start its work (see `_release_all`)."""
+        return self._accept(ask.ask_id, lambda: self._release_all(ask))
+
+    @workflow.query
+    def ask_status(self, ask_id: str) -> AskStatus:
+        if ask_id in self._running:
+            return AskStatus(ask_id=ask_id, state="running")
+        return self._asks.get(ask_id) or AskStatus(ask_id=ask_id, state="unknown")
+
+    def _accept(
+        self, ask_id: str, work: Callable[[], Awaitable[EnsureAnswer | ReleaseAnswer]]
+    ) -> AskStatus:
+        known = self.ask_status(ask_id)
+        if known.state != "unknown":
+            # Sent again (an activity retried after a lost answer): the same ask, not new work.
+            return known
+        self._running[ask_id] = asyncio.create_task(self._settle(ask_id, work()))
+        return AskStatus(ask_id=ask_id, state="running")
+
+    async def _settle(self, ask_id: str, work: Awaitable[EnsureAnswer | ReleaseAnswer]) -> None:
+        try:
+            self._asks.answered(ask_id, await work)
+        except FailureError as error:
+            self._asks.failed(ask_id, ask_error(error, final_types=FINAL_TYPES))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # A bug, not an outcome: fail the workflow task (from `run`) until a fixed worker
+            # replays it, as Temporal does with any workflow code error.
+            self._crashed = error
+        finally:
+            del self._running[ask_id]
+
+    def _raise_crash(self) -> None:
+        if self._crashed is not None:
+            raise self._crashed
+
+    async def _ensure_all(self, ask: EnsureAsk) -> EnsureAnswer:
+        return EnsureAnswer(outcomes=[await self._ensure_piece(piece, ask) for piece in ask.pieces])
 
     @ensure.validator
     def _validate_ensure(self, ask: EnsureAsk) -> None:
+        if self.ask_status(ask.ask_id).state != "unknown":
+            return  # already accepted: sending it again reads where it stands
         self._refuse_when_draining()
         for piece in ask.pieces:
             refusal = conflict(self._pieces, piece, ask.target_id)
@@ -171,7 +225,7 @@ class ClusterWorkflow:
             refusal = conflict(self._pieces, piece, ask.target_id)
             if refusal is not None:
                 raise ApplicationError(refusal, type=SHARED_PIECE_CONFLICT, non_retryable=True)
-            task = asyncio.create_task(self._make_current(piece, ask.target, ask.timeout))
+            task = asyncio.create_task(make_current(piece, ask.target, ask.timeout))
             self._in_flight[piece.key] = _InFlight(piece.version, ask.target_id, task, [])
             try:
                 outcome = await asyncio.shield(task)
@@ -203,49 +257,7 @@ class ClusterWorkflow:
             f"{verified.asker}",
         )
 
-    async def _make_current(
-        self, piece: SharedPiece, target: Target, timeout: timedelta
-    ) -> PieceOutcome:
-        if piece.kind == "crds":
-            assert piece.bundle is not None and piece.bundle_name is not None
-            crds = await calls.execute(
-                calls.APPLY_CRDS,
-                ApplyCrdsInput(
-                    target=target, bundle=piece.bundle, bundle_name=piece.bundle_name,
-                    expected=piece.expected, timeout=timeout,
-                ),
-                budget=timeout, summary=f"apply the {piece.bundle_name} CRDs {piece.version}",
-            )
-            changed = crds.apply.changed
-            return PieceOutcome(
-                key=piece.key, step=piece.step,
-                action="applied" if changed else "already current", changed=changed,
-                detail=f"{len(crds.established)} CRDs established"
-                + ("" if changed else ", already current"),
-            )
-        assert piece.release is not None
-        chart = piece.release.chart.version or piece.release.chart.path or ""
-        helm = await calls.execute(
-            calls.HELM_UPGRADE_INSTALL,
-            HelmReleaseInput(target=target, release=piece.release, timeout=timeout),
-            budget=timeout,
-            summary=f"helm upgrade --install {piece.release.release_name} {chart} (shared)",
-        )
-        changed = helm.action != "unchanged"
-        action = helm.action if helm.action in ("installed", "upgraded") else "already current"
-        detail = f"{action}, revision {helm.revision}" + (
-            f" (repaired: {helm.repaired})" if helm.repaired else ""
-        )
-        workflow.logger.info("shared piece %s: %s", piece.key, detail)
-        return PieceOutcome(
-            key=piece.key, step=piece.step,
-            action="installed" if helm.action == "installed"
-            else "upgraded" if helm.action == "upgraded" else "already current",
-            changed=changed, detail=detail, revision=helm.revision, repaired=helm.repaired,
-        )
-
-    @workflow.update
-    async def release(self, ask: ReleaseAsk) -> ReleaseAnswer:
+    async def _release_all(self, ask: ReleaseAsk) -> ReleaseAnswer:
         """`ask.target_id` no longer uses its pieces; remove, newest first, those it asks to
         remove that nobody else uses, then their namespaces once no kept piece lives there."""
         outcomes: list[ReleasedPiece] = []
@@ -269,7 +281,8 @@ class ClusterWorkflow:
 
     @release.validator
     def _validate_release(self, ask: ReleaseAsk) -> None:
-        self._refuse_when_draining()
+        if self.ask_status(ask.ask_id).state == "unknown":
+            self._refuse_when_draining()
 
     def _removing_any(self, ask: ReleaseAsk) -> bool:
         return ask.include_dependencies or ask.include_gateway_provider
@@ -402,16 +415,11 @@ class ClusterWorkflow:
             or info.is_continue_as_new_suggested()
         )
 
-    def _remember(self, ask_id: str, answer: EnsureAnswer) -> None:
-        self._answered[ask_id] = answer
-        while len(self._answered) > ANSWERS_KEPT:
-            del self._answered[next(iter(self._answered))]
-
     def _snapshot(self) -> ClusterState:
         return ClusterState(
             cluster=self._state.cluster,
             pieces=self._pieces,
             reservations=self._reservations,
             version=self._version,
-            answered=self._answered,
+            asks=self._asks.snapshot(),
         )

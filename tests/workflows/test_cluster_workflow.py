@@ -9,15 +9,19 @@ and the workflow continues as new with everything it knows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
+from activities.cluster import CLUSTER_TASK_TIMEOUT
 from rollouts import rollout_result, start_rollout, start_teardown
 from spec.cluster_io import (
     ClusterInput,
+    EnsureAsk,
     FreeAsk,
     Reservation,
     ReserveAnswer,
@@ -29,6 +33,7 @@ from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import WAIT, run_rollout
 from tests.workflows.specs import demo_spec
 from workflows.cluster import ClusterWorkflow
+from workflows.shared_pieces import dependency_pieces
 
 CLUSTER = "clustersim"  # the demo spec's target.cluster
 
@@ -167,6 +172,7 @@ async def test_the_cluster_workflow_continues_as_new_with_its_users(
     started = await temporal_client.start_workflow(
         ClusterWorkflow.run, ClusterInput(cluster=CLUSTER, max_history_events=20),
         id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+        task_timeout=timedelta(seconds=45),
     )
     for name in ("long-a", "long-b"):
         result = await run_rollout(temporal_client, demo_spec(name), fake_worker)
@@ -179,6 +185,8 @@ async def test_the_cluster_workflow_continues_as_new_with_its_users(
     assert users["helm/lws-system/lws"] == [
         "clustersim/llm-d-wide-ep/long-a", "clustersim/llm-d-wide-ep/long-b",
     ]
+    config = (await current.describe()).raw_description.execution_config
+    assert config.default_workflow_task_timeout.ToTimedelta() == timedelta(seconds=45)
 
 
 async def test_a_burst_of_targets_costs_one_helm_check_per_piece(
@@ -235,3 +243,72 @@ async def test_holds_are_compared_node_by_node_freed_and_expired(
             break
         await asyncio.sleep(0.1)
     assert owners == ["b"]
+
+
+async def test_more_asks_at_once_than_the_server_lets_updates_be_in_flight_are_all_answered(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """The server admits at most 10 updates in flight per workflow. Asks are answered at once
+    and polled, so 12 targets can all wait on one held LWS install, and all succeed."""
+    names = [f"crowd-{i:02d}" for i in range(12)]
+    held = fake_cluster.hold("helm_upgrade_install")
+    handles = [
+        await start_rollout(temporal_client, demo_spec(name), task_queue=fake_worker)
+        for name in names
+    ]
+    cluster = cluster_handle(temporal_client, fake_worker)
+    waiting: list[str] = []
+    for _ in range(600):
+        with contextlib.suppress(RPCError):
+            waiting = (await cluster.query(ClusterWorkflow.operations)).get(
+                "helm/lws-system/lws", []
+            )
+        if len(waiting) == len(names):
+            break
+        await asyncio.sleep(0.05)
+    # Every ask is accepted and waits on the one install while it is held.
+    assert sorted(waiting) == [f"clustersim/llm-d-wide-ep/{name}" for name in names]
+    held.set()
+    results = await asyncio.gather(
+        *(asyncio.wait_for(rollout_result(handle), WAIT) for handle in handles)
+    )
+
+    assert [r.outcome for r in results] == [Outcome.SUCCEEDED] * len(names), [
+        r.failure for r in results
+    ]
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+    users = await cluster.query(ClusterWorkflow.users)
+    assert len(users["helm/lws-system/lws"]) == len(names)
+    # Started by the first ask with the longer task deadline its tasks need on a busy worker.
+    config = (await cluster.describe()).raw_description.execution_config
+    assert config.default_workflow_task_timeout.ToTimedelta() == CLUSTER_TASK_TIMEOUT
+
+
+async def test_an_ask_sent_again_reads_its_recorded_outcome_and_a_failure_carries_its_type(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    cluster = await temporal_client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
+        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+    )
+    spec = demo_spec("asked-twice")
+    ask = EnsureAsk(
+        ask_id="ensure/dependencies/asked-twice/run", target_id=spec.target_id,
+        target=spec.target, pieces=dependency_pieces(spec), timeout=timedelta(minutes=1),
+    )
+    first = await cluster.execute_update(ClusterWorkflow.ensure, ask)
+    assert first.state == "running"
+    status = first
+    for _ in range(200):
+        status = await cluster.query(ClusterWorkflow.ask_status, ask.ask_id)
+        if status.settled:
+            break
+        await asyncio.sleep(0.05)
+    assert status.state == "answered" and status.ensured is not None
+    assert [o.step for o in status.ensured.outcomes] == [p.step for p in ask.pieces]
+    # Sent again under another update ID (as after continue-as-new): read, not done again.
+    again = await cluster.execute_update(ClusterWorkflow.ensure, ask, id="another-update-id")
+    assert again == status
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+    unknown = await cluster.query(ClusterWorkflow.ask_status, "never-sent")
+    assert unknown.state == "unknown"
