@@ -106,34 +106,9 @@ CELLS = {
 QUICK = ("500-at-20pct-12x", "pods-log-500", "one-metrics-500")
 
 
-# Cells that still fail now and then, with why: they keep running in `make chaos` and report
-# XPASS or XFAIL, but a known open defect does not turn CI red. Each names its open issue.
-KNOWN_OPEN = {
-    "500-at-20pct": (
-        "issue 14 (open): helm cannot retry a 500 without Retry-After, so a chart with many "
-        "objects can run out its phase budget and the rollout ends HelmFailed"
-    ),
-    "helm-killed": (
-        "issues 13/14 (open): since helm repairs need proof of an abandoned writer, a helm "
-        "killed from outside mid-install is not always repaired within the phase budget"
-    ),
-}
-
-
 def cells() -> list[object]:
     return [
-        pytest.param(
-            cell,
-            id=name,
-            marks=(
-                *(() if name in QUICK else (pytest.mark.chaos,)),
-                *(
-                    (pytest.mark.xfail(reason=KNOWN_OPEN[name], strict=False),)
-                    if name in KNOWN_OPEN
-                    else ()
-                ),
-            ),
-        )
+        pytest.param(cell, id=name, marks=() if name in QUICK else (pytest.mark.chaos,))
         for name, cell in CELLS.items()
     ]
 
