@@ -80,7 +80,8 @@ async def heartbeating(work: Awaitable[T], step: str) -> T:
             task.add_done_callback(lambda ended: ended.cancelled() or ended.exception())
 
 
-def heartbeat_step(step: str) -> None:
-    """Heartbeat which step is running (nothing outside an activity)."""
+def heartbeat_step(step: str, writing: str | None = None) -> None:
+    """Heartbeat which step is running (nothing outside an activity), and the helm release it
+    writes when it writes one (helmcli/repair.py's proof that a pending release was ours)."""
     with contextlib.suppress(RuntimeError):
-        activity.heartbeat({"step": step})
+        activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})

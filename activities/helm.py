@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import command_failure, failure
+from activities.heartbeat import heartbeat_step
 from helmcli import (
     HelmCommandFailed,
     HelmError,
@@ -94,15 +95,9 @@ def helm_errors() -> Iterator[None]:
         raise helm_failure(error) from None
 
 
-def _beat(step: str, writing: str | None) -> None:
-    """Heartbeat the step, and the release helm writes (helm_repair's proof of ownership)."""
-    with contextlib.suppress(RuntimeError):
-        activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})
-
-
 def runner() -> HelmRunner:
     """A runner that heartbeats the step (and the release it writes) while helm runs."""
-    return HelmRunner(beat=_beat)
+    return HelmRunner(beat=heartbeat_step)
 
 
 def _writer() -> str:
