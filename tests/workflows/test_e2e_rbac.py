@@ -172,7 +172,6 @@ PROVED_BY: dict[str, str] = {
     "target:configmaps:watch": "teardown",
     "target:services,serviceaccounts:watch": "teardown",
     "target:roles,rolebindings:watch": "teardown",
-    "shared:configmaps:watch": "teardown",
 }
 _ONWARD = (
     "granted onward to the EPP by its Role: Kubernetes lets the worker grant only what it holds,"
@@ -188,7 +187,6 @@ UNPROVABLE_HERE: dict[str, str] = {
         "the infra chart renders a DestinationRule only where Istio's API is served; the demo's"
         " gateway provider on clustersim serves none"
     ),
-    "target:destinationrules:watch": "as target:destinationrules",
     "cluster:namespaces:watch": (
         "teardown lists then watches the namespace until it is gone; clustersim finalizes an"
         " emptied namespace before that first list answers, so the watch is never opened (a"
@@ -200,10 +198,11 @@ SUITE_ROWS = {"target:pods/proxy", "target:pods/log", "target:configmaps:watch"}
 
 
 # Verbs a whole-rule cut cannot single out (the rule's other verbs are refused first): the
-# watches with which teardown (helm uninstall --wait, wait_gone) sees objects go.
+# watches with which teardown (wait_gone) sees objects go. helm's own waits are the polling
+# `legacy` strategy (helmcli/commands.wait_args), so no helm-only object needs `watch`.
 TEARDOWN_WATCHES = {
     "target:configmaps", "target:services,serviceaccounts", "target:roles,rolebindings",
-    "target:destinationrules", "shared:configmaps", "cluster:namespaces",
+    "cluster:namespaces",
 }
 
 
