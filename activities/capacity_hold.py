@@ -14,7 +14,10 @@ disappears loses its hold when the reservation expires.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from temporalio import activity
@@ -57,6 +60,33 @@ from spec.reasons import FailureReason
 
 # Plans made again when other rollouts keep reserving in between; then Temporal retries.
 MAX_PLANS = 20
+
+# One planner at a time per cluster workflow in this worker process. Without it fifty rollouts
+# of one worker plan at once, all but one lose the compare-and-swap, and plan again: N²/2 plans,
+# each listing every node and pod, until the preflight budget runs out (bench/concurrency.py at
+# N=50). In turn, each plans once against a view no one in this process changes meanwhile;
+# the compare-and-swap remains for planners in other worker processes.
+_PLANNERS: dict[str, asyncio.Lock] = {}
+
+
+@contextlib.asynccontextmanager
+async def one_planner_at_a_time(key: str) -> AsyncIterator[None]:
+    """Hold this process's planning turn for `key`, heartbeating while others plan."""
+    lock = _PLANNERS.setdefault(key, asyncio.Lock())
+    acquiring = asyncio.ensure_future(lock.acquire())
+    try:
+        # Shielded: a cancelled activity must learn whether it got the turn, to give it back.
+        await heartbeating(asyncio.shield(acquiring), "waiting for other capacity plans")
+    except BaseException:
+        if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
+            lock.release()
+        else:
+            acquiring.cancel()
+        raise
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 async def _cluster_handle(client: Client, cluster: str) -> WorkflowHandle[object, object]:
@@ -104,7 +134,10 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
     """Plan against what others hold and hold the plan; refuse when it does not fit."""
     handle = await _cluster_handle(activity.client(), input.spec.target.cluster)
     try:
-        async with target_client(input.spec.target) as kube:
+        async with (
+            one_planner_at_a_time(handle.id),
+            target_client(input.spec.target) as kube,
+        ):
             for _ in range(MAX_PLANS):
                 view: ReservationsView = await heartbeating(
                     when_not_busy(
