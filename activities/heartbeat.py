@@ -80,8 +80,52 @@ async def heartbeating(work: Awaitable[T], step: str) -> T:
             task.add_done_callback(lambda ended: ended.cancelled() or ended.exception())
 
 
+# The release each activity has written, by (workflow run, activity ID), with the attempt that
+# wrote it: every later beat keeps saying so, and a later attempt in this process knows it even
+# when the beat that said so was throttled away before the attempt failed. Bounded: activities
+# end long before this many others start.
+_WROTE: dict[tuple[str, str, str], tuple[int, str]] = {}
+_WROTE_KEPT = 4096
+
+
 def heartbeat_step(step: str, writing: str | None = None) -> None:
-    """Heartbeat which step is running (nothing outside an activity), and the helm release it
-    writes when it writes one (helmcli/repair.py's proof that a pending release was ours)."""
+    """Heartbeat which step is running (nothing outside an activity), and the helm release this
+    activity has written (helmcli/repair.py's proof that a pending release was ours).
+
+    The release stays in every later beat of the activity, and of its later attempts: a beat
+    without it (`helm history` before a retry) would otherwise replace the proof, and a release
+    an attempt left `uninstalling` or pending could never be shown to be ours again."""
     with contextlib.suppress(RuntimeError):
+        info = activity.info()
+        key = _activity_key(info)
+        if writing:
+            if key not in _WROTE and len(_WROTE) >= _WROTE_KEPT:
+                _WROTE.pop(next(iter(_WROTE)))
+            _WROTE[key] = (info.attempt, writing)
+        else:
+            writing = _WROTE[key][1] if key in _WROTE else _written_before(info)
         activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})
+
+
+def wrote_in_earlier_attempt(release: str) -> bool:
+    """Whether an earlier attempt of this activity started helm on `release` (its heartbeats
+    said so, or this process saw it): that helm has ended, with the attempt."""
+    with contextlib.suppress(RuntimeError):
+        info = activity.info()
+        if info.attempt <= 1:
+            return False
+        attempt, wrote = _WROTE.get(_activity_key(info), (info.attempt, ""))
+        return (wrote == release and attempt < info.attempt) or _written_before(info) == release
+    return False
+
+
+def _activity_key(info: activity.Info) -> tuple[str, str, str]:
+    return (info.workflow_id or "", info.workflow_run_id or "", info.activity_id)
+
+
+def _written_before(info: activity.Info) -> str | None:
+    """The release an earlier attempt of this activity said (in its heartbeat) it wrote."""
+    for detail in info.heartbeat_details or ():
+        if isinstance(detail, dict) and isinstance(detail.get("writing"), str):
+            return str(detail["writing"])
+    return None

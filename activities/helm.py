@@ -23,7 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import command_failure, failure
-from activities.heartbeat import heartbeat_step
+from activities.heartbeat import heartbeat_step, wrote_in_earlier_attempt
 from helmcli import (
     HelmCommandFailed,
     HelmError,
@@ -106,18 +106,6 @@ def _writer() -> str:
     return ""
 
 
-def _resumed(release: str) -> bool:
-    """Whether an earlier attempt of this activity started helm on `release`."""
-    with contextlib.suppress(RuntimeError):
-        info = activity.info()
-        if info.attempt > 1:
-            return any(
-                isinstance(d, dict) and d.get("writing") == release
-                for d in info.heartbeat_details or ()
-            )
-    return False
-
-
 async def repair_stuck(
     helm: HelmRunner, version: HelmVersion, target: Target, state: HelmReleaseState, timeout: float
 ) -> str | None:
@@ -128,7 +116,7 @@ async def repair_stuck(
     if action is None:
         return None
     release, namespace = state.release_name, state.namespace
-    judged = verdict(state, _writer(), _resumed(f"{namespace}/{release}"))
+    judged = verdict(state, _writer(), wrote_in_earlier_attempt(f"{namespace}/{release}"))
     if not judged.repair:
         raise ApplicationError(f"not repairing: {judged.why}", type=HELM_TRANSIENT)
     if action[0] == "uninstall":
