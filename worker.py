@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import signal
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,8 +48,28 @@ from embedded.telemetry import prometheus_runtime
 from workflows import WORKFLOWS
 from workflows.metrics import HISTOGRAM_BUCKETS
 
-# Activities that call the (synchronous) Kubernetes client or helm run on these threads.
+# Synchronous activities (none today) run on these threads.
 ACTIVITY_THREADS = 16
+# Async activities run their blocking Kubernetes calls on the event loop's default executor
+# (asyncio.to_thread), by default min(32, cores + 4) threads: 6 on a 2-core worker. A
+# verification or an analysis holds one for minutes, so fifty rollouts' preflights queued
+# behind a handful of threads and ran out of their budget (bench/concurrency.py at N=50).
+# The threads mostly wait on the API server; idle ones cost a stack and nothing else.
+BLOCKING_THREADS = 128
+
+
+_WITH_BLOCKING_THREADS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def use_blocking_threads(loop: asyncio.AbstractEventLoop) -> None:
+    """Give `loop` (once) a default executor sized for many concurrent rollouts; asyncio.run
+    shuts a loop's default executor down when it ends."""
+    if loop in _WITH_BLOCKING_THREADS:
+        return
+    loop.set_default_executor(
+        ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="llmd-blocking")
+    )
+    _WITH_BLOCKING_THREADS.add(loop)
 # Running activities get this long to finish after a shutdown signal before they are cancelled.
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
@@ -69,6 +90,7 @@ async def run_worker(
     health: HealthServer | None = None,
 ) -> None:
     """Run a worker on `task_queue` until `shutdown` is set, then shut it down gracefully."""
+    use_blocking_threads(asyncio.get_running_loop())
     with ThreadPoolExecutor(
         max_workers=ACTIVITY_THREADS, thread_name_prefix="llmd-activity"
     ) as activity_executor:

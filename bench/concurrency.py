@@ -54,6 +54,7 @@ from rollouts import rollout_result, start_rollout  # noqa: E402
 from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.reasons import FailureReason  # noqa: E402
 from spec.workflow_io import Outcome, Phase, RolloutResult  # noqa: E402
+from worker import use_blocking_threads  # noqa: E402
 from workflows.registry import WORKFLOWS  # noqa: E402
 
 SCALE = 0.005
@@ -188,6 +189,7 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
         async with TemporalDevServer(root / "temporal.db") as server:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             task_queue = f"bench-concurrency-{uuid.uuid4().hex[:8]}"
+            use_blocking_threads(asyncio.get_running_loop())
             with ThreadPoolExecutor(max_workers=16) as executor:
                 async with Worker(
                     client, task_queue=task_queue, workflows=WORKFLOWS,

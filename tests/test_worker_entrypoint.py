@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -193,3 +194,19 @@ async def test_worker_process_serves_then_exits_zero_on_sigterm_logging_json(
     events = [json.loads(line)["event"] for line in stderr.splitlines() if line.strip()]
     assert events[0] == "worker polling"
     assert events[-1] == "worker stopped"
+
+
+def test_the_worker_loop_lets_many_blocking_calls_wait_at_once() -> None:
+    """Forty activities each blocked in a Kubernetes call at once (asyncio.to_thread) all run:
+    the loop's stock executor (6 threads on 2 cores) would leave 34 queued, and this barrier
+    broken."""
+    callers = 40
+    assert callers <= worker.BLOCKING_THREADS
+
+    async def blocked_together() -> None:
+        worker.use_blocking_threads(asyncio.get_running_loop())
+        worker.use_blocking_threads(asyncio.get_running_loop())  # once per loop
+        barrier = threading.Barrier(callers, timeout=10)
+        await asyncio.gather(*(asyncio.to_thread(barrier.wait) for _ in range(callers)))
+
+    asyncio.run(blocked_together())

@@ -4,6 +4,7 @@ for the end-to-end modules, a module-wide worker with the real activities."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from activities.registry import activities
 from embedded.temporal import TemporalDevServer
 from tests.workflows.e2e import worker_environment
 from tests.workflows.fakes import FakeCluster
+from worker import use_blocking_threads
 from workflows.registry import WORKFLOWS
 
 
@@ -53,7 +55,9 @@ async def client(temporal_server: TemporalDevServer) -> Client:
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
 async def real_worker(client: Client, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """An in-process worker with the real activities; the HF token in its environment."""
+    """An in-process worker with the real activities (the worker's blocking threads); the HF
+    token in its environment."""
+    use_blocking_threads(asyncio.get_running_loop())
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     task_queue = f"{module}-{uuid.uuid4().hex[:8]}"
     with pytest.MonkeyPatch.context() as patch:
