@@ -1,10 +1,14 @@
 """Record workflow histories of runs with the real activities against clustersim
 (tests/histories/real-*.json), which tests/workflows/test_replay.py replays beside the others.
 
-    .venv/bin/python -m tests.workflows.record_real_histories
+    .venv/bin/python -m tests.workflows.record_real_histories            # the three rollouts
+    .venv/bin/python -m tests.workflows.record_real_histories cluster    # the cluster workflow
 
 One clustersim (h200-2node) and one target, in order: a fresh install, a decode canary behind an
-approval gate, and an upgrade to an image that crash-loops, which rolls back. The stand-in
+approval gate, and an upgrade to an image that crash-loops, which rolls back. `cluster` records
+the ClusterWorkflow instead (real-cluster-workflow.json): a fresh install's holds and shared
+pieces, then a teardown with --include-dependencies that removes them; it is still running
+when recorded, as a ClusterWorkflow always is, and replays as far as it went. The stand-in
 histories of record_histories.py carry the stand-ins' answers; these carry what the real
 activities answer (helm revisions, apply results, heartbeats' last details), so a change to a
 result type or to the order of commands the real answers lead to fails replay as well.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,9 +37,10 @@ from temporalio.worker import Worker
 from activities.registry import activities
 from embedded.temporal import TemporalDevServer
 from rollouts.observing import rollout_result
-from rollouts.starting import start_rollout
+from rollouts.starting import start_rollout, start_teardown
+from spec.cluster_io import cluster_workflow_id
 from spec.rollout import RolloutSpec
-from spec.workflow_io import ApproveRequest, Outcome, RolloutResult
+from spec.workflow_io import ApproveRequest, Outcome, RolloutResult, TeardownInput
 from tests.simcluster import SimCluster, running_sim_cluster
 from tests.workflows.e2e import (
     HF_TOKEN,
@@ -119,8 +125,21 @@ def worker_env() -> Any:
         os.environ.update(saved)
 
 
-async def record(directory: Path = HISTORIES) -> list[Path]:
+async def cluster_workflow(client: Client, sim: SimCluster, queue: str) -> Handle:
+    """A fresh install, then a teardown of everything; the cluster workflow that served both."""
+    spec = target_spec(sim, image(INSTALLED))
+    await fresh_install(client, sim, queue)
+    everything = TeardownInput(spec=spec, include_gateway_provider=True, include_dependencies=True)
+    teardown = await start_teardown(client, everything, task_queue=queue)
+    removed = await asyncio.wait_for(teardown.result(), ROLLOUT_TIMEOUT)
+    if removed.outcome != Outcome.REMOVED:
+        raise RuntimeError(f"teardown: {removed.outcome}: {removed.steps}")
+    return client.get_workflow_handle(cluster_workflow_id(spec.target.cluster, queue))
+
+
+async def record(directory: Path = HISTORIES, only_cluster: bool = False) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
+    scenarios = {"real-cluster-workflow": cluster_workflow} if only_cluster else SCENARIOS
     written = []
     with tempfile.TemporaryDirectory() as scratch, worker_env():
         async with TemporalDevServer(Path(scratch) / "temporal.db") as server:
@@ -135,7 +154,7 @@ async def record(directory: Path = HISTORIES) -> list[Path]:
                         client, task_queue=queue, workflows=WORKFLOWS,
                         activities=activities(), activity_executor=executor,
                     ):
-                        for name, scenario in SCENARIOS.items():
+                        for name, scenario in scenarios.items():
                             handle = await scenario(client, sim, queue)
                             history = await handle.fetch_history()
                             if HF_TOKEN.encode() in history_bytes(history):
@@ -148,4 +167,4 @@ async def record(directory: Path = HISTORIES) -> list[Path]:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    asyncio.run(record(only_cluster=sys.argv[1:] == ["cluster"]))

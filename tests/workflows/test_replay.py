@@ -39,7 +39,7 @@ def test_there_is_a_stored_history_for_every_workflow() -> None:
              for path in STORED}
     assert types == {
         "RolloutWorkflow", "UpgradeWorkflow", "TeardownWorkflow", "FleetWorkflow",
-        "FleetUpgradeWorkflow",
+        "FleetUpgradeWorkflow", "ClusterWorkflow",
     }
 
 
@@ -52,7 +52,7 @@ def test_histories_of_real_activity_runs_are_stored_and_hold_no_secret() -> None
     """Runs against clustersim (record_real_histories.py) carry the real activities' answers;
     their worker had the HF token, which must appear nowhere in what was recorded."""
     real = {path.stem: path for path in STORED if path.stem.startswith("real-")}
-    assert set(real) == set(REAL_SCENARIOS)
+    assert set(real) == {*REAL_SCENARIOS, "real-cluster-workflow"}
     for path in real.values():
         assert HF_TOKEN.encode() not in history_bytes(load(path)), path.name
 
