@@ -28,6 +28,7 @@ from k8s.readiness import (
     deployment_readiness,
     gateway_readiness,
     lws_state,
+    on_revision,
     route_readiness,
 )
 from k8s.watching import Collection, Wakeup
@@ -171,12 +172,15 @@ async def wait_for_lws_rollout(input: WaitForLwsInput) -> WaitResult:
 
             async def evaluate() -> Readiness:
                 current_pods = pods.objects()
-                await checker.check(current_pods, nodes_by_name(nodes), {"lws": input.name})
                 state = lws_state(
                     lws.get(f"{namespace}/{input.name}"),
                     statefulsets.objects(),
                     current_pods,
                     input.partition,
+                )
+                await checker.check(
+                    on_revision(current_pods, state.revision), nodes_by_name(nodes),
+                    {"lws": input.name},
                 )
                 return Readiness(state.done, state.detail)
 

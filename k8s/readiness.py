@@ -137,6 +137,17 @@ def lws_state(
     return LwsState(done, detail, revision, expected, current)
 
 
+def on_revision(
+    pods: Iterable[Mapping[str, Any]], revision: str | None
+) -> list[Mapping[str, Any]]:
+    """The pods of `revision` (none while the controller has not named it). Only these can
+    fail a wait for it: during a rollback the pods of the revision being undone keep crashing
+    until the controller replaces them, and that is no failure of the revision restored."""
+    if revision is None:
+        return []
+    return [p for p in pods if _labels(p).get(REVISION_HASH) == revision]
+
+
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
     labels: Mapping[str, str] = (obj.get("metadata") or {}).get("labels") or {}
     return labels

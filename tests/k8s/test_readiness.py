@@ -8,6 +8,7 @@ from k8s.readiness import (
     expected_pod_names,
     gateway_readiness,
     lws_state,
+    on_revision,
     route_readiness,
 )
 from tests.activities.builders import LWS, leader_statefulset, lws, pod
@@ -135,3 +136,12 @@ def test_route_needs_both_conditions_on_every_parent() -> None:
     assert not route_readiness(
         {"metadata": {"name": "r"}, "spec": {"parentRefs": [{"name": "g"}]}}
     ).done
+
+
+def test_only_the_pods_of_the_revision_waited_for_can_fail_the_wait() -> None:
+    """A rollback waits for the restored revision while the undone one's pods still crash."""
+    restored = decode_pods("good11")
+    undone = [pod(name=f"{LWS}-1", revision="bad999", ready=False)]
+    assert on_revision(restored + undone, "good11") == restored
+    assert on_revision(restored + undone, "bad999") == undone
+    assert on_revision(restored + undone, None) == []
