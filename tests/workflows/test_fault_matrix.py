@@ -100,7 +100,17 @@ CELLS = {
         frozenset({FailureReason.POD_PROXY_REFUSED}),
         can_succeed=False,
     ),
-    "helm-killed": Cell("helm-killed", kill_helm=True),
+    # The LWS chart's first object (its controller-info ConfigMap) is written 3 s late, so the
+    # first `helm upgrade --install` is surely mid-install, its release pending-install, when
+    # killed: on an idle machine every install otherwise ends before the killer's 0.2 s.
+    "helm-killed": Cell(
+        "helm-killed",
+        ((
+            "--latency-ms", "3000", "--path", r"/api/v1/namespaces/lws-system/configmaps",
+            "--verb", "create", "--verb", "patch", "--count", "1",
+        ),),
+        kill_helm=True,
+    ),
 }
 # The cells `make test` runs (the rest only in `make chaos`): the false reasons of issue 14.
 QUICK = ("500-at-20pct-12x", "pods-log-500", "one-metrics-500")
@@ -180,6 +190,10 @@ async def install_under(
         result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
     if cell.kill_helm:
         assert killed, "no helm upgrade --install ran to be killed"
+        if result.outcome == Outcome.SUCCEEDED:
+            # The release the kill left pending-install was repaired, and the result says why.
+            repaired = [s.detail for s in result.steps if "repaired: " in s.detail]
+            assert repaired and "abandoned" in repaired[0], [s.detail for s in result.steps]
     return result, time.monotonic() - started
 
 
