@@ -6,6 +6,11 @@ event: it finishes the moment the object is ready, fails the moment a pod shows 
 the reason and evidence from k8s/podfailures.py) or the object reports a state waiting
 cannot fix, and otherwise fails when its own budget (`timeout`, counted from the first attempt:
 a retry resumes from the heartbeat) is spent.
+
+The Gateway wait also watches the GatewayClass its Gateway names while the Gateway is not
+Accepted (k8s/gateway_class.py decides): a class still missing after
+`GATEWAY_CLASS_GRACE_SECONDS` fails the wait at once (InvalidSpec, naming the class and the spec
+field), where it used to end GatewayNotProgrammed at the budget's end.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from temporalio import activity
 from activities.failures import failure, object_evidence, target_client
 from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
 from k8s.client import KubeClient
+from k8s.gateway_class import gateway_class_state, referenced_class
 from k8s.informers import Watched, subscribe
 from k8s.podfailures import PodFailureCheck
 from k8s.readiness import (
@@ -31,7 +37,7 @@ from k8s.readiness import (
     on_revision,
     route_readiness,
 )
-from k8s.watching import Collection, Wakeup
+from k8s.watching import Collection, Wakeup, object_key
 from spec.activity_io import (
     FailureEvidence,
     ObjectRef,
@@ -41,9 +47,16 @@ from spec.activity_io import (
     WaitResult,
 )
 from spec.reasons import FailureReason
+from spec.validation import INFRA_GATEWAY_CLASS_FIELD
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
+# How long the GatewayClass a Gateway names may be missing before the Gateway wait fails:
+# istiod and kgateway register their class a few seconds after they start, so a class missing
+# right after the provider's install may still come; one missing for a minute will not. Real
+# seconds (a controller's start-up does not run on a simulated clock), counted by each attempt
+# from when it first saw the class missing, and checked on every event and heartbeat (5 s).
+GATEWAY_CLASS_GRACE_SECONDS = 60.0
 
 
 def started_at() -> datetime:
@@ -236,11 +249,66 @@ async def wait_for_deployment(input: WaitForObjectInput) -> WaitResult:
             return await loop.run(evaluate, on_timeout)
 
 
+class GatewayClassCheck:
+    """The Gateway wait's look at the GatewayClass its Gateway names: watched (all classes, so
+    a failure can list what exists) from the first evaluation that finds the Gateway not
+    Accepted; a 403 on it fails the wait as PermissionDenied, like any watch of the loop."""
+
+    def __init__(self, loop: WaitLoop) -> None:
+        self.loop = loop
+        self.classes: Watched | None = None
+        self.name: str | None = None
+        self.missing_since: float | None = None
+
+    def refine(self, gateway: Mapping[str, Any] | None, readiness: Readiness) -> Readiness:
+        """`readiness` of the Gateway, with the class's state in its detail; raises InvalidSpec
+        when the class has been missing past the grace period."""
+        name = referenced_class(gateway)
+        if readiness.done or readiness.failure is not None or name is None:
+            return readiness
+        if self.classes is None:
+            self.classes = self.loop.watch(Collection(GATEWAY_API, "GatewayClass"))
+        if not self.classes.synced:
+            return readiness
+        self.name = name
+        found = self.classes.get(name)
+        now = time.monotonic()
+        if found is not None:
+            self.missing_since = None
+        elif self.missing_since is None:
+            self.missing_since = now
+        state = gateway_class_state(
+            name,
+            found,
+            0.0 if self.missing_since is None else now - self.missing_since,
+            GATEWAY_CLASS_GRACE_SECONDS,
+            [object_key(c) for c in self.classes.objects()],
+            INFRA_GATEWAY_CLASS_FIELD,
+        )
+        if state.failure is not None:
+            evidence = _evidence(FailureReason.INVALID_SPEC, state.failure, [gateway])
+            raise failure(
+                FailureReason.INVALID_SPEC,
+                state.failure,
+                evidence.model_copy(
+                    update={"data": {"gatewayClass": name, "field": INFRA_GATEWAY_CLASS_FIELD}}
+                ),
+            )
+        return Readiness(False, f"{readiness.detail}; {state.detail}")
+
+    def evidence(self) -> list[Mapping[str, Any] | None]:
+        """The class last looked at (its status holds the conditions its controller set)."""
+        if self.classes is None or self.name is None:
+            return []
+        return [self.classes.get(self.name)]
+
+
 async def _wait_for_condition(
     input: WaitForObjectInput,
     kind: str,
     reason: FailureReason,
     readiness: Callable[[Mapping[str, Any] | None], Readiness],
+    check_class: bool = False,
 ) -> WaitResult:
     namespace = input.namespace or input.target.namespace
     ref = ObjectRef(api_version=GATEWAY_API, kind=kind, name=input.name, namespace=namespace)
@@ -249,21 +317,34 @@ async def _wait_for_condition(
             watched = loop.watch(
                 Collection(GATEWAY_API, kind, namespace, None, f"metadata.name={input.name}")
             )
+            gateway_class = GatewayClassCheck(loop) if check_class else None
 
             async def evaluate() -> Readiness:
-                return readiness(watched.get(f"{namespace}/{input.name}"))
+                current = watched.get(f"{namespace}/{input.name}")
+                found = readiness(current)
+                return found if gateway_class is None else gateway_class.refine(current, found)
 
             def on_timeout(message: str) -> FailureEvidence:
-                return _evidence(reason, message, [watched.get(f"{namespace}/{input.name}")])
+                objects: list[Mapping[str, Any] | None] = [
+                    watched.get(f"{namespace}/{input.name}")
+                ]
+                if gateway_class is not None:
+                    objects += gateway_class.evidence()
+                return _evidence(reason, message, objects)
 
             return await loop.run(evaluate, on_timeout)
 
 
 @activity.defn
 async def wait_for_gateway(input: WaitForObjectInput) -> WaitResult:
-    """Wait until a Gateway is Programmed (its data plane serves)."""
+    """Wait until a Gateway is Programmed (its data plane serves); fail early when the
+    GatewayClass it names does not exist (see GatewayClassCheck)."""
     return await _wait_for_condition(
-        input, "Gateway", FailureReason.GATEWAY_NOT_PROGRAMMED, gateway_readiness
+        input,
+        "Gateway",
+        FailureReason.GATEWAY_NOT_PROGRAMMED,
+        gateway_readiness,
+        check_class=True,
     )
 
 

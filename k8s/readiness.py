@@ -197,7 +197,10 @@ def gateway_readiness(gateway: Mapping[str, Any] | None) -> Readiness:
     generation = (gateway.get("metadata") or {}).get("generation")
     programmed = condition(gateway, "Programmed")
     accepted = condition(gateway, "Accepted")
-    detail = f"{name}: Accepted={_show(accepted)}, Programmed={_show(programmed)}"
+    detail = (
+        f"{name}: Accepted={describe_condition(accepted)}, "
+        f"Programmed={describe_condition(programmed)}"
+    )
     if (
         accepted is not None
         and accepted.get("status") == "False"
@@ -227,7 +230,10 @@ def route_readiness(route: Mapping[str, Any] | None) -> Readiness:
         )
         conditions = {c.get("type"): c for c in (entry or {}).get("conditions") or []}
         accepted, resolved = conditions.get("Accepted"), conditions.get("ResolvedRefs")
-        states.append(f"{parent_name}: Accepted={_show(accepted)}, ResolvedRefs={_show(resolved)}")
+        states.append(
+            f"{parent_name}: Accepted={describe_condition(accepted)}, "
+            f"ResolvedRefs={describe_condition(resolved)}"
+        )
         for item, permanent in ((accepted, _ROUTE_PERMANENT), (resolved, _REFS_PERMANENT)):
             if (
                 item is not None
@@ -245,7 +251,8 @@ def route_readiness(route: Mapping[str, Any] | None) -> Readiness:
     return Readiness(done, f"{name}: " + ("; ".join(states) or "no parentRefs"))
 
 
-def _show(item: Mapping[str, Any] | None) -> str:
+def describe_condition(item: Mapping[str, Any] | None) -> str:
+    """A condition as `True`, `False (Reason)` or `unknown` (absent), for details."""
     if item is None:
         return "unknown"
     reason = item.get("reason")

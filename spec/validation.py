@@ -33,6 +33,8 @@ _PERCENT = re.compile(r"^\d+%$")
 _OCI_REFERENCE = re.compile(r"^oci://[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
 # The llm-d-infra key naming the GatewayClass of the inference Gateway.
 INFRA_GATEWAY_CLASS_KEY = ("gateway", "gatewayClassName")
+# That key as a spec path, in problems and in the Gateway wait's failure for a missing class.
+INFRA_GATEWAY_CLASS_FIELD = "infra.values." + ".".join(INFRA_GATEWAY_CLASS_KEY)
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ def _check_infra_gateway_class(spec: RolloutSpec) -> list[Problem]:
         if not isinstance(node, dict) or key not in node:
             return []
         node = node[key]
-    path = "infra.values." + ".".join(INFRA_GATEWAY_CLASS_KEY)
+    path = INFRA_GATEWAY_CLASS_FIELD
     if not isinstance(node, str):
         return [Problem(path, f"must be a GatewayClass name, got {node!r}")]
     try:

@@ -1,0 +1,84 @@
+"""End to end: a spec whose infra values name a GatewayClass the cluster does not have fails in
+the infra phase as InvalidSpec naming the class and the field, instead of waiting out the
+infra budget and ending GatewayNotProgrammed (issue 14). Real worker (in-process, so the test
+can shorten the grace period), real helm, the Temporal dev server and a clustersim whose
+gateway controller, like a real one, leaves a Gateway of an unknown class unprogrammed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from activities import waits
+from cli.exit_codes import ExitCode, for_result
+from rollouts.observing import rollout_result
+from rollouts.starting import start_rollout
+from spec.reasons import FailureReason
+from spec.workflow_io import Outcome, Phase
+from tests.simcluster import SimCluster, sim_cluster_fixture
+from tests.workflows.e2e import TIME_SCALE, sim_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROLLOUT_TIMEOUT = 300.0
+MISSING_CLASS = "istio-typo"
+NAMESPACE = "missing-gateway-class"
+
+sim = sim_cluster_fixture("sim-gateway-class", scope="module", time_scale=TIME_SCALE)
+
+
+def unknown_gateway_class(document: dict[str, Any]) -> None:
+    """A target of its own whose infra Gateway asks for a class no provider registers."""
+    document["target"]["namespace"] = NAMESPACE
+    document["infra"]["values"]["gateway"]["gatewayClassName"] = MISSING_CLASS
+
+
+async def test_a_gateway_class_that_does_not_exist_fails_the_infra_phase_as_invalid_spec(
+    client: Client, real_worker: str, sim: SimCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A provider's class comes seconds after its install; here nothing will ever register it.
+    monkeypatch.setattr(waits, "GATEWAY_CLASS_GRACE_SECONDS", 2.0)
+    spec = sim_spec("gateway-class-typo", sim, unknown_gateway_class)
+
+    result = await asyncio.wait_for(
+        rollout_result(await start_rollout(client, spec, task_queue=real_worker)),
+        ROLLOUT_TIMEOUT,
+    )
+
+    failure = result.failure
+    assert failure is not None, result.outcome
+    # The infra budget's end would say GatewayNotProgrammed: this ended before it.
+    assert (failure.reason, failure.phase, failure.step) == (
+        FailureReason.INVALID_SPEC, Phase.INFRA, "gateway-programmed"
+    )
+    assert failure.message.startswith(
+        f"infra.values.gateway.gatewayClassName: GatewayClass '{MISSING_CLASS}' does not exist "
+        "in the cluster"
+    )
+    assert "GatewayClasses there: istio" in failure.message
+    # The demo keeps a failed first install for inspection: failed, nothing rolled back.
+    assert result.outcome == Outcome.KEPT_FOR_INSPECTION
+    assert for_result(result) == ExitCode.FAILED
+    assert Phase.MODEL_SERVICE not in {p.phase for p in result.phases}
+
+    kube = sim.client()
+    try:
+        gateways, _ = kube.list_objects("gateway.networking.k8s.io/v1", "Gateway", NAMESPACE)
+        later = {
+            kind: kube.list_objects(api_version, kind, NAMESPACE)[0]
+            for api_version, kind in (
+                ("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet"),
+                ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+                ("inference.networking.x-k8s.io/v1alpha2", "InferencePool"),
+                ("apps/v1", "Deployment"),
+            )
+        }
+    finally:
+        kube.close()
+    # The infra chart's Gateway is there, unprogrammed; nothing of a later phase is.
+    assert [g["spec"]["gatewayClassName"] for g in gateways] == [MISSING_CLASS]
+    assert later == {kind: [] for kind in later}
