@@ -8,20 +8,27 @@ and inline values, so the chart's `values.schema.json` and its templates judge t
 template error becomes one Problem per line naming the spec path of the offending value, e.g.
 `infra.values.gateway.listeners[0].port: minimum: got -1, want 1`. Remote charts (repository or
 OCI) are not fetched: they are reported as not rendered, never as a failure.
+
+A verdict is kept per (chart content, values, release, namespace, helm binary) for the life of
+the process: a worker re-checks the same release on every rollout of a target, and fifty
+concurrent rollouts each starting three `helm template` processes starved the worker's
+preflights (bench/concurrency.py). Only verdicts (rendered or refused) are kept, never "helm
+did not run".
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from helmcli.commands import chart_args, last_lines, user_values
-from helmcli.runner import HelmError, HelmRunner, private_values_file
+from helmcli.commands import chart_args, last_lines, release_digest, user_values
+from helmcli.runner import HelmError, HelmRunner, helm_binary, private_values_file
 from spec.rollout import HelmRelease, RolloutSpec
 from spec.validation import Problem
 
@@ -32,6 +39,8 @@ _SCHEMA_LINE = re.compile(r"^- at '(?P<pointer>[^']*)': (?P<message>.+)$")
 _LEGACY_SCHEMA_LINE = re.compile(r"^- (?P<dotted>\(root\)|[^\s:]+): (?P<message>.+)$")
 
 Outcome = Literal["rendered", "refused", "remote", "not-rendered"]
+# Verdicts kept (least recently used dropped first).
+KEPT_VERDICTS = 512
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,10 @@ async def render_release(path: str, release: HelmRelease, namespace: str) -> Cha
     except (OSError, ValueError) as error:
         problem = Problem(f"{path}.valuesFiles", f"cannot be read: {error}")
         return ChartRender(path, name, "refused", problems=[problem])
+    key = (release_digest(release, values), name, namespace, helm_binary(), path)
+    if key in _VERDICTS:
+        _VERDICTS.move_to_end(key)
+        return _VERDICTS[key]
     try:
         with private_values_file(values) as values_file:
             done = await HelmRunner().run(
@@ -98,9 +111,18 @@ async def render_release(path: str, release: HelmRelease, namespace: str) -> Cha
         # No helm, or helm hung: nothing says the values are wrong, so the spec is not refused.
         return ChartRender(path, name, "not-rendered", f"not rendered: {error}")
     if done.returncode == 0:
-        return ChartRender(path, name, "rendered")
-    return ChartRender(path, name, "refused", problems=render_problems(path, release,
-                                                                        done.stderr))
+        verdict = ChartRender(path, name, "rendered")
+    else:
+        verdict = ChartRender(
+            path, name, "refused", problems=render_problems(path, release, done.stderr)
+        )
+    _VERDICTS[key] = verdict
+    if len(_VERDICTS) > KEPT_VERDICTS:
+        _VERDICTS.popitem(last=False)
+    return verdict
+
+
+_VERDICTS: OrderedDict[tuple[str, str, str, str, str], ChartRender] = OrderedDict()
 
 
 def template_args(release: HelmRelease, namespace: str, values_file: str) -> list[str]:
