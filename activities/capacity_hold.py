@@ -34,7 +34,7 @@ from activities.cluster import (
 )
 from activities.failures import failure, target_client
 from activities.heartbeat import heartbeating, run_blocking
-from activities.preflight import role_plans
+from activities.preflight import cluster_nodes_and_pods, role_plans
 from k8s.capacity import plan_capacity
 from k8s.client import KubeClient
 from k8s.quantity import Resources
@@ -105,8 +105,7 @@ def _plan(
     kube: KubeClient, input: HoldCapacityInput, held: dict[str, Resources], covers: set[str]
 ) -> tuple[CapacityPlan, list[str]]:
     roles = role_plans(kube, input.spec, list(input.roles))
-    nodes, _ = kube.list_objects("v1", "Node")
-    pods, _ = kube.list_objects("v1", "Pod")
+    nodes, pods = cluster_nodes_and_pods(kube)
     plan = plan_capacity(
         roles, nodes, uncovered_pods(pods, covers), input.spec.target.namespace, held,
         salt=input.owner,

@@ -30,7 +30,9 @@ from k8s.capacity import (
     template_changed,
 )
 from k8s.client import KubeClient, KubeError
+from k8s.informers import cached_objects
 from k8s.readiness import is_true
+from k8s.watching import Collection
 from spec.activity_io import (
     CapacityPlan,
     CrdCheck,
@@ -108,9 +110,19 @@ def _existing_lws(client: KubeClient, lws: Mapping[str, Any]) -> dict[str, Any] 
         raise
 
 
+NODES = Collection("v1", "Node")
+PODS = Collection("v1", "Pod")
+
+
+def cluster_nodes_and_pods(
+    client: KubeClient,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every node and every pod of the cluster, from the worker's shared watches."""
+    return cached_objects(client, NODES), cached_objects(client, PODS)
+
+
 def capacity_sync(client: KubeClient, spec: RolloutSpec, roles: list[RoleName]) -> CapacityPlan:
-    nodes, _ = client.list_objects("v1", "Node")
-    pods, _ = client.list_objects("v1", "Pod")
+    nodes, pods = cluster_nodes_and_pods(client)
     return plan_capacity(role_plans(client, spec, roles), nodes, pods, spec.target.namespace)
 
 

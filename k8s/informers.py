@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubernetes import client as k8s_client
 
-from k8s.client import KubeClient, KubeError
+from k8s.client import ApiUnavailable, KubeClient, KubeError
 from k8s.watching import Collection, Informer, object_key
 
 # How long an informer nobody subscribes to keeps watching, for the next wait of the same kind.
@@ -203,12 +204,16 @@ class SharedInformers:
 
     def unsubscribe(self, key: tuple[str, ...], subscription: Subscription) -> None:
         with self._lock:
-            shared = self._informers.get(key)
-            if shared is None:
-                return
+            shared = subscription._shared
             if subscription in shared.subscribers:
                 shared.subscribers.remove(subscription)
             if shared.subscribers:
+                return
+            if shared.informer.error is not None:
+                # Ended on a refusal (403, 404): every subscriber has read the error, and the
+                # next one gets a fresh informer that asks again (the RBAC may have been fixed).
+                if self._informers.get(key) is shared:
+                    del self._informers[key]
                 return
             timer = threading.Timer(self._linger, self._retire, (key, shared))
             timer.daemon = True
@@ -238,6 +243,41 @@ def subscribe(
     return SHARED.subscribe(client, collection, on_change)
 
 
+# How long a reader waits for a new shared informer's first list.
+SYNC_TIMEOUT_SECONDS = 60.0
+
+
+def cached_objects(
+    client: KubeClient, collection: Collection, timeout: float = SYNC_TIMEOUT_SECONDS
+) -> list[dict[str, Any]]:
+    """Every object of `collection`, read from the worker's shared informer (started and synced
+    first when nobody watches it yet). Fifty concurrent preflights each listing every node and
+    every pod of the cluster spent most of the worker's CPU decoding the same lists; the cache
+    decodes each change once, and stays warm (`LINGER_SECONDS`) for the next reader. Blocking:
+    call it on a thread."""
+    woken = threading.Event()
+    watched = subscribe(client, collection, woken.set)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            # A watch refused after its list (403 on `watch`) leaves a cache that no longer
+            # follows the cluster: an error, never stale objects.
+            if watched.error is not None:
+                raise watched.error
+            if watched.synced:
+                return watched.objects()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ApiUnavailable(
+                    0, f"{collection.kind}: the shared watch did not list within {timeout:.0f}s"
+                )
+            woken.wait(min(remaining, 0.5))
+            woken.clear()
+    finally:
+        watched.stop()
+
+
 __all__ = [
-    "SHARED", "Subscription", "Watched", "matches", "object_key", "parse_selector", "subscribe",
+    "SHARED", "Subscription", "Watched", "cached_objects", "matches", "object_key",
+    "parse_selector", "subscribe",
 ]

@@ -8,13 +8,22 @@ has passed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities import kube
-from k8s.informers import SharedInformers, matches, parse_selector
+from k8s.client import KubeError
+from k8s.informers import (
+    SHARED,
+    SharedInformers,
+    cached_objects,
+    connection_identity,
+    matches,
+    parse_selector,
+)
 from k8s.watching import Collection, Wakeup
 from spec.activity_io import EnsureNamespaceInput
 from tests.activities.conftest import SimCluster
@@ -79,3 +88,37 @@ async def test_two_waits_share_one_watch_and_each_sees_its_own_objects(
         blue.stop()
     stopped = Wakeup()
     await until(lambda: registry.watching() == 0, stopped, timeout=5.0)
+
+
+async def test_reads_from_the_shared_cache_list_once_and_a_refused_watch_is_an_error(
+    faults: SimCluster,
+) -> None:
+    """Preflight's nodes and pods (k8s.informers.cached_objects; namespaces here, the API server
+    alone has no nodes): many reads, one list; a watch the API server refuses after its list
+    raises (never stale objects), and once the refusal is gone the next read gets a fresh
+    informer."""
+    client = faults.client()
+    await ActivityEnvironment().run(
+        kube.ensure_namespace, EnsureNamespaceInput(target=faults.target("cached-read"))
+    )
+    namespaces = Collection("v1", "Namespace")
+    first = cached_objects(client, namespaces)
+    assert "cached-read" in {n["metadata"]["name"] for n in first}
+    assert all(n["kind"] == "Namespace" for n in first)
+    key = (connection_identity(client), "v1", "Namespace", "")
+    informer = SHARED._informers[key].informer
+    for _ in range(5):
+        assert len(cached_objects(client, namespaces)) == len(first)
+    assert SHARED._informers[key].informer is informer and informer.relists == 1
+
+    faults.api_fault("--error", "403", "--verb", "watch", "--path", "^/api/v1/namespaces$")
+    informer.stop()  # the next read starts a new informer, whose watch is refused
+    SHARED._informers.pop(key)
+    with pytest.raises(KubeError) as refused:
+        for _ in range(50):  # the refusal lands a moment after the list
+            cached_objects(client, namespaces)
+            time.sleep(0.05)
+    assert refused.value.status == 403
+
+    faults.api_fault("clear")
+    assert len(cached_objects(client, namespaces)) == len(first)

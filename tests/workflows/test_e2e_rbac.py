@@ -172,6 +172,7 @@ PROVED_BY: dict[str, str] = {
     "target:configmaps:watch": "teardown",
     "target:services,serviceaccounts:watch": "teardown",
     "target:roles,rolebindings:watch": "teardown",
+    "cluster:pods:watch": "install",
 }
 _ONWARD = (
     "granted onward to the EPP by its Role: Kubernetes lets the worker grant only what it holds,"
@@ -198,17 +199,18 @@ SUITE_ROWS = {"target:pods/proxy", "target:pods/log", "target:configmaps:watch"}
 
 
 # Verbs a whole-rule cut cannot single out (the rule's other verbs are refused first): the
-# watches with which teardown (wait_gone) sees objects go. helm's own waits are the polling
-# `legacy` strategy (helmcli/commands.wait_args), so no helm-only object needs `watch`.
-TEARDOWN_WATCHES = {
+# watches with which teardown (wait_gone) sees objects go, and the shared pod watch preflight
+# plans capacity from. helm's own waits are the polling `legacy` strategy
+# (helmcli/commands.wait_args), so no helm-only object needs `watch`.
+WATCH_ROWS = {
     "target:configmaps", "target:services,serviceaccounts", "target:roles,rolebindings",
-    "cluster:namespaces",
+    "cluster:namespaces", "cluster:pods",
 }
 
 
 def table() -> list[ParameterSet]:
     cuts = rule_cuts()
-    cuts += [cut.only("watch") for cut in cuts if cut.id in TEARDOWN_WATCHES]
+    cuts += [cut.only("watch") for cut in cuts if cut.id in WATCH_ROWS]
     return [
         pytest.param(cut, id=cut.id, marks=[] if cut.id in SUITE_ROWS else [pytest.mark.rbac_table])
         for cut in cuts
