@@ -302,3 +302,42 @@ def test_agent_rides_out_cut_watches_compaction_and_api_errors(tmp_path: Path) -
         }
         assert "error500" not in left and "error429" not in left
         assert left.get("watch-cut", 20) > 0
+
+
+def test_a_deleted_pod_goes_even_when_its_last_status_writes_fail(separate: SimCluster) -> None:
+    """Graceful deletion ends with the kubelet's last status write and then the pod's removal: a
+    500 on that write is retried, and never leaves the pod Terminating (a StatefulSet waits for
+    it forever; a rollback under API faults hung so)."""
+    namespace = separate.namespace("last-status")
+    separate.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "leaving"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
+                },
+            }
+        ],
+        namespace,
+    )
+    wait_for(
+        lambda: p if is_ready(p := separate.pod(namespace, "leaving")) else None,
+        30,
+        "the pod to run",
+    )
+    api_admin(
+        separate.kubeconfig, "POST", "/faults",
+        {"kind": "error", "code": 500, "verbs": ["patch"],
+         "path": f"/namespaces/{namespace}/pods/leaving/status$", "count": 3},
+    )
+    separate.core.delete_namespaced_pod("leaving", namespace)
+    wait_for(
+        lambda: separate.pod(namespace, "leaving") is None or None,
+        30,
+        "the pod to be gone",
+    )
+    left = api_admin(separate.kubeconfig, "GET", "/faults")["faults"]
+    assert not [f for f in left if namespace in str(f.get("path"))], left

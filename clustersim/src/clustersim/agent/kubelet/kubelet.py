@@ -134,8 +134,15 @@ class Kubelet:
         self._wakeup.set()
 
     async def flush_now(self, worker: PodWorker) -> None:
+        """The pod's last status before it is deleted, retried like any write. A status the API
+        server keeps refusing is given up on, never allowed to stop the deletion: a pod left
+        Terminating forever blocks its StatefulSet (a rollback under API faults hung so)."""
         self._dirty.pop(worker.uid, None)
-        await self._write(worker)
+        try:
+            await with_retries(functools.partial(self._write, worker))
+        except (TimeoutError, ApiError, aiohttp.ClientError) as error:
+            log.warning("last status of %s/%s not written: %s", worker.namespace, worker.name,
+                        error)
 
     async def _write(self, worker: PodWorker) -> None:
         if worker.gone or worker.node_down:
