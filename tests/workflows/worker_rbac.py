@@ -4,13 +4,15 @@ admin token, and hand out a kubeconfig that authenticates as the chart's Service
 Where it sits: the least-privilege e2e (test_e2e_rbac.py) aims specs at `WorkerIdentity.kubeconfig`
 instead of the admin one, so every request the real activities (and helm, kubectl) send is
 decided by exactly the rules in charts/llmd-rollout-worker/values.yaml. A `RuleCut` renders the
-chart with one of its rules left out, for the per-rule table.
+chart with one of its rules (or one verb of it) left out, for the per-rule table; several cuts
+leave several out at once.
 """
 
 from __future__ import annotations
 
 import copy
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,17 +75,16 @@ def rule_cuts() -> list[RuleCut]:
     ]
 
 
-def rbac_without(cut: RuleCut | None) -> dict[str, Any]:
-    """The chart's rbac values with `cut`'s rule (or its one verb) left out."""
+def rbac_without(cuts: Sequence[RuleCut] = ()) -> dict[str, Any]:
+    """The chart's rbac values with each cut's rule (or its one verb) left out."""
     rbac = copy.deepcopy(chart_rbac())
-    if cut is None:
-        return rbac
-    rules: list[dict[str, Any]] = rbac[cut.scope]
-    if cut.verb:
-        rule = rules[cut.index]
-        rule["verbs"] = [v for v in rule["verbs"] if v != cut.verb]
-    else:
-        del rules[cut.index]
+    for cut in cuts:
+        if cut.verb:
+            rule = rbac[cut.scope][cut.index]
+            rule["verbs"] = [v for v in rule["verbs"] if v != cut.verb]
+    # Whole rules from the last index down, so the indices of those left still hold.
+    for cut in sorted((c for c in cuts if not c.verb), key=lambda c: c.index, reverse=True):
+        del rbac[cut.scope][cut.index]
     return rbac
 
 
@@ -111,10 +112,10 @@ class WorkerIdentity:
     sim: SimCluster
     kubeconfig: Path
 
-    def grant(self, target_namespaces: list[str], cut: RuleCut | None = None) -> None:
-        """Apply the chart's rules (minus `cut`) with the admin token; Roles and ClusterRoles
+    def grant(self, target_namespaces: list[str], cuts: Sequence[RuleCut] = ()) -> None:
+        """Apply the chart's rules (minus `cuts`) with the admin token; Roles and ClusterRoles
         are replaced, not merged, so a removed verb is really gone."""
-        documents = render(target_namespaces, rbac_without(cut), self.kubeconfig.parent)
+        documents = render(target_namespaces, rbac_without(cuts), self.kubeconfig.parent)
         client = self.sim.client()
         try:
             roles = [ObjectRef.of(d) for d in documents if d["kind"] in ("Role", "ClusterRole")]
@@ -126,16 +127,16 @@ class WorkerIdentity:
 
 
 def worker_identity(
-    sim: SimCluster, workdir: Path, target_namespaces: list[str], cut: RuleCut | None = None
+    sim: SimCluster, workdir: Path, target_namespaces: list[str], cuts: Sequence[RuleCut] = ()
 ) -> WorkerIdentity:
-    """Create the namespace, apply the chart's RBAC (without `cut`), mint a token
+    """Create the namespace, apply the chart's RBAC (without `cuts`), mint a token
     (`kubectl create token`) and write a kubeconfig that uses it (the admin kubeconfig's
     cluster, the ServiceAccount as its user)."""
     kubectl = [str(VENV_BIN / "kubectl"), "--kubeconfig", str(sim.kubeconfig)]
     subprocess.run([*kubectl, "create", "namespace", WORKER_NAMESPACE],
                    capture_output=True, text=True, timeout=60, check=True)
     identity = WorkerIdentity(sim, workdir / "worker-sa.kubeconfig")
-    identity.grant(target_namespaces, cut)
+    identity.grant(target_namespaces, cuts)
     account = SERVICE_ACCOUNT.rsplit(":", 1)[1]
     token = subprocess.run(
         [*kubectl, "create", "token", account, "-n", WORKER_NAMESPACE, "--duration", "4h"],
