@@ -7,6 +7,7 @@
 #   make test-long  the long end-to-end scenarios: many targets on one cluster, fleets over
 #                several clusters, analysis gates, worker kills in every phase
 #   make test-rbac  every worker-chart RBAC rule left out in turn (the least-privilege table)
+#   make test-scale fifty concurrent rollouts on one worker and exactly enough GPUs
 #   make chaos   run the whole fault matrix: installs under each API-server fault
 #   make lint    ruff, mypy --strict and the import-layer contracts
 #   make bench   run the benchmarks in bench/
@@ -31,7 +32,7 @@ ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: venv test test-long test-rbac chaos lint demo bench clean
+.PHONY: venv test test-long test-scale test-rbac chaos lint demo bench clean
 
 venv: $(INSTALL_STAMP)
 	$(BIN)/python scripts/install_tools.py
@@ -47,7 +48,11 @@ test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-long: venv
-	$(BIN)/pytest -m long $(PYTEST_ARGS)
+	$(BIN)/pytest -m "long and not scale" $(PYTEST_ARGS)
+
+# Fifty concurrent rollouts on exactly enough GPUs (tests/workflows/test_e2e_multi.py).
+test-scale: venv
+	$(BIN)/pytest -m scale tests/workflows/test_e2e_multi.py $(PYTEST_ARGS)
 
 # The whole fault matrix; CI passes CHAOS_CELLS=chaos, the cells `make test` has not run.
 CHAOS_CELLS ?= chaos or not chaos
@@ -55,7 +60,7 @@ chaos: venv
 	$(BIN)/pytest -m "$(CHAOS_CELLS)" tests/workflows/test_fault_matrix.py $(PYTEST_ARGS)
 
 # The whole least-privilege table: each worker-chart RBAC rule left out in turn, a fresh
-# clustersim per rule (~6 min idle); `make test` runs one row per scenario.
+# clustersim per rule (~5 min idle), and the scenarios with every rule.
 test-rbac: venv
 	$(BIN)/pytest -m rbac_table -s tests/workflows/test_e2e_rbac.py $(PYTEST_ARGS)
 

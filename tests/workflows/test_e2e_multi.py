@@ -4,7 +4,8 @@ Targets started together share one ClusterWorkflow, the one writer of the cluste
 both of two simultaneous rollouts succeed with one helm install of each shared release; a second
 rollout started while the first one's shared install is slowed waits and uninstalls nothing;
 teardown keeps what another target uses and the last user removes it; ten rollouts together on
-an empty cluster all succeed. Each cluster gets its own `target.cluster` name, so its cluster
+an empty cluster all succeed; fifty on exactly enough GPUs each succeed or are refused at
+preflight. Each cluster gets its own `target.cluster` name, so its cluster
 workflow is its own.
 """
 
@@ -212,6 +213,34 @@ async def test_ten_targets_started_together_on_an_empty_cluster_all_succeed(
         failures = [r.failure for r in results if r.outcome != Outcome.SUCCEEDED]
         assert failures == []
         assert [h["revision"] for h in helm_history(sim, "lws", "lws-system")] == [1]
+
+
+@pytest.mark.scale
+async def test_fifty_rollouts_on_exactly_enough_gpus_each_succeed_or_are_refused_at_preflight(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    # Fifty whole-node stacks (an 8-GPU prefill pod, an 8-GPU decode pod) on 100 nodes: exactly
+    # enough GPUs. Before capacity was held, 12 of 50 passed preflight and their pods stayed
+    # Pending; now each rollout places and holds its pods, or is refused before it creates any.
+    async with sim_cluster(tmp_path, nodes_profile(tmp_path, 100)) as sim:
+        specs = [on(sim, "fifty", f"stack-{index}", whole_node_decode) for index in range(50)]
+        results = await together(client, real_worker, specs)
+
+        wrong = [
+            (r.target, r.outcome, r.failure)
+            for r in results
+            if r.outcome != Outcome.SUCCEEDED
+            and not (
+                r.failure is not None
+                and r.failure.reason == FailureReason.INSUFFICIENT_CAPACITY
+                and r.failure.phase == Phase.PREFLIGHT
+            )
+        ]
+        assert wrong == []
+        assert not [p for p in pods(sim) if p["status"].get("phase") == "Pending"]
+        cluster = client.get_workflow_handle(cluster_workflow_id("fifty", real_worker))
+        view = await cluster.query(ClusterWorkflow.reservations)
+        assert view.reservations == []
 
 
 def pods(sim: SimCluster) -> list[dict[str, Any]]:

@@ -130,9 +130,15 @@ async def test_image_upgrade_canaries_decode_behind_an_approval_gate(
         (("image-pull", "--count", "1000"), FailureReason.IMAGE_PULL, ()),
         (("crash", "--count", "1000", "--after", "5"), FailureReason.CRASH_LOOP, ()),
         # Loading progresses, only too slowly for the budget (a hang is diagnosed as stalled).
-        (("slow-load", "--count", "1000", "--factor", "10"), FailureReason.MODEL_LOAD_TIMEOUT,
-         ("budget",)),
-        (("gateway-503", "--count", "10"), FailureReason.VERIFICATION_FAILED, ()),
+        # The two slowest (~25 s each) run with the long scenarios (`make test-long`).
+        pytest.param(
+            ("slow-load", "--count", "1000", "--factor", "10"), FailureReason.MODEL_LOAD_TIMEOUT,
+            ("budget",), marks=pytest.mark.long,
+        ),
+        pytest.param(
+            ("gateway-503", "--count", "10"), FailureReason.VERIFICATION_FAILED, (),
+            marks=pytest.mark.long,
+        ),
     ],
     ids=["image-pull", "crash-loop", "model-load-budget", "gateway-503"],
 )

@@ -79,7 +79,7 @@ CELLS = {
         "429-retry-after", (("--error", "429", "--rate", "0.2", "--retry-after", "1"),)
     ),
     "cut-watches": Cell("cut-watches", (("--cut-watch-after", "1", "--verb", "watch"),)),
-    "latency-2s": Cell("latency-2s", (("--latency-ms", "2000", "--rate", "0.2"),), time_scale=0.1),
+    "latency-2s": Cell("latency-2s", (("--latency-ms", "2000", "--rate", "0.2"),), time_scale=0.05),
     "pods-log-500": Cell("pods-log-500", (("--error", "500", "--path", r"/pods/[^/]+/log$"),)),
     "one-metrics-500": Cell(
         "one-metrics-500",
