@@ -48,6 +48,9 @@ from embedded.telemetry import prometheus_runtime
 from workflows import WORKFLOWS
 from workflows.metrics import HISTOGRAM_BUCKETS
 
+# Running activities get this long to finish after a shutdown signal before they are cancelled.
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 # Synchronous activities (none today) run on these threads.
 ACTIVITY_THREADS = 16
 # Async activities run their blocking Kubernetes calls on the event loop's default executor
@@ -56,8 +59,6 @@ ACTIVITY_THREADS = 16
 # behind a handful of threads and ran out of their budget (bench/concurrency.py at N=50).
 # The threads mostly wait on the API server; idle ones cost a stack and nothing else.
 BLOCKING_THREADS = 128
-
-
 _WITH_BLOCKING_THREADS: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
@@ -70,9 +71,7 @@ def use_blocking_threads(loop: asyncio.AbstractEventLoop) -> None:
         ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="llmd-blocking")
     )
     _WITH_BLOCKING_THREADS.add(loop)
-# Running activities get this long to finish after a shutdown signal before they are cancelled.
-GRACEFUL_SHUTDOWN = timedelta(seconds=30)
-HEARTBEAT_THROTTLE = timedelta(seconds=1)
+
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

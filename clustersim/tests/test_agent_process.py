@@ -254,6 +254,15 @@ def api_admin(kubeconfig: Path, method: str, path: str, body: object = None) -> 
         return json.loads(response.read())
 
 
+def pause_pod(name: str, **spec: Any) -> dict[str, Any]:
+    """A one-container pod that only runs (the pause image), with `spec` fields added."""
+    containers = [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {**spec, "containers": containers},
+    }
+
+
 API_FAULTS = [
     {"kind": "watch-cut", "verbs": ["watch"], "path": "pods", "afterEvents": 2, "count": 20},
     {"kind": "error", "code": 500, "verbs": ["create"], "path": "binding$", "count": 2},
@@ -276,19 +285,7 @@ def test_agent_rides_out_cut_watches_compaction_and_api_errors(tmp_path: Path) -
     with server_and_agent(tmp_path, break_things) as cluster:
         namespace = cluster.namespace("resilient")
         api_admin(cluster.kubeconfig, "POST", "/compact")
-        cluster.apply(
-            [
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "steady"},
-                    "spec": {
-                        "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}]
-                    },
-                }
-            ],
-            namespace,
-        )
+        cluster.apply([pause_pod("steady")], namespace)
         pod = wait_for(
             lambda: p if is_ready(p := cluster.pod(namespace, "steady")) else None,
             30,
@@ -309,20 +306,7 @@ def test_a_deleted_pod_goes_even_when_its_last_status_writes_fail(separate: SimC
     500 on that write is retried, and never leaves the pod Terminating (a StatefulSet waits for
     it forever; a rollback under API faults hung so)."""
     namespace = separate.namespace("last-status")
-    separate.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "leaving"},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "app", "image": "registry.k8s.io/pause:3.10"}],
-                },
-            }
-        ],
-        namespace,
-    )
+    separate.apply([pause_pod("leaving", terminationGracePeriodSeconds=1)], namespace)
     wait_for(
         lambda: p if is_ready(p := separate.pod(namespace, "leaving")) else None,
         30,

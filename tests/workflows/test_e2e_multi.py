@@ -89,6 +89,11 @@ def on(sim: SimCluster, cluster: str, name: str, *changes: Change) -> RolloutSpe
     return sim_spec(name, sim, named, *changes)
 
 
+def whole_node_stacks(sim: SimCluster, cluster: str, count: int) -> list[RolloutSpec]:
+    """`count` demo stacks of whole-node pods on `cluster`, each in a namespace of its own."""
+    return [on(sim, cluster, f"{cluster}-{index}", whole_node_decode) for index in range(count)]
+
+
 def helm_history(sim: SimCluster, release: str, namespace: str) -> list[dict[str, Any]]:
     done = subprocess.run(
         [str(VENV_BIN / "helm"), "history", release, "-n", namespace, "-o", "yaml",
@@ -207,8 +212,7 @@ async def test_ten_targets_started_together_on_an_empty_cluster_all_succeed(
     # Whole-node pods (one 8-GPU prefill pod, one 8-GPU decode pod per target): 160 GPUs on 20
     # nodes, and the default scheduler's spreading cannot strand a pod of any target.
     async with sim_cluster(tmp_path, nodes_profile(tmp_path, 20)) as sim:
-        specs = [on(sim, "ten", f"tenant-{index}", whole_node_decode) for index in range(10)]
-        results = await together(client, real_worker, specs)
+        results = await together(client, real_worker, whole_node_stacks(sim, "ten", 10))
 
         failures = [r.failure for r in results if r.outcome != Outcome.SUCCEEDED]
         assert failures == []
@@ -223,8 +227,7 @@ async def test_fifty_rollouts_on_exactly_enough_gpus_each_succeed_or_are_refused
     # enough GPUs. Before capacity was held, 12 of 50 passed preflight and their pods stayed
     # Pending; now each rollout places and holds its pods, or is refused before it creates any.
     async with sim_cluster(tmp_path, nodes_profile(tmp_path, 100)) as sim:
-        specs = [on(sim, "fifty", f"stack-{index}", whole_node_decode) for index in range(50)]
-        results = await together(client, real_worker, specs)
+        results = await together(client, real_worker, whole_node_stacks(sim, "fifty", 50))
 
         wrong = [
             (r.target, r.outcome, r.failure)
