@@ -160,6 +160,8 @@ async def test_one_metrics_read_failing_is_retried_and_verification_passes(
     assert result.passed, result.checks
 
 
+# ~35 s (the verification's retries wait out their back-off): with the long scenarios.
+@pytest.mark.long
 @pytest.mark.asyncio(loop_scope="session")
 async def test_metrics_that_cannot_be_read_retry_the_verification_instead_of_failing_it(
     stack: RolloutSpec, cluster: SimCluster
