@@ -3,7 +3,9 @@
 Where it sits: every activity raises through these helpers. A failure a retry cannot fix is a
 non-retryable `ApplicationError` whose type is a `FailureReason` value and whose one detail is a
 `FailureEvidence`; an API that keeps answering "try again" is a retryable error of its own type,
-never a failure reason, so Temporal's retry policy handles it.
+never a failure reason, so Temporal's retry policy handles it. Its evidence still names the reason
+it stands for when the retries run out (Temporal then fails the step with the last attempt's
+error), so a 500 kept up through a whole budget ends as what it is, not as the phase's default.
 
 The Kubernetes activities reach their target through `target_client`: it builds the client,
 closes it, and translates what the plumbing in k8s/ raises, in one place and one way
@@ -75,16 +77,26 @@ async def target_client(target: Target) -> AsyncIterator[KubeClient]:
         client.close()
 
 
+def retryable(
+    type_name: str, message: str, if_last: FailureReason, **data: Any
+) -> ApplicationError:
+    """A retryable error of `type_name`; its evidence names `if_last`, the reason the rollout
+    reports when this is the last attempt's error (workflows/failures.py reads it)."""
+    evidence = FailureEvidence(reason=if_last.value, message=message, data=data)
+    return ApplicationError(message, evidence.to_details(), type=type_name, non_retryable=False)
+
+
 def api_failure(error: KubeError) -> ApplicationError:
     """The one translation of a Kubernetes API error: "retry" when the API server kept failing,
     otherwise the reason a person can act on."""
     kind = classify_status(error.status, error.body, error.message)
     if isinstance(error, ApiUnavailable) or kind.retryable:
         # Retryable: the activity runs again after Temporal's back-off.
-        return ApplicationError(
+        return retryable(
+            API_UNAVAILABLE,
             f"the Kubernetes API server is unreachable: {error.message}",
-            type=API_UNAVAILABLE,
-            non_retryable=False,
+            FailureReason.CLUSTER_UNREACHABLE,
+            status=error.status,
         )
     if isinstance(error, UnknownKind):
         return failure(FailureReason.MISSING_CRD, error.message)
@@ -132,7 +144,7 @@ def command_failure(
     if kind.permission is not None:
         return permission_denied(kind.permission, output)
     if kind.retryable:
-        return ApplicationError(message, type=transient_type, non_retryable=False)
+        return retryable(transient_type, message, reason, **data)
     return failure(reason, message, **data)
 
 

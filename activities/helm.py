@@ -22,7 +22,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.failures import command_failure, failure
+from activities.failures import command_failure, failure, retryable
 from activities.heartbeat import heartbeat_step, wrote_in_earlier_attempt
 from helmcli import (
     HelmCommandFailed,
@@ -67,11 +67,11 @@ def helm_failure(error: HelmError) -> ApplicationError:
     if isinstance(error, HelmUnusable):
         return failure(FailureReason.PREFLIGHT, error.message)
     if isinstance(error, HelmTimedOut):
-        return ApplicationError(error.message, type=HELM_TRANSIENT)
+        return retryable(HELM_TRANSIENT, error.message, FailureReason.HELM_FAILED)
     if isinstance(error, HelmCommandFailed) and error.returncode < 0:
         # Killed by a signal: nothing is known against the release; the next attempt frees a
         # release the kill left pending-* and runs helm again.
-        return ApplicationError(error.message, type=HELM_TRANSIENT, non_retryable=False)
+        return retryable(HELM_TRANSIENT, error.message, FailureReason.HELM_FAILED)
     if isinstance(error, HelmCommandFailed):
         # Helm prints client-go's errors: a busy API server (any 5xx Status, etcd, 429, a cut
         # connection) is retried; the next attempt first frees a release left pending-*.
@@ -118,7 +118,7 @@ async def repair_stuck(
     release, namespace = state.release_name, state.namespace
     judged = verdict(state, _writer(), wrote_in_earlier_attempt(f"{namespace}/{release}"))
     if not judged.repair:
-        raise ApplicationError(f"not repairing: {judged.why}", type=HELM_TRANSIENT)
+        raise retryable(HELM_TRANSIENT, f"not repairing: {judged.why}", FailureReason.HELM_FAILED)
     if action[0] == "uninstall":
         args = uninstall_args(
             version, target, release, namespace, False, timedelta(seconds=timeout)

@@ -2,7 +2,8 @@
 
 Where it sits: the workflows catch what a step raised and describe it here before deciding on
 rollback. Activities report failures as non-retryable ApplicationErrors whose `type` is a
-FailureReason value and whose detail is a FailureEvidence (spec/activity_io.py); timeouts,
+FailureReason value and whose detail is a FailureEvidence (spec/activity_io.py); a retryable
+error whose retries ran out carries the reason it stands for in that evidence; timeouts,
 cancellation and errors of our own workflow code map to reasons here.
 """
 
@@ -70,12 +71,16 @@ def describe_failure(
             evidence={"timeout": kind},
         )
     if isinstance(cause, ApplicationError):
+        evidence = _evidence(cause.details)
+        # A retryable error's evidence names what it stands for once retries run out.
+        named = next(
+            (n for n in (cause.type, evidence.get("reason")) if n in _VALID_REASONS), None
+        )
         reason = (
-            FailureReason(cause.type)
-            if cause.type in _VALID_REASONS
+            FailureReason(named)
+            if named is not None
             else _PHASE_DEFAULT.get(phase, FailureReason.ROLLOUT_TIMEOUT)
         )
-        evidence = _evidence(cause.details)
         if cause.type and cause.type not in _VALID_REASONS:
             evidence["errorType"] = cause.type
         return FailureReport(

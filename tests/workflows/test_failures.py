@@ -12,6 +12,10 @@ from temporalio.exceptions import (
     TimeoutType,
 )
 
+from activities.failures import api_failure
+from activities.helm import HELM_TRANSIENT, helm_failure
+from helmcli import HelmCommandFailed, HelmRun
+from k8s import KubeError
 from spec.reasons import FailureReason
 from spec.workflow_io import Phase
 from workflows.failures import MAX_EVIDENCE_LIST, describe_failure
@@ -45,6 +49,23 @@ def test_an_unknown_error_type_falls_back_to_the_phase_reason_and_names_the_type
     report = describe_failure(activity_error(cause), Phase.INFRA, "infra")
     assert report.reason == FailureReason.HELM_FAILED
     assert report.evidence["errorType"] == "HelmCommandError"
+
+
+def test_a_retryable_error_whose_retries_ran_out_ends_as_the_reason_it_stands_for() -> None:
+    # The CI run of stop 19: helm's 500s through the whole dependencies budget were reported
+    # as that phase's default, ApplyRejected, although no object was rejected.
+    cause = helm_failure(HelmCommandFailed("helm upgrade lws", ["upgrade"], HelmRun(
+        1, "", "Error: failed to create: clustersim injected fault 62ad (500 InternalError)"
+    )))
+    assert not cause.non_retryable
+    report = describe_failure(activity_error(cause), Phase.DEPENDENCIES, "dependencies/lws")
+    assert report.reason == FailureReason.HELM_FAILED
+    assert "(500 InternalError)" in report.message
+    assert report.evidence["errorType"] == HELM_TRANSIENT
+    busy = {"kind": "Status", "reason": "ServiceUnavailable", "message": "try later"}
+    unreachable = api_failure(KubeError(503, "HTTP 503", busy))
+    report = describe_failure(activity_error(unreachable), Phase.NAMESPACE, "namespace")
+    assert report.reason == FailureReason.CLUSTER_UNREACHABLE
 
 
 def test_a_timeout_in_model_load_is_the_model_load_budget() -> None:
