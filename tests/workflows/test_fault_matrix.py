@@ -37,6 +37,12 @@ from tests.workflows.specs import Change, image
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROLLOUT_TIMEOUT = 900.0
+# The install cells run on three 8-GPU nodes. The demo's two 4-GPU decode pods and 8-GPU prefill
+# pod fit two nodes only when the prefill pod is bound before the second decode pod; a fault that
+# delays its creation lets the spreading scheduler put the decode pods on different nodes, and
+# the prefill pod is then truly Unschedulable (CI, stop 19), a scheduling order no API fault test
+# is about. On three nodes every order fits.
+INSTALL_PROFILE = "h200-3node"
 # Every fault outlasts the rollout it breaks.
 FAULT_SECONDS = "1800"
 # While a cell's rollout runs, how often the helm killer looks for a helm to kill.
@@ -80,8 +86,13 @@ CELLS = {
         "500-at-20pct-12x", (("--error", "500", "--rate", "0.2", "--count", "12"),)
     ),
     "503-at-20pct": Cell("503-at-20pct", (("--error", "503", "--rate", "0.2"),)),
+    # The simulated controllers honour Retry-After in wall seconds too: at TIME_SCALE each 1 s
+    # wait is 200 simulated seconds, and three of them outlast the EPP Deployment's 600 s
+    # progress deadline (a true ProgressDeadlineExceeded a real cluster would never see).
     "429-retry-after": Cell(
-        "429-retry-after", (("--error", "429", "--rate", "0.2", "--retry-after", "1"),)
+        "429-retry-after",
+        (("--error", "429", "--rate", "0.2", "--retry-after", "1"),),
+        time_scale=0.02,
     ),
     "cut-watches": Cell("cut-watches", (("--cut-watch-after", "1", "--verb", "watch"),)),
     "latency-2s": Cell("latency-2s", (("--latency-ms", "2000", "--rate", "0.2"),), time_scale=0.05),
@@ -229,7 +240,9 @@ async def test_install_under_fault_succeeds_or_fails_with_the_true_reason(
     tmp_path_factory: pytest.TempPathFactory,
     cell: Cell,
 ) -> None:
-    async with running_sim_cluster(tmp_path, time_scale=cell.time_scale) as sim:
+    async with running_sim_cluster(
+        tmp_path, time_scale=cell.time_scale, profile=INSTALL_PROFILE
+    ) as sim:
         result, seconds = await install_under(client, real_worker, sim, cell)
     record(tmp_path_factory.getbasetemp() / "fault-matrix.jsonl", cell, result, seconds)
     if result.outcome == Outcome.SUCCEEDED:
