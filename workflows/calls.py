@@ -76,6 +76,12 @@ Out = TypeVar("Out")
 # Activities heartbeat every few seconds; a silent one is presumed dead after this long.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
+# A wait enforces its budget itself, counted from its first attempt, and fails with its own
+# reason and what it last saw (GatewayNotProgrammed, ModelLoadBudgetExceeded, ...). Temporal's
+# timeout is only the backstop, this much later: at the same moment it would win the race and
+# the rollout would say a bare RolloutTimeout.
+WAIT_BACKSTOP = timedelta(minutes=1)
+
 # Transient trouble (API 5xx, a killed worker) is retried with back-off until the call's budget
 # runs out; activities mark what retrying cannot fix as non-retryable.
 STEP_RETRY = RetryPolicy(
@@ -175,6 +181,11 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     HOLD_CAPACITY,
     FREE_CAPACITY,
 )
+
+
+def wait_budget(timeout: timedelta) -> timedelta:
+    """The Temporal budget of a wait activity whose own budget is `timeout`."""
+    return timeout + WAIT_BACKSTOP
 
 
 async def execute(

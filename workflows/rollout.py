@@ -277,7 +277,8 @@ class RolloutWorkflow:
         await self._steps.call(
             Phase.INFRA, "gateway-programmed", calls.WAIT_FOR_GATEWAY,
             WaitForObjectInput(target=spec.target, name=spec.infra.gateway, timeout=timeout),
-            budget=timeout, summary=f"wait until Gateway {spec.infra.gateway} is Programmed",
+            budget=calls.wait_budget(timeout),
+            summary=f"wait until Gateway {spec.infra.gateway} is Programmed",
             status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
         )
 
@@ -298,7 +299,8 @@ class RolloutWorkflow:
         await steps.call(
             Phase.MODEL_SERVICE, "epp-available", calls.WAIT_FOR_DEPLOYMENT,
             WaitForObjectInput(target=spec.target, name=epp_name(spec), timeout=timeout),
-            budget=timeout, summary="wait until the endpoint picker is available",
+            budget=calls.wait_budget(timeout),
+            summary="wait until the endpoint picker is available",
             status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
         )
         await steps.call(
@@ -306,7 +308,7 @@ class RolloutWorkflow:
             WaitForObjectInput(
                 target=spec.target, name=spec.model_service.full_name, timeout=timeout
             ),
-            budget=timeout, summary="wait until the HTTPRoute is accepted",
+            budget=calls.wait_budget(timeout), summary="wait until the HTTPRoute is accepted",
             status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
         )
 

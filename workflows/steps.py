@@ -39,10 +39,6 @@ with workflow.unsafe.imports_passed_through():
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-# The activity enforces the model-load budget itself (counted from its first attempt, with the
-# last progress as evidence); Temporal's timeout is the backstop a little later.
-MODEL_LOAD_GRACE = timedelta(minutes=1)
-
 
 class RolloutSteps:
     def __init__(self, spec: RolloutSpec, progress: RolloutProgress, saga: Saga) -> None:
@@ -147,13 +143,13 @@ class RolloutSteps:
                         target=spec.target, name=spec.model_service.lws_name(role),
                         partition=partition, timeout=budget,
                     ),
-                    budget=budget + MODEL_LOAD_GRACE,
+                    budget=calls.wait_budget(budget),
                     summary=f"wait for the {role} LeaderWorkerSet rollout (partition {partition})",
                 ),
                 calls.execute(
                     calls.WAIT_FOR_MODEL_LOAD,
                     ModelLoadInput(spec=spec, role=role, partition=partition),
-                    budget=budget + MODEL_LOAD_GRACE,
+                    budget=calls.wait_budget(budget),
                     summary=f"wait for vLLM to serve on the {role} pods (partition {partition})",
                 ),
             )

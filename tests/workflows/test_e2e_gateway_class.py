@@ -1,8 +1,10 @@
 """End to end: a spec whose infra values name a GatewayClass the cluster does not have fails in
 the infra phase as InvalidSpec naming the class and the field, instead of waiting out the
-infra budget and ending GatewayNotProgrammed (issue 14). Real worker (in-process, so the test
-can shorten the grace period), real helm, the Temporal dev server and a clustersim whose
-gateway controller, like a real one, leaves a Gateway of an unknown class unprogrammed.
+infra budget and ending GatewayNotProgrammed (issue 14); a class that exists but that no
+controller accepts waits out the budget and ends GatewayNotProgrammed with what the wait last
+saw, never a bare RolloutTimeout. Real worker (in-process, so the test can shorten the grace
+period), real helm, the Temporal dev server and a clustersim whose gateway controller, like a
+real one, leaves a Gateway of an unknown class unprogrammed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from temporalio.client import Client
 
 from activities import waits
 from cli.exit_codes import ExitCode, for_result
+from k8s import UnknownKind
 from rollouts.observing import rollout_result
 from rollouts.starting import start_rollout
 from spec.reasons import FailureReason
@@ -27,6 +30,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROLLOUT_TIMEOUT = 300.0
 MISSING_CLASS = "istio-typo"
 NAMESPACE = "missing-gateway-class"
+ORPHAN_CLASS = "no-controller"
+ORPHAN_NAMESPACE = "orphan-gateway-class"
+INFRA_BUDGET = "20s"
 
 sim = sim_cluster_fixture("sim-gateway-class", scope="module", time_scale=TIME_SCALE)
 
@@ -82,3 +88,57 @@ async def test_a_gateway_class_that_does_not_exist_fails_the_infra_phase_as_inva
     # The infra chart's Gateway is there, unprogrammed; nothing of a later phase is.
     assert [g["spec"]["gatewayClassName"] for g in gateways] == [MISSING_CLASS]
     assert later == {kind: [] for kind in later}
+
+
+async def applied_once_served(sim: SimCluster, obj: dict[str, Any]) -> None:
+    """Apply `obj` as soon as the API server serves its kind (bounded by ROLLOUT_TIMEOUT)."""
+    deadline = asyncio.get_running_loop().time() + ROLLOUT_TIMEOUT
+    kube = sim.client()
+    try:
+        while True:
+            try:
+                kube.apply(obj, force=True)
+                return
+            except UnknownKind:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        kube.close()
+
+
+def orphan_gateway_class(document: dict[str, Any]) -> None:
+    """A target of its own whose Gateway asks for a class no running controller accepts, with a
+    short infra budget."""
+    document["target"]["namespace"] = ORPHAN_NAMESPACE
+    document["infra"]["values"]["gateway"]["gatewayClassName"] = ORPHAN_CLASS
+    document["budgets"]["phaseTimeouts"]["infra"] = INFRA_BUDGET
+
+
+async def test_a_gateway_never_programmed_ends_with_the_waits_own_reason_not_a_timeout(
+    client: Client, real_worker: str, sim: SimCluster
+) -> None:
+    spec = sim_spec("gateway-class-orphan", sim, orphan_gateway_class)
+    handle = await start_rollout(client, spec, task_queue=real_worker)
+    # The class, once the rollout's dependencies phase has installed the Gateway API CRDs (long
+    # before the infra budget ends; the missing-class grace is longer than that budget).
+    await applied_once_served(sim, {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GatewayClass",
+        "metadata": {"name": ORPHAN_CLASS},
+        "spec": {"controllerName": "example.com/not-installed"},
+    })
+
+    result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
+
+    failure = result.failure
+    assert failure is not None, result.outcome
+    # The wait's own end, before Temporal's backstop (workflows/calls.py WAIT_BACKSTOP): it says
+    # which Gateway, the budget, and what it last saw, down to the class nobody accepted.
+    assert (failure.reason, failure.phase, failure.step) == (
+        FailureReason.GATEWAY_NOT_PROGRAMMED, Phase.INFRA, "gateway-programmed"
+    ), failure
+    assert "not ready within 20s; last seen:" in failure.message, failure.message
+    assert f"GatewayClass {ORPHAN_CLASS} (controller example.com/not-installed)" in (
+        failure.message
+    ), failure.message
