@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STARTUP_SECONDS = 30
 DEMO_TIMEOUT_SECONDS = 240
 HINT_TIMEOUT_SECONDS = 120
+STOP_SECONDS = 60
 MODEL = "deepseek-ai/DeepSeek-R1-0528"
 TARGET = "clustersim/llm-d-wide-ep/wide-ep"
 # A fresh terminal: no venv on PATH, no Temporal or cluster settings, not in the repository.
@@ -42,16 +43,18 @@ class Hint:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    """PIDs whose command line mentions `text` (the demo's work directory)."""
+    """PIDs whose command line mentions `text` (the demo's work directory) or that write a file
+    under it (the worker: its command line is `python -m worker`, its log is worker.log there)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            files = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
         except OSError:
             continue
-        if text in command:
+        if text in command or any(f.startswith(f"{text}/") for f in files):
             found.append(int(entry.name))
     return found
 
@@ -64,6 +67,21 @@ def stop_leftovers(process: subprocess.Popen[bytes], workdir: str | None) -> Non
     for pid in processes_mentioning(workdir) if workdir else []:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def stopped_output(process: subprocess.Popen[bytes]) -> str:
+    """What the demo prints from Ctrl-C to its exit; if it has not exited within
+    STOP_SECONDS, fail with that output and every thread's stack (faulthandler, on SIGABRT)."""
+    try:
+        return process.communicate(timeout=STOP_SECONDS)[0].decode()
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        # A second communicate returns all the output, from Ctrl-C on.
+        printed = process.communicate(timeout=30)[0]
+        raise AssertionError(
+            f"the demo did not stop within {STOP_SECONDS}s of Ctrl-C; it printed (with its "
+            f"stacks on SIGABRT):\n{printed.decode(errors='replace')}"
+        ) from None
 
 
 def read_until(process: subprocess.Popen[bytes], marker: str, deadline: float) -> str:
@@ -85,7 +103,8 @@ def read_until(process: subprocess.Popen[bytes], marker: str, deadline: float) -
 
 
 def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
-    environment = {**os.environ, "NO_COLOR": "1"}
+    # faulthandler: a demo that hangs shows where, when the test sends it SIGABRT.
+    environment = {**os.environ, "NO_COLOR": "1", "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen(
         [sys.executable, str(STARTER), "demo", "--time-scale", str(TIME_SCALE)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment,
@@ -108,7 +127,7 @@ def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
         finally:
             # Ctrl-C, as a person would: the demo stops what it started.
             process.send_signal(signal.SIGINT)
-            rest = process.communicate(timeout=60)[0].decode()
+            rest = stopped_output(process)
     finally:
         stop_leftovers(process, workdir)
     output += rest
