@@ -115,6 +115,8 @@ def orphan_gateway_class(document: dict[str, Any]) -> None:
     document["budgets"]["phaseTimeouts"]["infra"] = INFRA_BUDGET
 
 
+# Waits out a 20 s infra budget: make test-long (make test stays under 15 minutes).
+@pytest.mark.long
 async def test_a_gateway_never_programmed_ends_with_the_waits_own_reason_not_a_timeout(
     client: Client, real_worker: str, sim: SimCluster
 ) -> None:
