@@ -427,10 +427,13 @@ async def wait_gone(client: KubeClient, refs: list[ObjectRef], timeout: float) -
                 if informer.error is not None:
                     where = f" in {namespace}" if namespace else ""
                     raise informer.error.about(f"cannot watch {kind} ({api_version}){where}")
+            # Gone only once the watch is accepted too, even when the list already shows them
+            # gone: whether teardown needs RBAC `watch` must not depend on how fast the
+            # cluster finalized them (a namespace here, Terminating for long on a real one).
             remaining_refs = [
                 r
                 for r in refs
-                if not groups[(r.api_version, r.kind, r.namespace)].synced
+                if not _watching(groups[(r.api_version, r.kind, r.namespace)])
                 or groups[(r.api_version, r.kind, r.namespace)].get(_key(r)) is not None
             ]
             if not remaining_refs:
@@ -447,6 +450,10 @@ async def wait_gone(client: KubeClient, refs: list[ObjectRef], timeout: float) -
     finally:
         for informer in groups.values():
             informer.stop()
+
+
+def _watching(informer: Informer) -> bool:
+    return informer.synced and informer.watch_accepted
 
 
 def _key(ref: ObjectRef) -> str:

@@ -73,6 +73,9 @@ class Informer:
             target=self._run, name=f"watch-{collection.kind}", daemon=True
         )
         self.synced = False
+        # The API server has accepted a watch of the collection (at least once): what the
+        # worker needs RBAC `watch` for has been asked, whatever the list showed.
+        self.watch_accepted = False
         self.error: KubeError | None = None
         self.resource_version: str | None = None
         self.relists = 0
@@ -127,6 +130,9 @@ class Informer:
                 self._response = response
                 if self._stop.is_set():
                     break
+                if not self.watch_accepted:
+                    self.watch_accepted = True
+                    self._on_change()
                 self._consume(response)
                 failures = 0
                 self.reconnects += 1

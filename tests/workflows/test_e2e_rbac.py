@@ -173,6 +173,7 @@ PROVED_BY: dict[str, str] = {
     "target:services,serviceaccounts:watch": "teardown",
     "target:roles,rolebindings:watch": "teardown",
     "cluster:pods:watch": "install",
+    "cluster:namespaces:watch": "teardown",
 }
 _ONWARD = (
     "granted onward to the EPP by its Role: Kubernetes lets the worker grant only what it holds,"
@@ -190,11 +191,6 @@ UNPROVABLE_HERE: dict[str, str] = {
     "target:destinationrules": (
         "the infra chart renders a DestinationRule only where Istio's API is served; the demo's"
         " gateway provider on clustersim serves none"
-    ),
-    "cluster:namespaces:watch": (
-        "teardown lists then watches the namespace until it is gone; clustersim finalizes an"
-        " emptied namespace before that first list answers, so the watch is never opened (a"
-        " real namespace stays Terminating for a while, and the watch is what sees it go)"
     ),
 }
 
