@@ -10,7 +10,7 @@ import pytest
 
 from spec.workflow_io import Phase, StepStatus
 from tests.workflows.specs import NEW_IMAGE, decode_replicas, decode_steps, demo_spec, image
-from workflows.journal import Journal
+from workflows.journal import Journal, covered_seconds
 from workflows.plan import plan_rollout
 from workflows.progress import milestones
 
@@ -86,3 +86,30 @@ def test_a_milestone_the_plan_does_not_hold_is_refused() -> None:
     progress.reached("preflight")
     with pytest.raises(ValueError, match="not a milestone"):
         progress.reached("dependecies")
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def test_a_phase_lasts_while_any_of_its_steps_runs_side_by_side_steps_counted_once() -> None:
+    journal = Journal()
+    # Two dependencies side by side (0-10 s and 2-6 s), then another phase, then the
+    # dependencies phase again (20-23 s): 13 s, where adding the steps up said 17.
+    crds = journal.start(Phase.DEPENDENCIES, "crds", at(0))
+    lws = journal.start(Phase.DEPENDENCIES, "lws", at(2))
+    journal.finish(lws, StepStatus.CHANGED, at(6))
+    journal.finish(crds, StepStatus.UNCHANGED, at(10))
+    journal.add(Phase.NAMESPACE, "namespace", StepStatus.UNCHANGED, at(12), "")
+    again = journal.start(Phase.DEPENDENCIES, "gateway-provider", at(20))
+    journal.finish(again, StepStatus.UNCHANGED, at(23))
+
+    durations = {p.phase: p.duration_seconds for p in journal.phases()}
+
+    assert durations == {Phase.DEPENDENCIES: 13.0, Phase.NAMESPACE: 0.0}
+
+
+def test_covered_seconds_of_nested_touching_and_no_intervals() -> None:
+    assert covered_seconds([]) == 0.0
+    assert covered_seconds([(at(0), at(10)), (at(1), at(2))]) == 10.0
+    assert covered_seconds([(at(5), at(6)), (at(0), at(5))]) == 6.0
