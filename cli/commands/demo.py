@@ -9,7 +9,9 @@ It starts a Temporal dev server (with its UI), the simulated two-node H200 clust
    prefill, an approval gate holds the rollout (the demo approves it, as
    `llmd-rollout approve` would), then prefill follows;
 4. prints the Temporal UI address and the commands to explore, and keeps everything up until
-   Ctrl-C (or stops at once with --exit), stopping every process it started.
+   Ctrl-C (or stops at once with --exit), stopping every process it started. SIGTERM and
+   SIGHUP (`kill`, a closed terminal) stop it the same way: its children run in sessions of
+   their own, so a demo that just died would leave them running.
 
 Every command it prints runs as printed in a new terminal once the printed `export` lines are
 pasted (the first puts this installation's bin directory, with llmd-rollout, helm and kubectl,
@@ -24,6 +26,7 @@ import contextlib
 import json
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Coroutine
@@ -71,6 +74,7 @@ async def run(args: argparse.Namespace, output: Output) -> int:
         # the one DemoResult document at the end.
         output = Output("text", no_color=args.no_color)
     spec = load_spec_file(args.spec or str(DEMO_SPEC))
+    _stop_on_termination()
     workdir = Path(tempfile.mkdtemp(prefix="llmd-demo-"))
     environment = DemoEnvironment(workdir, time_scale=args.time_scale)
     keep_workdir = True
@@ -105,6 +109,15 @@ async def run(args: argparse.Namespace, output: Output) -> int:
             output.warn(f"logs kept in {workdir} (worker.log, clustersim/, temporal/)")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _stop_on_termination() -> None:
+    """SIGTERM and SIGHUP cancel the demo's task as Ctrl-C does (asyncio.run's own handling),
+    so the demo stops what it started before it exits."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    if task is not None:
+        for signal_number in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signal_number, task.cancel)
 
 
 async def _while_the_worker_lives(
