@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,29 +126,46 @@ def start_demo() -> subprocess.Popen[bytes]:
     )
 
 
-def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
-    process = start_demo()
-    workdir: str | None = None
-    hints: list[Hint] = []
+@dataclass
+class DemoRun:
+    process: subprocess.Popen[bytes]
+    output: str = ""
+    workdir: str = ""
+
+
+@contextlib.contextmanager
+def demo_until_ready() -> Iterator[DemoRun]:
+    """The demo, started and read up to its "press Ctrl-C"; after the block nothing it started
+    is left running, whatever happened (stopped by PID)."""
+    demo = DemoRun(start_demo())
     try:
-        output = read_until(process, "and a worker in", time.monotonic() + STARTUP_SECONDS)
-        match = re.search(r"and a worker in (\S+)", output)
-        assert match is not None, output
-        workdir = match.group(1)
+        demo.output = read_until(
+            demo.process, "and a worker in", time.monotonic() + STARTUP_SECONDS
+        )
+        match = re.search(r"and a worker in (\S+)", demo.output)
+        assert match is not None, demo.output
+        demo.workdir = match.group(1)
+        demo.output += read_until(
+            demo.process, "press Ctrl-C to stop everything",
+            time.monotonic() + DEMO_TIMEOUT_SECONDS,
+        )
+        yield demo
+    finally:
+        stop_leftovers(demo.process, demo.workdir or None)
+
+
+def test_demo_installs_verifies_upgrades_and_ctrl_c_stops_everything() -> None:
+    hints: list[Hint] = []
+    with demo_until_ready() as demo:
+        process, workdir = demo.process, demo.workdir
         try:
-            output += read_until(
-                process, "press Ctrl-C to stop everything",
-                time.monotonic() + DEMO_TIMEOUT_SECONDS,
-            )
             assert processes_mentioning(workdir), "the demo's processes should be up"
-            hints = run_hints(output, Path(workdir))
+            hints = run_hints(demo.output, Path(workdir))
         finally:
             # Ctrl-C, as a person would: the demo stops what it started.
             process.send_signal(signal.SIGINT)
             rest = stopped_output(process)
-    finally:
-        stop_leftovers(process, workdir)
-    output += rest
+    output = demo.output + rest
 
     assert process.returncode == 0, output
     assert "Traceback" not in output
@@ -235,25 +253,13 @@ def _json_after(output: str, path: str) -> str:
 def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
     # `kill <pid>` or a closed terminal: the demo's children run in sessions of their own and
     # would outlive a demo that just died.
-    process = start_demo()
-    workdir: str | None = None
-    try:
-        output = read_until(process, "and a worker in", time.monotonic() + STARTUP_SECONDS)
-        match = re.search(r"and a worker in (\S+)", output)
-        assert match is not None, output
-        workdir = match.group(1)
+    with demo_until_ready() as demo:
         try:
-            output += read_until(
-                process, "press Ctrl-C to stop everything",
-                time.monotonic() + DEMO_TIMEOUT_SECONDS,
-            )
-            assert len(processes_mentioning(workdir)) >= 3, "worker, cluster and Temporal run"
+            assert len(processes_mentioning(demo.workdir)) >= 3, "worker, cluster, Temporal run"
         finally:
-            process.send_signal(signal.SIGTERM)
-            output += stopped_output(process)
-    finally:
-        stop_leftovers(process, workdir)
+            demo.process.send_signal(signal.SIGTERM)
+            output = demo.output + stopped_output(demo.process)
 
-    assert process.returncode == 0, output
+    assert demo.process.returncode == 0, output
     assert "stopping the worker, the simulated cluster and Temporal" in output
-    assert processes_mentioning(workdir) == []
+    assert processes_mentioning(demo.workdir) == []
