@@ -36,6 +36,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.failures import retryable
 from activities.heartbeat import heartbeating
 from spec.ask_failures import deepest_application_error
 from spec.cluster_io import (
@@ -95,12 +96,18 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
     )
 
 
+def unanswered(message: str) -> ApplicationError:
+    """Asked again; should the cluster workflow stay silent to the end of the asker's budget,
+    that budget is what ran out (not the phase's default reason, e.g. ApplyRejected)."""
+    return retryable(_UNANSWERED, message, FailureReason.ROLLOUT_TIMEOUT)
+
+
 def answer_error(error: WorkflowUpdateFailedError, what: str) -> ApplicationError:
     """The cluster workflow's failure as this activity's: its type and sentence; retryable
     unless it is a refusal or a named failure of the operation."""
     deepest = deepest_application_error(error.cause)
     if deepest is None:
-        return ApplicationError(f"{what}: {error.cause}", type=_UNANSWERED)
+        return unanswered(f"{what}: {error.cause}")
     # A named failure of the operation (HelmFailed, ...) is final: the cluster workflow's
     # activity already retried it. Anything else (the cluster workflow continuing as new, the
     # server's "UnprocessedUpdate" for an update caught in that moment) is asked again.
@@ -122,7 +129,7 @@ def recorded_error(error: AskError, what: str) -> ApplicationError:
             f"{what}: {error.message}", type=FailureReason.PREFLIGHT.value, non_retryable=True
         )
     return ApplicationError(
-        f"{what}: {error.message}", *error.details, type=error.type,
+        f"{what}: {error.message}", *error.evidence(), type=error.type,
         non_retryable=error.non_retryable,
     )
 
@@ -139,7 +146,7 @@ async def ask_cluster(
         raise recorded_error(status.error, what)
     answer = status.ensured if answer_type is EnsureAnswer else status.released
     if not isinstance(answer, answer_type):
-        raise ApplicationError(f"{what}: the cluster workflow answered {status}", type=_UNANSWERED)
+        raise unanswered(f"{what}: the cluster workflow answered {status}")
     return answer
 
 

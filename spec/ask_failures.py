@@ -31,7 +31,9 @@ def deepest_application_error(error: BaseException | None) -> ApplicationError |
     return deepest
 
 
-def ask_error(error: BaseException, *, final_types: frozenset[str]) -> AskError:
+def ask_error(
+    error: BaseException, *, final_types: frozenset[str], step: str | None = None
+) -> AskError:
     """The record of `error`, the failure of an ask's work: final when its type is one of
     `final_types` (a conflict, a named failure of an operation whose activity already retried)
     or it says so itself. A failure with no application error under it (an operation's
@@ -43,7 +45,7 @@ def ask_error(error: BaseException, *, final_types: frozenset[str]) -> AskError:
             innermost = innermost.cause
         return AskError(
             type=type(innermost).__name__, message=str(innermost) or type(innermost).__name__,
-            non_retryable=True,
+            non_retryable=True, step=step,
         )
     details = [d for d in deepest.details if isinstance(d, dict)]
     if len(json.dumps(details, default=str)) > MAX_DETAILS_CHARS:
@@ -51,5 +53,5 @@ def ask_error(error: BaseException, *, final_types: frozenset[str]) -> AskError:
     return AskError(
         type=deepest.type or type(deepest).__name__, message=deepest.message,
         non_retryable=deepest.non_retryable or deepest.type in final_types,
-        details=details,
+        details=details, step=step,
     )

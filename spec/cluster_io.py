@@ -209,6 +209,10 @@ class HoldCapacityInput(ClusterModel):
     ttl: timedelta
 
 
+# The evidence key naming the step whose piece failed, when an ask of several pieces failed.
+FAILED_STEP = "failedStep"
+
+
 class AskError(ClusterModel):
     """Why an ask failed, as the cluster workflow recorded it: the deepest application error's
     type, sentence and structured details (the evidence a failure report shows)."""
@@ -217,6 +221,16 @@ class AskError(ClusterModel):
     message: str
     non_retryable: bool = False
     details: list[dict[str, Any]] = Field(default_factory=list)
+    # The journal step of the piece whose operation failed (an ask runs its pieces in order).
+    step: str | None = None
+
+    def evidence(self) -> list[dict[str, Any]]:
+        """The details as an activity error's, the failed piece's step in the first mapping
+        (the failure report's evidence; workflows/failures.py reads the step back out)."""
+        if self.step is None:
+            return self.details
+        first, *rest = self.details or [{}]
+        return [{**first, FAILED_STEP: self.step}, *rest]
 
 
 AskState = Literal["running", "answered", "failed", "unknown"]

@@ -68,6 +68,15 @@ FINAL_TYPES = frozenset({SHARED_PIECE_CONFLICT, *(reason.value for reason in Fai
 FRESH_FOR = timedelta(seconds=30)
 
 
+class _PieceFailed(Exception):
+    """An ensure ask's work failed at the piece of journal step `step`."""
+
+    def __init__(self, step: str, error: FailureError) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = error
+
+
 @dataclass(frozen=True)
 class _Verified:
     """A piece made current at `version` over `connection` at `at` (for `asker`)."""
@@ -174,6 +183,10 @@ class ClusterWorkflow:
     async def _settle(self, ask_id: str, work: Awaitable[EnsureAnswer | ReleaseAnswer]) -> None:
         try:
             self._asks.answered(ask_id, await work)
+        except _PieceFailed as failed:
+            self._asks.failed(
+                ask_id, ask_error(failed.error, final_types=FINAL_TYPES, step=failed.step)
+            )
         except FailureError as error:
             self._asks.failed(ask_id, ask_error(error, final_types=FINAL_TYPES))
         except asyncio.CancelledError:
@@ -190,7 +203,15 @@ class ClusterWorkflow:
             raise self._crashed
 
     async def _ensure_all(self, ask: EnsureAsk) -> EnsureAnswer:
-        return EnsureAnswer(outcomes=[await self._ensure_piece(piece, ask) for piece in ask.pieces])
+        outcomes = []
+        for piece in ask.pieces:
+            try:
+                outcomes.append(await self._ensure_piece(piece, ask))
+            except FailureError as error:
+                # The asker's report names this piece, not the first of the ask (the LWS
+                # release's helm failure was reported at the Gateway API CRDs' step).
+                raise _PieceFailed(piece.step, error) from error
+        return EnsureAnswer(outcomes=outcomes)
 
     @ensure.validator
     def _validate_ensure(self, ask: EnsureAsk) -> None:

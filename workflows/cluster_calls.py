@@ -31,7 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from spec.rollout import RoleName, RolloutSpec
     from spec.workflow_io import Phase, StepStatus
     from workflows import calls
-    from workflows.journal import Journal
+    from workflows.failures import failed_step
+    from workflows.journal import Journal, failed_status
     from workflows.plan import RolloutPlan
     from workflows.progress import RolloutProgress
     from workflows.saga import Compensation, Saga
@@ -83,11 +84,7 @@ async def ensure_shared(
             summary="ask the cluster workflow for " + ", ".join(p.step for p in pieces),
         )
     except (asyncio.CancelledError, Exception) as error:
-        status = (
-            StepStatus.CANCELLED if isinstance(error, asyncio.CancelledError) else StepStatus.FAILED
-        )
-        for entry in entries.values():
-            journal.finish(entry, status, workflow.now())
+        _finish_failed(journal, pieces, entries, error)
         raise
     by_key = {piece.key: piece for piece in pieces}
     for outcome in answer.outcomes:
@@ -101,6 +98,26 @@ async def ensure_shared(
                 )
             )
     return answer
+
+
+def _finish_failed(
+    journal: Journal, pieces: list[SharedPiece], entries: dict[str, int], error: BaseException
+) -> None:
+    """Journal a failed ask: the pieces run in order, so when the failure names its piece, the
+    ones before it were done and the ones after it never ran."""
+    at = None if isinstance(error, asyncio.CancelledError) else failed_step(error)
+    if at is None:
+        for entry in entries.values():
+            journal.finish(entry, failed_status(error), workflow.now())
+        return
+    index = next((i for i, piece in enumerate(pieces) if piece.step == at), 0)
+    for i, piece in enumerate(pieces):
+        status, detail = (
+            (StepStatus.PASSED, f"done before {at} failed") if i < index
+            else (StepStatus.FAILED, None) if i == index
+            else (StepStatus.CANCELLED, f"not run: {at} failed")
+        )
+        journal.finish(entries[piece.key], status, workflow.now(), detail)
 
 
 async def release_shared(

@@ -20,6 +20,7 @@ from temporalio.exceptions import (
     TimeoutError,
 )
 
+from spec.cluster_io import FAILED_STEP
 from spec.reasons import FailureReason
 from spec.workflow_io import FailureReport, Phase
 
@@ -72,6 +73,9 @@ def describe_failure(
         )
     if isinstance(cause, ApplicationError):
         evidence = _evidence(cause.details)
+        # An ask of several pieces names the one that failed.
+        named_step = evidence.pop(FAILED_STEP, None)
+        step = named_step if isinstance(named_step, str) else step
         # A retryable error's evidence names what it stands for once retries run out.
         named = next(
             (n for n in (cause.type, evidence.get("reason")) if n in _VALID_REASONS), None
@@ -93,6 +97,15 @@ def describe_failure(
         message=str(cause) or type(cause).__name__,
         evidence={"errorType": type(cause).__name__},
     )
+
+
+def failed_step(error: BaseException) -> str | None:
+    """The step `error` names as the one that failed, if it names one (see FAILED_STEP)."""
+    cause = _innermost(error)
+    if not isinstance(cause, ApplicationError):
+        return None
+    step = _evidence(cause.details).get(FAILED_STEP)
+    return step if isinstance(step, str) else None
 
 
 def _innermost(error: BaseException) -> BaseException:

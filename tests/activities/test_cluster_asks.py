@@ -97,3 +97,23 @@ def test_a_recorded_failure_keeps_its_type_evidence_and_finality() -> None:
         AskError(type="SharedPieceConflict", message="target a uses v1"), "shared pieces"
     )
     assert refusal.non_retryable and refusal.type == "PreflightFailed"
+
+
+def test_a_recorded_failure_of_one_piece_names_its_step_in_the_evidence() -> None:
+    recorded = AskError(
+        type="HelmFailed", message="helm upgrade --install lws failed", non_retryable=True,
+        details=[{"stderr": "boom"}, {"more": 1}], step="lws-controller",
+    )
+    error = recorded_error(recorded, "shared pieces")
+    assert list(error.details) == [{"stderr": "boom", "failedStep": "lws-controller"}, {"more": 1}]
+    bare = recorded_error(recorded.model_copy(update={"details": []}), "shared pieces")
+    assert list(bare.details) == [{"failedStep": "lws-controller"}]
+
+
+def test_a_cluster_workflow_that_never_answers_is_asked_again_then_a_timeout() -> None:
+    # No application error under the update's failure: nothing says what went wrong.
+    error = answer_error(failed(RuntimeError("update lost")), "shared pieces")
+    assert not error.non_retryable
+    assert error.type == "ClusterWorkflowUnanswered"
+    # Should the last attempt end so, the budget ran out, not the phase's default reason.
+    assert error.details[0]["reason"] == "RolloutTimeout"

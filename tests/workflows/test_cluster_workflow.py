@@ -28,8 +28,9 @@ from spec.cluster_io import (
     ReserveAsk,
     cluster_workflow_id,
 )
+from spec.reasons import FailureReason
 from spec.workflow_io import Outcome, Phase, StepStatus, TeardownInput
-from tests.workflows.fakes import FakeCluster
+from tests.workflows.fakes import FakeCluster, Fault
 from tests.workflows.scenarios import WAIT, run_rollout
 from tests.workflows.specs import demo_spec
 from workflows.cluster import ClusterWorkflow
@@ -312,3 +313,28 @@ async def test_an_ask_sent_again_reads_its_recorded_outcome_and_a_failure_carrie
     assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
     unknown = await cluster.query(ClusterWorkflow.ask_status, "never-sent")
     assert unknown.state == "unknown"
+
+
+async def test_a_failed_piece_is_reported_at_its_own_step_the_ones_before_it_done(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    # The dependencies ask carries both CRD bundles and then the LWS release; the release fails.
+    fake_cluster.faults.append(Fault(
+        "helm_upgrade_install", FailureReason.HELM_FAILED,
+        "query: failed to query with labels: (503 ServiceUnavailable)",
+        when=lambda cluster, arg: arg.release.release_name == "lws",
+    ))
+    result = await run_rollout(temporal_client, demo_spec("piece-fails"), fake_worker)
+
+    assert result.failure is not None
+    assert result.failure.reason == FailureReason.HELM_FAILED
+    # Before: the step of the ask's first piece, the Gateway API CRDs, carried helm's message.
+    assert result.failure.step == "lws-controller", result.failure
+    assert "failedStep" not in result.failure.evidence
+    deps = [s for s in result.steps if s.phase == Phase.DEPENDENCIES]
+    assert [(s.name, s.status) for s in deps] == [
+        ("crds/gateway-api", StepStatus.PASSED),
+        ("crds/inference-extension", StepStatus.PASSED),
+        ("lws-controller", StepStatus.FAILED),
+    ], deps
+    assert deps[0].detail == "done before lws-controller failed"
