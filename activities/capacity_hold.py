@@ -32,7 +32,7 @@ from activities.cluster import (
     cluster_workflow,
     when_not_busy,
 )
-from activities.failures import failure, target_client
+from activities.failures import failure, retryable, target_client
 from activities.heartbeat import heartbeating, run_blocking
 from activities.preflight import cluster_nodes_and_pods, role_plans
 from k8s.capacity import plan_capacity
@@ -178,9 +178,11 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
                     return plan
     except WorkflowUpdateFailedError as error:
         raise answer_error(error, "holding capacity") from None
-    raise ApplicationError(
+    raise retryable(
+        "CapacityContended",
         f"other rollouts kept reserving while this one planned ({MAX_PLANS} plans)",
-        type="CapacityContended", non_retryable=False,
+        # Still contended when the hold's budget ends: the GPUs went to other rollouts.
+        FailureReason.INSUFFICIENT_CAPACITY,
     )
 
 

@@ -25,9 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.failures import failure, target_client
+from activities.failures import failure, retryable, target_client
 from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
 from activities.waits import LWS_API, nodes_by_name
 from k8s.client import KubeClient, KubeError
@@ -609,25 +608,37 @@ def _role_metrics(
 
 
 class MetricsUnreadable(Exception):
-    """A pod's /metrics could not be read: totals without it would prove nothing."""
+    """A pod's /metrics could not be read: totals without it would prove nothing. `reason` is
+    what to report should it stay unreadable to the end of the verification's budget."""
+
+    def __init__(self, message: str, reason: FailureReason) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _pod_metrics(client: KubeClient, namespace: str, pod: str, port: int) -> str:
     """One pod's /metrics text, the read retried a few times; `MetricsUnreadable` when it
     still fails (a skipped pod would make "decode did not serve" look true)."""
     detail = ""
+    # The API server failing (5xx, unreachable) or refusing to proxy to the pod (4xx: kubelet
+    # unreachable, broken kubelet TLS, a policy), as the model-load wait names them too.
+    reason = FailureReason.CLUSTER_UNREACHABLE
     for attempt in range(METRICS_ATTEMPTS):
         if attempt:
             time.sleep(METRICS_RETRY_SECONDS * attempt)
         try:
             status, body = client.pod_proxy(namespace, pod, port, "/metrics")
         except KubeError as error:
-            detail = error.message
+            detail, reason = error.message, FailureReason.CLUSTER_UNREACHABLE
             continue
         if status == 200:
             return body.decode(errors="replace")
         detail = f"HTTP {status}: {_excerpt(body)[:200]}"
-    raise MetricsUnreadable(f"cannot read /metrics of pod {pod}: {detail}")
+        reason = (
+            FailureReason.POD_PROXY_REFUSED if 400 <= status < 500
+            else FailureReason.CLUSTER_UNREACHABLE
+        )
+    raise MetricsUnreadable(f"cannot read /metrics of pod {pod}: {detail}", reason)
 
 
 def _excerpt(data: bytes) -> str:
@@ -731,10 +742,8 @@ async def verify_gateway(input: VerifyInput) -> VerificationResult:
             result = task.result()
         except MetricsUnreadable as error:
             # Only a complete reading may conclude "did not serve": verify again from the start.
-            raise ApplicationError(
-                f"verification incomplete, retried: {error}",
-                type=VERIFICATION_INCOMPLETE,
-                non_retryable=False,
+            raise retryable(
+                VERIFICATION_INCOMPLETE, f"verification incomplete, retried: {error}", error.reason
             ) from None
     failed = [c for c in result.checks if not c.passed]
     if failed:

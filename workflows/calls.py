@@ -93,12 +93,15 @@ STEP_RETRY = RetryPolicy(
 
 @dataclass(frozen=True)
 class ActivityRef(Generic[In, Out]):
-    """An activity by name: what it takes, what it returns, whether it changes the cluster."""
+    """An activity by name: what it takes, what it returns, whether it changes the cluster, and
+    whether it ends itself at its input's own timeout (a wait: Temporal's budget is then the
+    backstop, WAIT_BACKSTOP later)."""
 
     name: str
     input_type: type[In]
     result_type: type[Out]
     mutating: bool
+    own_timeout: bool = False
 
 
 PREFLIGHT = ActivityRef("preflight", PreflightInput, PreflightReport, mutating=False)
@@ -130,15 +133,19 @@ MARK_LAST_KNOWN_GOOD = ActivityRef(
 )
 RESTORE_SNAPSHOT = ActivityRef("restore_snapshot", RestoreInput, RestoreResult, mutating=True)
 WAIT_FOR_DEPLOYMENT = ActivityRef(
-    "wait_for_deployment", WaitForObjectInput, WaitResult, mutating=False
+    "wait_for_deployment", WaitForObjectInput, WaitResult, mutating=False, own_timeout=True
 )
-WAIT_FOR_GATEWAY = ActivityRef("wait_for_gateway", WaitForObjectInput, WaitResult, mutating=False)
+WAIT_FOR_GATEWAY = ActivityRef(
+    "wait_for_gateway", WaitForObjectInput, WaitResult, mutating=False, own_timeout=True
+)
 WAIT_FOR_ROUTE = ActivityRef(
-    "wait_for_route", WaitForObjectInput, WaitResult, mutating=False
+    "wait_for_route", WaitForObjectInput, WaitResult, mutating=False, own_timeout=True
 )
-WAIT_FOR_LWS = ActivityRef("wait_for_lws_rollout", WaitForLwsInput, WaitResult, mutating=False)
+WAIT_FOR_LWS = ActivityRef(
+    "wait_for_lws_rollout", WaitForLwsInput, WaitResult, mutating=False, own_timeout=True
+)
 WAIT_FOR_MODEL_LOAD = ActivityRef(
-    "wait_for_model_load", ModelLoadInput, ModelLoadResult, mutating=False
+    "wait_for_model_load", ModelLoadInput, ModelLoadResult, mutating=False, own_timeout=True
 )
 VERIFY_GATEWAY = ActivityRef("verify_gateway", VerifyInput, VerificationResult, mutating=False)
 LOAD_SPEC_FILE = ActivityRef("load_spec_file", str, RolloutSpec, mutating=False)
@@ -183,11 +190,6 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
 )
 
 
-def wait_budget(timeout: timedelta) -> timedelta:
-    """The Temporal budget of a wait activity whose own budget is `timeout`."""
-    return timeout + WAIT_BACKSTOP
-
-
 async def execute(
     ref: ActivityRef[In, Out],
     arg: In,
@@ -196,7 +198,10 @@ async def execute(
     summary: str,
     retry: RetryPolicy = STEP_RETRY,
 ) -> Out:
-    """Run `ref` with `arg`; `budget` bounds each attempt and all retries together."""
+    """Run `ref` with `arg`; `budget` bounds each attempt and all retries together (plus the
+    backstop, for an activity that ends itself at `budget`)."""
+    if ref.own_timeout:
+        budget += WAIT_BACKSTOP
     result: Out = await workflow.execute_activity(
         ref.name,
         arg,

@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         PreflightReport,
         SnapshotInput,
         SnapshotLookupInput,
-        WaitForObjectInput,
     )
     from spec.crds import BUNDLE_CRDS, CrdBundleName
     from spec.reasons import FailureReason
@@ -274,12 +273,9 @@ class RolloutWorkflow:
         await self._steps.helm_release(
             Phase.INFRA, "infra", spec.infra, shared=False, timeout=timeout
         )
-        await self._steps.call(
-            Phase.INFRA, "gateway-programmed", calls.WAIT_FOR_GATEWAY,
-            WaitForObjectInput(target=spec.target, name=spec.infra.gateway, timeout=timeout),
-            budget=calls.wait_budget(timeout),
-            summary=f"wait until Gateway {spec.infra.gateway} is Programmed",
-            status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
+        await self._steps.wait_until(
+            Phase.INFRA, "gateway-programmed", calls.WAIT_FOR_GATEWAY, spec.infra.gateway,
+            timeout, f"wait until Gateway {spec.infra.gateway} is Programmed",
         )
 
     async def _model_service(self, plan: RolloutPlan, report: PreflightReport) -> None:
@@ -296,20 +292,13 @@ class RolloutWorkflow:
                     "model-service", "restore-model-service", snapshot_revision=previous_revision
                 )
             )
-        await steps.call(
-            Phase.MODEL_SERVICE, "epp-available", calls.WAIT_FOR_DEPLOYMENT,
-            WaitForObjectInput(target=spec.target, name=epp_name(spec), timeout=timeout),
-            budget=calls.wait_budget(timeout),
-            summary="wait until the endpoint picker is available",
-            status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
+        await steps.wait_until(
+            Phase.MODEL_SERVICE, "epp-available", calls.WAIT_FOR_DEPLOYMENT, epp_name(spec),
+            timeout, "wait until the endpoint picker is available",
         )
-        await steps.call(
+        await steps.wait_until(
             Phase.MODEL_SERVICE, "route-accepted", calls.WAIT_FOR_ROUTE,
-            WaitForObjectInput(
-                target=spec.target, name=spec.model_service.full_name, timeout=timeout
-            ),
-            budget=calls.wait_budget(timeout), summary="wait until the HTTPRoute is accepted",
-            status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
+            spec.model_service.full_name, timeout, "wait until the HTTPRoute is accepted",
         )
 
         surge = report.capacity.max_surge

@@ -25,6 +25,8 @@ with workflow.unsafe.imports_passed_through():
         VerificationResult,
         VerifyInput,
         WaitForLwsInput,
+        WaitForObjectInput,
+        WaitResult,
     )
     from spec.reasons import FailureReason
     from spec.rollout import HelmRelease, RolloutSpec
@@ -127,6 +129,24 @@ class RolloutSteps:
             self._progress.note_revision(result.revision)
         return result
 
+    async def wait_until(
+        self,
+        phase: Phase,
+        name: str,
+        ref: ActivityRef[WaitForObjectInput, WaitResult],
+        object_name: str,
+        timeout: timedelta,
+        summary: str,
+    ) -> None:
+        """A step that waits for one object's condition (the wait ends itself at `timeout`
+        with its own reason and what it last saw)."""
+        await self.call(
+            phase, name, ref,
+            WaitForObjectInput(target=self._spec.target, name=object_name, timeout=timeout),
+            budget=timeout, summary=summary,
+            status=lambda r: StepStatus.PASSED, detail=lambda r: r.detail,
+        )
+
     async def wait_for_role(self, phase: Phase, step: RoleStep, spec: RolloutSpec) -> None:
         """The role's LWS rollout and vLLM on every new pod, side by side; the first failure
         (each wait diagnoses pod trouble as it appears) cancels the other. `spec` names what
@@ -143,13 +163,13 @@ class RolloutSteps:
                         target=spec.target, name=spec.model_service.lws_name(role),
                         partition=partition, timeout=budget,
                     ),
-                    budget=calls.wait_budget(budget),
+                    budget=budget,
                     summary=f"wait for the {role} LeaderWorkerSet rollout (partition {partition})",
                 ),
                 calls.execute(
                     calls.WAIT_FOR_MODEL_LOAD,
                     ModelLoadInput(spec=spec, role=role, partition=partition),
-                    budget=calls.wait_budget(budget),
+                    budget=budget,
                     summary=f"wait for vLLM to serve on the {role} pods (partition {partition})",
                 ),
             )

@@ -4,14 +4,17 @@ reason (non-retryable, with evidence) or "retry" (retryable, never a reason)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities import serving
 from activities.failures import API_UNAVAILABLE, api_failure, target_client
 from activities.helm import HELM_TRANSIENT, helm_failure
 from helmcli import HelmCommandFailed, HelmRun, HelmTimedOut, HelmUnusable
 from k8s import ApiUnavailable, KubeError, ObjectRefused, PodFailure, UnknownKind
+from k8s.client import KubeClient
 from spec.activity_io import FailureEvidence, ObjectRef
 from spec.reasons import FailureReason
 from spec.rollout import Target
@@ -176,3 +179,35 @@ def test_a_helm_failure_quoting_a_refusal_is_permission_denied() -> None:
     run = HelmRun(1, "", f"Error: UPGRADE FAILED: {DENIED}\n")
     error = helm_failure(HelmCommandFailed("upgrade of infra", ["helm", "upgrade"], run))
     _denied_evidence(error)
+
+
+class _Proxy:
+    """A client whose pod proxy always answers `answer` (or raises it)."""
+
+    def __init__(self, answer: tuple[int, bytes] | KubeError) -> None:
+        self.answer = answer
+
+    def pod_proxy(self, namespace: str, pod: str, port: int, path: str) -> tuple[int, bytes]:
+        if isinstance(self.answer, KubeError):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "if_last"),
+    [
+        ((400, b"error trying to reach service: tls: failed to verify"),
+         FailureReason.POD_PROXY_REFUSED),
+        ((500, b"Internal Server Error"), FailureReason.CLUSTER_UNREACHABLE),
+        (ApiUnavailable(0, "connection refused"), FailureReason.CLUSTER_UNREACHABLE),
+    ],
+)
+def test_metrics_that_stay_unreadable_name_what_refused_them_if_retries_run_out(
+    monkeypatch: pytest.MonkeyPatch, answer: tuple[int, bytes] | KubeError, if_last: FailureReason
+) -> None:
+    monkeypatch.setattr(serving, "METRICS_RETRY_SECONDS", 0.0)
+    with pytest.raises(serving.MetricsUnreadable) as raised:
+        serving._pod_metrics(cast(KubeClient, _Proxy(answer)), "llm-d", "decode-0", 8200)
+    # Not "VerificationFailed": nothing showed that a pod did not serve.
+    assert raised.value.reason == if_last
+    assert "cannot read /metrics of pod decode-0" in str(raised.value)

@@ -177,6 +177,8 @@ async def test_metrics_that_cannot_be_read_retry_the_verification_instead_of_fai
         cluster.api_fault("clear")
     assert raised.value.type == serving.VERIFICATION_INCOMPLETE
     assert not raised.value.non_retryable
+    # Still so at the end of the budget: the API server's failure, not "did not serve".
+    assert raised.value.details[0]["reason"] == "ClusterUnreachable"
     assert "cannot read /metrics of pod" in str(raised.value)
 
 
