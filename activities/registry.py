@@ -19,6 +19,7 @@ from activities import (
     preflight,
     serving,
     specfile,
+    verification,
     waits,
 )
 
@@ -49,9 +50,9 @@ def activities() -> list[Callable[..., Any]]:
         helm.helm_rollback,
         helm.helm_uninstall,
         helm.helm_release_status,
-        # serving (phases 7 and 8)
+        # serving (phase 7) and verification (phase 8)
         serving.wait_for_model_load,
-        serving.verify_gateway,
+        verification.verify_gateway,
         # analysis gates between model-service steps
         analysis.analyze_canary,
         # the cluster workflow's asks (phases 2 and 3, teardown)

@@ -1,6 +1,6 @@
 """Reaching the serving gateway: by its URL, or its Service through the API server's proxy.
 
-Where it sits: verification (activities/serving.py) sends its requests through a `Gateway`, and
+Where it sits: verification (activities/verification.py) sends its requests through a `Gateway`, and
 so does the demo when it shows the same requests to a person (cli/commands/demo.py).
 """
 

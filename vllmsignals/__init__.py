@@ -1,7 +1,7 @@
 """What vLLM tells us about itself: weight-loading progress in its log, counters in /metrics.
 
-Where it sits: pure parsing under activities/serving.py (the model-load wait and the
-verification); it knows nothing of Kubernetes or Temporal.
+Where it sits: pure parsing under activities/serving.py (the model-load wait) and
+activities/verification.py; it knows nothing of Kubernetes or Temporal.
 """
 
 from vllmsignals.loadlog import LoadLog, server_up, shard_progress

@@ -1,6 +1,6 @@
 """Reading vLLM's Prometheus /metrics: the counters verification compares before and after.
 
-Where it sits: activities/serving.py reads each prefill and decode pod's /metrics around the
+Where it sits: activities/verification.py reads each prefill and decode pod's /metrics around the
 verification request; a role took part in the request when its counters moved.
 """
 

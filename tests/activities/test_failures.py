@@ -9,7 +9,7 @@ from typing import cast
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities import serving
+from activities import verification
 from activities.failures import API_UNAVAILABLE, api_failure, target_client
 from activities.helm import HELM_TRANSIENT, helm_failure
 from helmcli import HelmCommandFailed, HelmRun, HelmTimedOut, HelmUnusable
@@ -205,9 +205,9 @@ class _Proxy:
 def test_metrics_that_stay_unreadable_name_what_refused_them_if_retries_run_out(
     monkeypatch: pytest.MonkeyPatch, answer: tuple[int, bytes] | KubeError, if_last: FailureReason
 ) -> None:
-    monkeypatch.setattr(serving, "METRICS_RETRY_SECONDS", 0.0)
-    with pytest.raises(serving.MetricsUnreadable) as raised:
-        serving._pod_metrics(cast(KubeClient, _Proxy(answer)), "llm-d", "decode-0", 8200)
+    monkeypatch.setattr(verification, "METRICS_RETRY_SECONDS", 0.0)
+    with pytest.raises(verification.MetricsUnreadable) as raised:
+        verification._pod_metrics(cast(KubeClient, _Proxy(answer)), "llm-d", "decode-0", 8200)
     # Not "VerificationFailed": nothing showed that a pod did not serve.
     assert raised.value.reason == if_last
     assert "cannot read /metrics of pod decode-0" in str(raised.value)

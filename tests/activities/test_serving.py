@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from temporalio.exceptions import ApplicationError
 
-from activities import helm, kube, serving, waits
+from activities import helm, kube, serving, verification, waits
 from helmcli import HELM_ENV
 from manifests.labels import epp_name
 from spec.activity_io import (
@@ -99,7 +99,7 @@ async def test_verification_shows_prefill_and_decode_both_served(stack: RolloutS
     env = environment()
     for role in stack.strategy.role_order:
         await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
-    result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+    result = await env.run(verification.verify_gateway, VerifyInput(spec=stack))
     assert result.passed, result.checks
     assert stack.model_service.model_name in result.models
     assert result.completion_tokens >= 1
@@ -118,7 +118,7 @@ async def test_a_gateway_answering_503_fails_verification_with_the_response(
     cluster.fault("gateway-503", "--duration", "100000")
     try:
         with pytest.raises(ApplicationError) as raised:
-            await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+            await env.run(verification.verify_gateway, VerifyInput(spec=stack))
     finally:
         cluster.fault("clear")
     assert raised.value.type == "VerificationFailed"
@@ -138,14 +138,14 @@ async def test_one_metrics_read_failing_is_retried_and_verification_passes(
     env = environment()
     for role in stack.strategy.role_order:
         await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
-    await env.run(serving.verify_gateway, VerifyInput(spec=stack))  # decode has served
+    await env.run(verification.verify_gateway, VerifyInput(spec=stack))  # decode has served
     client = cluster.client()
     try:
-        clean = serving._role_metrics(client, stack)
+        clean = verification._role_metrics(client, stack)
         cluster.api_fault(
             "--error", "500", "--path", "pods/.*decode.*/proxy/metrics", "--count", "1"
         )
-        faulted = serving._role_metrics(client, stack)
+        faulted = verification._role_metrics(client, stack)
     finally:
         cluster.api_fault("clear")
         client.close()
@@ -154,7 +154,7 @@ async def test_one_metrics_read_failing_is_retried_and_verification_passes(
     assert faulted["decode"][1][GENERATION_TOKENS] >= clean["decode"][1][GENERATION_TOKENS]
     cluster.api_fault("--error", "500", "--path", "pods/.*/proxy/metrics", "--count", "1")
     try:
-        result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+        result = await env.run(verification.verify_gateway, VerifyInput(spec=stack))
     finally:
         cluster.api_fault("clear")
     assert result.passed, result.checks
@@ -172,10 +172,10 @@ async def test_metrics_that_cannot_be_read_retry_the_verification_instead_of_fai
     cluster.api_fault("--error", "500", "--path", "pods/.*decode.*/proxy/metrics")
     try:
         with pytest.raises(ApplicationError) as raised:
-            await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+            await env.run(verification.verify_gateway, VerifyInput(spec=stack))
     finally:
         cluster.api_fault("clear")
-    assert raised.value.type == serving.VERIFICATION_INCOMPLETE
+    assert raised.value.type == verification.VERIFICATION_INCOMPLETE
     assert not raised.value.non_retryable
     # Still so at the end of the budget: the API server's failure, not "did not serve".
     assert raised.value.details[0]["reason"] == "ClusterUnreachable"
@@ -193,7 +193,7 @@ async def test_the_api_servers_own_5xx_on_the_gateway_proxy_is_retried_not_a_ver
         await env.run(serving.wait_for_model_load, ModelLoadInput(spec=stack, role=role))
     cluster.api_fault("--error", "500", "--path", "services/.*/proxy", "--count", "3")
     try:
-        result = await env.run(serving.verify_gateway, VerifyInput(spec=stack))
+        result = await env.run(verification.verify_gateway, VerifyInput(spec=stack))
     finally:
         cluster.api_fault("clear")
     assert result.passed, result.checks
