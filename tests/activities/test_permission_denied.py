@@ -100,3 +100,33 @@ async def test_a_refused_watch_while_waiting_for_a_deletion_is_permission_denied
     assert 'may not list namespaces (API group "") at the cluster scope' in denied.value.message
     evidence = FailureEvidence.from_details(denied.value.details)
     assert evidence is not None and evidence.data["verb"] == "list"
+
+
+async def test_objects_gone_at_the_list_still_need_the_watch_so_a_refused_watch_is_denied(
+    kube_api: SimCluster, tmp_path: Path
+) -> None:
+    # Whether a teardown needs RBAC `watch` must not depend on how fast the cluster finalized
+    # what it deleted: a ConfigMap has no finalizers, so the list after the delete already
+    # shows it gone (a namespace may be Terminating for long on a real cluster).
+    name = f"brief-{uuid.uuid4().hex[:6]}"
+    admin = kube_api.client()
+    try:
+        admin.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": name, "namespace": "default"}}, force=True)
+    finally:
+        admin.close()
+    target = service_account(kube_api, tmp_path, [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "delete"]},
+    ])
+    ref = ObjectRef(api_version="v1", kind="ConfigMap", name=name, namespace="default")
+
+    with pytest.raises(ApplicationError) as denied:
+        await environment().run(
+            kube.delete_objects,
+            DeleteObjectsInput(target=target, refs=[ref], timeout=timedelta(seconds=60)),
+        )
+
+    assert denied.value.type == "PermissionDenied" and denied.value.non_retryable
+    evidence = FailureEvidence.from_details(denied.value.details)
+    assert evidence is not None and evidence.data["verb"] == "watch", evidence
+    assert "configmaps" in denied.value.message
