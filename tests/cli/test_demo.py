@@ -77,7 +77,7 @@ def stopped_output(process: subprocess.Popen[bytes]) -> str:
         return process.communicate(timeout=STOP_SECONDS)[0].decode()
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGABRT)
-        # A second communicate returns all the output, from Ctrl-C on.
+        # A second communicate returns all the output, from the stop signal on.
         printed = process.communicate(timeout=30)[0]
         raise AssertionError(
             f"the demo did not stop within {STOP_SECONDS}s of its stop signal; it printed (with "
