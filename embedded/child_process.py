@@ -4,14 +4,21 @@ Where it sits: under embedded.temporal (the dev server), embedded.clustersim_pro
 simulated cluster) and embedded.demo (the worker). Each child gets a session of its own, so a
 Ctrl-C in the terminal reaches only the demo, which then stops its children in order (worker
 first, cluster last) instead of all of them dying at once under a running step.
+
+A parent that dies without stopping them (SIGKILL, the OOM killer) cannot do that: on Linux
+each child is started through a few lines of Python that ask the kernel for SIGTERM when its
+parent dies (PR_SET_PDEATHSIG, kept across exec), then exec the command. Without it they kept
+their ports and files until someone found them by hand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -20,6 +27,16 @@ from typing import IO
 
 POLL_INTERVAL_SECONDS = 0.05
 LOG_TAIL_BYTES = 4000
+# Run as `python -I -c ORPHAN_GUARD <parent pid> <executable> <argv...>`; PR_SET_PDEATHSIG is
+# option 1 of prctl(2). A parent that died before the prctl would never send the signal, hence
+# the check. -I: nothing of the environment or the working directory changes what it imports.
+ORPHAN_GUARD = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit("the process that started this one is gone")
+os.execv(sys.argv[2], sys.argv[3:])
+"""
 
 
 class ChildProcessError(RuntimeError):
@@ -61,10 +78,11 @@ class ChildProcess:
         if self.pid is not None:
             raise ChildProcessError(f"{self.name} already runs as PID {self.pid}")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = self._guarded_command()
         log = self.log_path.open("ab")
         try:
             self._process = subprocess.Popen(
-                self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self._env, cwd=self._cwd, start_new_session=True,
             )
         except OSError as error:
@@ -73,6 +91,25 @@ class ChildProcess:
                 f"cannot start {self.name} ({self.command[0]}): {error}"
             ) from error
         self._log = log
+
+    def _guarded_command(self) -> list[str]:
+        """The command, started through ORPHAN_GUARD where the kernel offers it (Linux). The
+        executable is resolved here, so a missing one is this process's clear error, not a
+        traceback in the child's log."""
+        if sys.platform != "linux":
+            return self.command
+        search = (self._env or os.environ).get("PATH")
+        executable = self.command[0]
+        if os.sep not in executable:
+            executable = shutil.which(executable, path=search) or executable
+        if self._cwd is not None and not os.path.isabs(executable):
+            executable = os.path.join(self._cwd, executable)
+        if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
+            raise ChildProcessError(
+                f"cannot start {self.name} ({self.command[0]}): not an executable file"
+            )
+        guard = [sys.executable, "-I", "-c", ORPHAN_GUARD, str(os.getpid())]
+        return [*guard, executable, *self.command]
 
     async def stop(self) -> None:
         """SIGTERM, wait, SIGKILL as a last resort; returns once the child is reaped."""

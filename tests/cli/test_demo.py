@@ -133,18 +133,21 @@ class DemoRun:
     workdir: str = ""
 
 
+def read_start_up(process: subprocess.Popen[bytes]) -> tuple[str, str]:
+    """The demo's output until its processes run, and its work directory."""
+    output = read_until(process, "and a worker in", time.monotonic() + STARTUP_SECONDS)
+    match = re.search(r"and a worker in (\S+)", output)
+    assert match is not None, output
+    return output, match.group(1)
+
+
 @contextlib.contextmanager
 def demo_until_ready() -> Iterator[DemoRun]:
     """The demo, started and read up to its "press Ctrl-C"; after the block nothing it started
     is left running, whatever happened (stopped by PID)."""
     demo = DemoRun(start_demo())
     try:
-        demo.output = read_until(
-            demo.process, "and a worker in", time.monotonic() + STARTUP_SECONDS
-        )
-        match = re.search(r"and a worker in (\S+)", demo.output)
-        assert match is not None, demo.output
-        demo.workdir = match.group(1)
+        demo.output, demo.workdir = read_start_up(demo.process)
         demo.output += read_until(
             demo.process, "press Ctrl-C to stop everything",
             time.monotonic() + DEMO_TIMEOUT_SECONDS,
@@ -263,3 +266,25 @@ def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
     assert demo.process.returncode == 0, output
     assert "stopping the worker, the simulated cluster and Temporal" in output
     assert processes_mentioning(demo.workdir) == []
+
+
+def test_a_demo_killed_outright_leaves_nothing_running() -> None:
+    # SIGKILL, or the OOM killer: the demo cannot stop its children; the kernel signals them
+    # (embedded/child_process.py, PR_SET_PDEATHSIG). Only the start-up is needed to see it.
+    process = start_demo()
+    workdir = None
+    try:
+        _, workdir = read_start_up(process)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        # The demo itself (it holds its children's logs), the worker, the cluster, Temporal.
+        while len(processes_mentioning(workdir)) < 4:
+            assert time.monotonic() < deadline, "the demo's processes did not start"
+            time.sleep(0.2)
+        process.kill()
+        process.wait(timeout=STOP_SECONDS)
+        deadline = time.monotonic() + STOP_SECONDS
+        while processes_mentioning(workdir) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert processes_mentioning(workdir) == [], "the demo's children outlived it"
+    finally:
+        stop_leftovers(process, workdir)
