@@ -27,7 +27,6 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -52,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         RunState,
     )
     from workflows import calls
+    from workflows.children import start_detached
     from workflows.fleet_progress import FleetBook
     from workflows.ids import rollout_workflow_id
     from workflows.rollout import RolloutWorkflow
@@ -179,16 +179,12 @@ class FleetWorkflow:
         """Start and await the target's RolloutWorkflow; its result, or why it failed."""
         workflow_id = rollout_workflow_id(spec.target_id)
         try:
-            child = await workflow.start_child_workflow(
+            child = await start_detached(
                 RolloutWorkflow.run,
                 RolloutInput(
                     spec=spec, requested_by=f"fleet:{workflow.info().workflow_id}", reason=reason
                 ),
-                id=workflow_id,
-                task_queue=workflow.info().task_queue,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"{reason}: rollout of {spec.target_id}",
+                workflow_id=workflow_id, summary=f"{reason}: rollout of {spec.target_id}",
             )
         except WorkflowAlreadyStartedError as running:
             return f"busy: {running.workflow_id} is already running"

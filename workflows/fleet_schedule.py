@@ -12,11 +12,11 @@ workflow waits and fails when the fleet fails, so the schedule pauses after a fa
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from spec.fleet_io import FleetInput, FleetProgress, FleetUpgradeInput, FleetUpgradeResult
+    from workflows.children import start_detached
     from workflows.fleet import FLEET_FAILED, FleetWorkflow
     from workflows.ids import fleet_workflow_id
 
@@ -32,15 +32,11 @@ class FleetUpgradeWorkflow:
                                  f"({window.describe()})")
         fleet_id = fleet_workflow_id(name)
         try:
-            child = await workflow.start_child_workflow(
+            child = await start_detached(
                 FleetWorkflow.run,
                 FleetInput(fleet=request.fleet, requested_by="schedule",
                            reason=f"scheduled by {workflow.info().workflow_id}"),
-                id=fleet_id,
-                task_queue=workflow.info().task_queue,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"scheduled fleet {name}",
+                workflow_id=fleet_id, summary=f"scheduled fleet {name}",
             )
         except WorkflowAlreadyStartedError as running:
             return self._skipped(name, f"skipped: running {running.workflow_id}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from spec.rollout import RolloutSpec
     from spec.workflow_io import RolloutInput, RolloutResult, UpgradeInput, UpgradeResult
     from workflows import calls, search
+    from workflows.children import start_detached
     from workflows.ids import rollout_workflow_id
     from workflows.rollout import RolloutWorkflow
 
@@ -76,14 +76,10 @@ class UpgradeWorkflow:
         rollout_id = rollout_workflow_id(spec.target_id)
         schedule = workflow.info().workflow_id
         try:
-            child = await workflow.start_child_workflow(
+            child = await start_detached(
                 RolloutWorkflow.run,
                 RolloutInput(spec=spec, requested_by="schedule", reason=f"scheduled by {schedule}"),
-                id=rollout_id,
-                task_queue=workflow.info().task_queue,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                static_summary=f"scheduled upgrade of {spec.target_id}",
+                workflow_id=rollout_id, summary=f"scheduled upgrade of {spec.target_id}",
             )
         except WorkflowAlreadyStartedError as running:
             return self._skipped(request, f"skipped: running {running.workflow_id}", patched)
