@@ -66,11 +66,11 @@ def helm_failure(error: HelmError) -> ApplicationError:
     failure is HelmFailed with the command and helm's last lines."""
     if isinstance(error, HelmUnusable):
         return failure(FailureReason.PREFLIGHT, error.message)
-    if isinstance(error, HelmTimedOut):
-        return retryable(HELM_TRANSIENT, error.message, FailureReason.HELM_FAILED)
-    if isinstance(error, HelmCommandFailed) and error.returncode < 0:
+    if isinstance(error, HelmTimedOut) or (
         # Killed by a signal: nothing is known against the release; the next attempt frees a
         # release the kill left pending-* and runs helm again.
+        isinstance(error, HelmCommandFailed) and error.returncode < 0
+    ):
         return retryable(HELM_TRANSIENT, error.message, FailureReason.HELM_FAILED)
     if isinstance(error, HelmCommandFailed):
         # Helm prints client-go's errors: a busy API server (any 5xx Status, etcd, 429, a cut
