@@ -10,7 +10,9 @@ be in flight per workflow, and a helm install takes minutes); the activity then 
 the ask's outcome is recorded. The update ID is the ask ID (rollout workflow ID, run ID, phase):
 an activity retried after its worker died sends the same update, which the cluster workflow
 answers with where the ask stands; an ask the current run does not know (sent to a run that
-continued as new before accepting it) is sent again.
+continued as new before accepting it) is sent again. An ensure ask that would change nothing
+(every piece checked moments ago, the target already its user: a warm burst) is answered by the
+`standing` query and sends no update at all.
 
 A refusal (another target uses another version of a piece) and a failed operation come back as
 non-retryable errors carrying the cluster workflow's sentence; a cluster workflow that is
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -47,6 +49,8 @@ from spec.cluster_io import (
     EnsureAsk,
     ReleaseAnswer,
     ReleaseAsk,
+    Standing,
+    StandingAsk,
     cluster_workflow_id,
 )
 from spec.reasons import FailureReason
@@ -217,10 +221,37 @@ async def when_not_busy(call: Callable[[], Awaitable[T]]) -> T:
         delay = min(delay * 2, BUSY_MAX)
 
 
+async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None:
+    """The answer to `ask` read by query, when it would change nothing (see the cluster
+    workflow's `standing`); while an operation on one of its pieces runs, read again after it.
+    None: send the ask (also when the cluster workflow does not run yet, or cannot be read)."""
+    handle = client.get_workflow_handle(
+        cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
+    )
+    delay = POLL_FIRST
+    while True:
+        try:
+            now = datetime.now(UTC)
+            found: Standing = await handle.query(
+                "standing", StandingAsk(ask=ask, now=now), result_type=Standing
+            )
+        except (RPCError, WorkflowQueryFailedError) as error:
+            activity.logger.info("cluster workflow not read, asking: %s", error)
+            return None
+        if not found.in_flight:
+            return found.answer
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, POLL_MAX)
+
+
 @activity.defn
 async def ensure_shared_pieces(ask: EnsureAsk) -> EnsureAnswer:
-    """Ask the cluster workflow to make `ask.pieces` current for this target, and wait."""
-    answer = await ask_cluster("ensure", ask, EnsureAnswer, "shared pieces")
+    """Ask the cluster workflow to make `ask.pieces` current for this target, and wait. A warm
+    burst (every piece checked moments ago, every target already a user) is answered by query:
+    fifty updates at once met the server's limit of updates in flight on one workflow."""
+    answer = await heartbeating(
+        already_current(activity.client(), ask), "reading the cluster workflow: shared pieces"
+    ) or await ask_cluster("ensure", ask, EnsureAnswer, "shared pieces")
     for outcome in answer.outcomes:
         activity.logger.info("shared piece %s: %s", outcome.key, outcome.detail)
     return answer

@@ -119,6 +119,24 @@ class EnsureAnswer(ClusterModel):
     outcomes: list[PieceOutcome]
 
 
+class StandingAsk(ClusterModel):
+    """Would `ask` change nothing? Asked by query before the update (`now`: the asker's clock,
+    as a query cannot read the workflow's)."""
+
+    ask: EnsureAsk
+    now: datetime
+
+
+class Standing(ClusterModel):
+    """The answer to an ensure ask that would change nothing (every piece at the asked version,
+    the target already its user, checked over the same connection moments ago), else None; and
+    whether an operation on one of its pieces, at the asked version, is under way (worth
+    waiting for and asking again)."""
+
+    answer: EnsureAnswer | None = None
+    in_flight: bool = False
+
+
 class ReleaseAsk(ClusterModel):
     """A target is being torn down: it no longer uses the pieces; remove the ones nobody else
     uses when asked (`include_*`), with their namespaces."""

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
@@ -49,23 +49,28 @@ with workflow.unsafe.imports_passed_through():
         ReserveAnswer,
         ReserveAsk,
         SharedPiece,
+        Standing,
+        StandingAsk,
     )
     from spec.reasons import FailureReason
-    from spec.rollout import Target
     from workflows.ask_outcomes import AskOutcomes
     from workflows.cluster_operations import make_current
     from workflows.cluster_removal import delete_namespace, remove_piece
-    from workflows.shared_pieces import conflict, with_user, without_user
+    from workflows.shared_pieces import (
+        Verified,
+        conflict,
+        connection,
+        fresh,
+        standing,
+        with_user,
+        without_user,
+    )
 
 SHARED_PIECE_CONFLICT = "SharedPieceConflict"
 CLUSTER_DRAINING = "ClusterWorkflowDraining"
 # Failures of an ask's work that are final: a refusal, or an operation's named failure (its
 # activity already retried). Anything else recorded is final too (see spec/ask_failures.py).
 FINAL_TYPES = frozenset({SHARED_PIECE_CONFLICT, *(reason.value for reason in FailureReason)})
-# A piece made current this recently over the same connection is not checked again: a burst of
-# rollouts costs one helm check per piece. Someone removing a piece by hand within this window
-# is noticed by the rollout's own waits, and by the next ask after it.
-FRESH_FOR = timedelta(seconds=30)
 
 
 class _PieceFailed(Exception):
@@ -75,20 +80,6 @@ class _PieceFailed(Exception):
         super().__init__(step)
         self.step = step
         self.error = error
-
-
-@dataclass(frozen=True)
-class _Verified:
-    """A piece made current at `version` over `connection` at `at` (for `asker`)."""
-
-    version: str
-    connection: str
-    at: datetime
-    asker: str
-
-
-def _connection(target: Target) -> str:
-    return f"{target.kubeconfig}|{target.context}|{target.in_cluster}"
 
 
 @dataclass
@@ -115,7 +106,7 @@ class ClusterWorkflow:
         self._crashed: BaseException | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_flight: dict[str, _InFlight] = {}
-        self._verified: dict[str, _Verified] = {}
+        self._verified: dict[str, Verified] = {}
         self._draining = False
         self._wake = False
 
@@ -163,6 +154,13 @@ class ClusterWorkflow:
     def release(self, ask: ReleaseAsk) -> AskStatus:
         """Accept the teardown's ask and start its work (see `_release_all`)."""
         return self._accept(ask.ask_id, lambda: self._release_all(ask))
+
+    @workflow.query
+    def standing(self, query: StandingAsk) -> Standing:
+        """Whether an ensure ask would change nothing, read without an update (a warm burst of
+        rollouts met the server's limit of updates in flight on one workflow)."""
+        in_flight = {key: running.version for key, running in self._in_flight.items()}
+        return standing(self._pieces, in_flight, self._verified, query.ask, query.now)
 
     @workflow.query
     def ask_status(self, ask_id: str) -> AskStatus:
@@ -237,10 +235,10 @@ class ClusterWorkflow:
                     f"({outcome.detail})",
                 }
             )
-        fresh = self._fresh(piece, ask.target)
-        if fresh is not None:
+        recent = fresh(self._verified.get(piece.key), piece, ask.target, workflow.now())
+        if recent is not None:
             self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
-            return fresh
+            return recent
         async with self._locks.setdefault(piece.key, asyncio.Lock()):
             # Checked again: another target may have taken the piece while this one waited.
             refusal = conflict(self._pieces, piece, ask.target_id)
@@ -252,31 +250,11 @@ class ClusterWorkflow:
                 outcome = await asyncio.shield(task)
             finally:
                 del self._in_flight[piece.key]
-            self._verified[piece.key] = _Verified(
-                piece.version, _connection(ask.target), workflow.now(), ask.target_id
+            self._verified[piece.key] = Verified(
+                piece.version, connection(ask.target), workflow.now(), ask.target_id
             )
             self._pieces[piece.key] = with_user(self._pieces, piece, ask.target_id)
             return outcome
-
-    def _fresh(self, piece: SharedPiece, target: Target) -> PieceOutcome | None:
-        """"Already current" without an operation, when an operation over the same connection
-        made this version current less than `FRESH_FOR` ago (many targets started in a burst
-        then cost one helm check, not one each)."""
-        verified = self._verified.get(piece.key)
-        if (
-            verified is None
-            or verified.version != piece.version
-            or verified.connection != _connection(target)
-        ):
-            return None
-        age = workflow.now() - verified.at
-        if age >= FRESH_FOR:
-            return None
-        return PieceOutcome(
-            key=piece.key, step=piece.step, action="already current", changed=False,
-            detail=f"already current: made current {age.total_seconds():.0f}s ago for "
-            f"{verified.asker}",
-        )
 
     async def _release_all(self, ask: ReleaseAsk) -> ReleaseAnswer:
         """`ask.target_id` no longer uses its pieces; remove, newest first, those it asks to

@@ -2,7 +2,8 @@
 
 Where it sits: pure logic used by RolloutWorkflow and TeardownWorkflow (to say what they ask the
 cluster for) and by ClusterWorkflow (to refuse an ask whose version differs from the one another
-live target uses, and to decide what a teardown may remove).
+live target uses, to decide what a teardown may remove, and whether an ask would change nothing:
+a piece checked moments ago for a target that already uses it is answered without an update).
 
 Version policy: a cluster holds one version of each shared piece. A target may change a piece's
 version only while no other target uses it; otherwise its ask is refused with a sentence naming
@@ -14,10 +15,89 @@ user); a silent upgrade under another live target is exactly what this refuses.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from spec.cluster_io import PieceRecord, SharedPiece, crd_piece, release_piece
+from spec.cluster_io import (
+    EnsureAnswer,
+    EnsureAsk,
+    PieceOutcome,
+    PieceRecord,
+    SharedPiece,
+    Standing,
+    crd_piece,
+    release_piece,
+)
 from spec.crds import BUNDLE_CRDS
-from spec.rollout import RolloutSpec
+from spec.rollout import RolloutSpec, Target
+
+# A piece made current this recently over the same connection is not checked again: a burst of
+# rollouts costs one helm check per piece. Someone removing a piece by hand within this window
+# is noticed by the rollout's own waits, and by the next ask after it.
+FRESH_FOR = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A piece made current at `version` over `connection` at `at` (for `asker`)."""
+
+    version: str
+    connection: str
+    at: datetime
+    asker: str
+
+
+def connection(target: Target) -> str:
+    return f"{target.kubeconfig}|{target.context}|{target.in_cluster}"
+
+
+def fresh(verified: Verified | None, piece: SharedPiece, target: Target, now: datetime
+          ) -> PieceOutcome | None:
+    """"Already current" without an operation, when an operation over the same connection
+    made this version current less than FRESH_FOR ago (many targets started in a burst then
+    cost one helm check, not one each)."""
+    if (
+        verified is None
+        or verified.version != piece.version
+        or verified.connection != connection(target)
+    ):
+        return None
+    age = now - verified.at
+    if age >= FRESH_FOR:
+        return None
+    return PieceOutcome(
+        key=piece.key, step=piece.step, action="already current", changed=False,
+        detail=f"already current: made current {age.total_seconds():.0f}s ago for "
+        f"{verified.asker}",
+    )
+
+
+def standing(
+    records: Mapping[str, PieceRecord],
+    in_flight: Mapping[str, str],
+    verified: Mapping[str, Verified],
+    ask: EnsureAsk,
+    now: datetime,
+) -> Standing:
+    """Whether `ask` would change nothing (`in_flight`: piece key -> the version an operation
+    is making current). Only a target that already uses every piece at the asked version is
+    answered so: anyone else must be recorded as a user, which takes the update."""
+    outcomes = []
+    for piece in ask.pieces:
+        record = records.get(piece.key)
+        if (
+            record is None
+            or record.piece.version != piece.version
+            or ask.target_id not in record.users
+        ):
+            return Standing()
+        if in_flight.get(piece.key) == piece.version:
+            return Standing(in_flight=True)
+        outcome = fresh(verified.get(piece.key), piece, ask.target, now)
+        if outcome is None:
+            return Standing()
+        outcomes.append(outcome)
+    return Standing(answer=EnsureAnswer(outcomes=outcomes))
 
 
 def dependency_pieces(spec: RolloutSpec) -> list[SharedPiece]:

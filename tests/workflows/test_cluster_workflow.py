@@ -14,6 +14,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
@@ -33,6 +34,7 @@ from spec.workflow_io import Outcome, Phase, StepStatus, TeardownInput
 from tests.workflows.fakes import FakeCluster, Fault
 from tests.workflows.scenarios import WAIT, run_rollout
 from tests.workflows.specs import demo_spec
+from workflows import shared_pieces
 from workflows.cluster import ClusterWorkflow
 from workflows.shared_pieces import dependency_pieces
 
@@ -338,3 +340,65 @@ async def test_a_failed_piece_is_reported_at_its_own_step_the_ones_before_it_don
         ("lws-controller", StepStatus.FAILED),
     ], deps
     assert deps[0].detail == "done before lws-controller failed"
+
+
+async def update_ids(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The IDs of the updates the cluster workflow's current run accepted (the asks sent)."""
+    ids = []
+    async for event in handle.fetch_history_events():
+        if event.HasField("workflow_execution_update_accepted_event_attributes"):
+            accepted = event.workflow_execution_update_accepted_event_attributes
+            ids.append(accepted.accepted_request.meta.update_id)
+    return ids
+
+
+async def test_a_target_already_using_every_fresh_piece_is_answered_without_an_update(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    first = await run_rollout(temporal_client, demo_spec("warm"), fake_worker)
+    assert first.outcome == Outcome.SUCCEEDED, first.failure
+    again = await start_rollout(temporal_client, demo_spec("warm"), task_queue=fake_worker)
+    result = await rollout_result(again)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+
+    # Read by the `standing` query: the second run sent no ensure ask of its own.
+    sent = await update_ids(cluster_handle(temporal_client, fake_worker))
+    asked = [i for i in sent if i.startswith("ensure/") and i.endswith(f"/{again.result_run_id}")]
+    assert len(sent) > 2 and not asked, sent
+    detail = step(result, "lws-controller").detail
+    assert detail.startswith("already current: made current "), detail
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+
+
+async def test_a_user_that_asks_during_an_operation_reads_its_outcome_without_an_update(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Checks stay fresh for 5 s here, so a third run of each target checks the pieces again.
+    monkeypatch.setattr(shared_pieces, "FRESH_FOR", timedelta(seconds=5))
+    for name in ("during-a", "during-b"):
+        result = await run_rollout(temporal_client, demo_spec(name), fake_worker)
+        assert result.outcome == Outcome.SUCCEEDED, result.failure
+    await asyncio.sleep(5.5)
+    fake_cluster.calls.clear()
+    held = fake_cluster.hold("helm_upgrade_install")
+    first = await start_rollout(temporal_client, demo_spec("during-a"), task_queue=fake_worker)
+    await pending(temporal_client, first.id, "ensure_shared_pieces")
+    cluster = cluster_handle(temporal_client, fake_worker)
+    for _ in range(300):
+        if (await cluster.query(ClusterWorkflow.operations)).get("helm/lws-system/lws"):
+            break
+        await asyncio.sleep(0.05)
+    second = await start_rollout(temporal_client, demo_spec("during-b"), task_queue=fake_worker)
+    await pending(temporal_client, second.id, "ensure_shared_pieces")
+    held.set()
+    results = await asyncio.gather(rollout_result(first), rollout_result(second))
+    assert all(r.outcome == Outcome.SUCCEEDED for r in results), [r.failure for r in results]
+
+    # The second target waited for the first one's operation by query, then read it fresh.
+    sent = await update_ids(cluster)
+    dependencies = f"ensure/dependencies/{second.id}/{second.result_run_id}"
+    assert dependencies not in sent, sent
+    assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
+    detail = step(results[1], "lws-controller").detail
+    assert detail.endswith("ago for clustersim/llm-d-wide-ep/during-a"), detail
