@@ -290,6 +290,9 @@ async def test_a_log_endpoint_answering_500_degrades_to_probes_and_keeps_heartbe
     assert any("log unreadable" in d and "HTTP 500" in d for d in details), details
 
 
+# ~23 s (the refusal must last PROXY_REFUSED_SECONDS, heartbeating through it): with the long
+# scenarios; the fault matrix's pod-proxy-400 cell checks the same end through a whole rollout.
+@pytest.mark.long
 async def test_a_pod_proxy_refused_persistently_is_named_with_the_api_servers_words(
     deployed: Deployed,
 ) -> None:
