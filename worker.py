@@ -47,6 +47,7 @@ from embedded.health import HealthServer
 from embedded.telemetry import prometheus_runtime
 from workflows import WORKFLOWS
 from workflows.metrics import HISTOGRAM_BUCKETS
+from workflows.registry import workflow_runner
 
 # Running activities get this long to finish after a shutdown signal before they are cancelled.
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
@@ -97,6 +98,7 @@ async def run_worker(
             client,
             task_queue=task_queue,
             workflows=list(workflows),
+            workflow_runner=workflow_runner(),
             activities=list(activity_functions),
             activity_executor=activity_executor,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

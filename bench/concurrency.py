@@ -55,7 +55,7 @@ from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.reasons import FailureReason  # noqa: E402
 from spec.workflow_io import Outcome, Phase, RolloutResult  # noqa: E402
 from worker import use_blocking_threads  # noqa: E402
-from workflows.registry import WORKFLOWS  # noqa: E402
+from workflows.registry import WORKFLOWS, workflow_runner  # noqa: E402
 
 SCALE = 0.005
 TIMEOUT = 900.0
@@ -193,6 +193,7 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
             with ThreadPoolExecutor(max_workers=16) as executor:
                 async with Worker(
                     client, task_queue=task_queue, workflows=WORKFLOWS,
+                    workflow_runner=workflow_runner(),
                     activities=activities(), activity_executor=executor,
                     max_heartbeat_throttle_interval=timedelta(seconds=1),
                 ):

@@ -50,7 +50,7 @@ from embedded import ClusterSimProcess, TemporalDevServer  # noqa: E402
 from rollouts import rollout_result, start_rollout  # noqa: E402
 from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.workflow_io import Outcome, RolloutResult  # noqa: E402
-from workflows.registry import WORKFLOWS  # noqa: E402
+from workflows.registry import WORKFLOWS, workflow_runner  # noqa: E402
 
 SCALE = 0.005
 REPEATS = 3
@@ -147,6 +147,7 @@ async def measure() -> dict[str, Any]:
             with ThreadPoolExecutor(max_workers=16) as executor:
                 async with Worker(
                     client, task_queue=task_queue, workflows=WORKFLOWS,
+                    workflow_runner=workflow_runner(),
                     activities=activities(), activity_executor=executor,
                 ):
                     for attempt in range(REPEATS):

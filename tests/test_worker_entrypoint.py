@@ -29,6 +29,7 @@ from embedded.connect import (
 )
 from embedded.temporal import TemporalDevServer
 from tests.worker_launch import worker_process as launched_worker
+from tests.workflows.test_sandbox import HOST_IDS, ImportedModules
 
 REPO = Path(__file__).resolve().parents[1]
 PROCESS_TIMEOUT_SECONDS = 30
@@ -210,3 +211,23 @@ def test_the_worker_loop_lets_many_blocking_calls_wait_at_once() -> None:
         await asyncio.gather(*(asyncio.to_thread(barrier.wait) for _ in range(callers)))
 
     asyncio.run(blocked_together())
+
+
+# The sandbox of tests/workflows/test_sandbox.py, through the product's own worker: our data
+# model imported once, not for every run.
+async def test_the_product_worker_runs_its_workflows_in_that_sandbox(
+    temporal_client: Client,
+) -> None:
+    task_queue = f"sandbox-{uuid.uuid4().hex[:8]}"
+    shutdown = asyncio.Event()
+    running = asyncio.create_task(
+        worker.run_worker(temporal_client, task_queue, [ImportedModules], [], shutdown)
+    )
+    try:
+        seen = await temporal_client.execute_workflow(
+            ImportedModules.run, id=f"sandbox-{uuid.uuid4().hex[:8]}", task_queue=task_queue
+        )
+    finally:
+        shutdown.set()
+        await asyncio.wait_for(running, timeout=PROCESS_TIMEOUT_SECONDS)
+    assert tuple(seen) == HOST_IDS

@@ -20,7 +20,7 @@ from embedded.temporal import TemporalDevServer
 from tests.workflows.e2e import worker_environment
 from tests.workflows.fakes import FakeCluster
 from worker import use_blocking_threads
-from workflows.registry import WORKFLOWS
+from workflows.registry import WORKFLOWS, workflow_runner
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -38,6 +38,7 @@ async def fake_worker(
         temporal_client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=workflow_runner(),
         activities=fake_cluster.activities(),
     ):
         yield task_queue
@@ -68,6 +69,7 @@ async def real_worker(client: Client, request: pytest.FixtureRequest) -> AsyncIt
                 client,
                 task_queue=task_queue,
                 workflows=WORKFLOWS,
+                workflow_runner=workflow_runner(),
                 activities=activities(),
                 activity_executor=executor,
             ):

@@ -42,7 +42,7 @@ from tests.workflows.specs import (
 )
 from workflows.fleet import FleetWorkflow
 from workflows.fleet_schedule import FleetUpgradeWorkflow
-from workflows.registry import WORKFLOWS
+from workflows.registry import WORKFLOWS, workflow_runner
 from workflows.rollout import RolloutWorkflow
 from workflows.upgrade import UpgradeWorkflow
 
@@ -188,6 +188,7 @@ async def record(directory: Path = HISTORIES, only: Sequence[str] = ()) -> list[
                 queue = f"record-{uuid.uuid4().hex[:8]}"
                 async with Worker(
                     client, task_queue=queue, workflows=WORKFLOWS,
+                    workflow_runner=workflow_runner(),
                     activities=cluster.activities(),
                 ):
                     handle = await asyncio.wait_for(scenario(client, cluster, queue), WAIT)

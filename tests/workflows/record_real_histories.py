@@ -52,7 +52,7 @@ from tests.workflows.e2e import (
 )
 from tests.workflows.scenarios import query, until
 from tests.workflows.specs import Change, decode_steps, image
-from workflows.registry import WORKFLOWS
+from workflows.registry import WORKFLOWS, workflow_runner
 from workflows.rollout import RolloutWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -152,6 +152,7 @@ async def record(directory: Path = HISTORIES, only_cluster: bool = False) -> lis
                 with ThreadPoolExecutor(max_workers=16) as executor:
                     async with Worker(
                         client, task_queue=queue, workflows=WORKFLOWS,
+                        workflow_runner=workflow_runner(),
                         activities=activities(), activity_executor=executor,
                     ):
                         for name, scenario in scenarios.items():

@@ -28,7 +28,7 @@ from tests.workflows.fakes import FakeCluster
 from tests.workflows.scenarios import crash_loop_on, installed, run_rollout
 from tests.workflows.specs import between_roles, demo_spec, image
 from workflows import metrics
-from workflows.registry import WORKFLOWS
+from workflows.registry import WORKFLOWS, workflow_runner
 
 REPO = Path(__file__).resolve().parents[2]
 NEW_IMAGE = "ghcr.io/llm-d/llm-d:v0.2.1"
@@ -94,7 +94,7 @@ async def metered(
     )
     task_queue = f"metrics-{uuid.uuid4().hex[:8]}"
     async with Worker(
-        client, task_queue=task_queue, workflows=WORKFLOWS,
+        client, task_queue=task_queue, workflows=WORKFLOWS, workflow_runner=workflow_runner(),
         activities=metered_cluster.activities(),
     ):
         yield MeteredWorker(client, task_queue, f"http://127.0.0.1:{port}/metrics")

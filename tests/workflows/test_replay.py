@@ -19,7 +19,7 @@ from temporalio.workflow import NondeterminismError
 from spec.workflow_io import RolloutInput, RolloutResult
 from tests.workflows.e2e import HF_TOKEN, history_bytes
 from tests.workflows.record_real_histories import SCENARIOS as REAL_SCENARIOS
-from workflows.registry import WORKFLOWS
+from workflows.registry import WORKFLOWS, workflow_runner
 from workflows.rollout import RolloutWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -31,7 +31,10 @@ def load(path: Path) -> WorkflowHistory:
 
 
 def replayer(*workflows: type) -> Replayer:
-    return Replayer(workflows=list(workflows) or WORKFLOWS, data_converter=pydantic_data_converter)
+    return Replayer(
+        workflows=list(workflows) or WORKFLOWS, data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+    )
 
 
 def test_there_is_a_stored_history_for_every_workflow() -> None:
