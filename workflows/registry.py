@@ -1,7 +1,8 @@
-"""The workflows this project's workers run.
+"""The workflows this project's workers run, and the sandbox they run in.
 
-Where it sits: worker.py registers every class listed here (and the replay tests replay stored
-histories against the same list). Imported by the worker and the tests, never by workflow code.
+Where it sits: worker.py registers every class listed here in `workflow_runner()`'s sandbox (and
+the replay tests replay stored histories against the same list and sandbox). Imported by the
+worker, the tests and the benches, never by workflow code.
 """
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
