@@ -159,6 +159,10 @@ class ClusterWorkflow:
     def standing(self, query: StandingAsk) -> Standing:
         """Whether an ensure ask would change nothing, read without an update (a warm burst of
         rollouts met the server's limit of updates in flight on one workflow)."""
+        if self.ask_status(query.ask.ask_id).state != "unknown":
+            # Sent before (an activity retried after its worker died): its own recorded
+            # outcome ("installed", a failure) is its answer, read through the update.
+            return Standing()
         in_flight = {key: running.version for key, running in self._in_flight.items()}
         return standing(self._pieces, in_flight, self._verified, query.ask, query.now)
 

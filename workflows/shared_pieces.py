@@ -62,7 +62,8 @@ def fresh(verified: Verified | None, piece: SharedPiece, target: Target, now: da
         or verified.connection != connection(target)
     ):
         return None
-    age = now - verified.at
+    # Never negative: the asker's clock (a query's `now`) may trail the workflow's.
+    age = max(now - verified.at, timedelta(0))
     if age >= FRESH_FOR:
         return None
     return PieceOutcome(

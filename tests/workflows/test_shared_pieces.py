@@ -75,3 +75,10 @@ def test_an_operation_under_way_on_the_asked_version_is_worth_waiting_for() -> N
     stale_first = {**fresh, PIECES[0].key: verified(FRESH_FOR)[PIECES[0].key]}
     found = standing(records([SPEC.target_id]), {lws.key: lws.version}, stale_first, ASK, NOW)
     assert not found.in_flight and found.answer is None
+
+
+def test_an_asker_whose_clock_trails_reads_an_age_of_zero_not_a_negative_one() -> None:
+    ahead = verified(-timedelta(seconds=2))  # verified 2 s after the asker's `now`
+    found = standing(records([SPEC.target_id]), {}, ahead, ASK, NOW)
+    assert found.answer is not None
+    assert found.answer.outcomes[0].detail.startswith("already current: made current 0s ago")
