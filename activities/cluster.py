@@ -86,6 +86,20 @@ _ASK_AGAIN = frozenset({"UnprocessedUpdate", "ClusterWorkflowDraining"})
 CLUSTER_TASK_TIMEOUT = timedelta(seconds=60)
 
 
+class Backoff:
+    """Pauses of `first` seconds, doubling up to `most`; with jitter, each is 0.5-1.5x its
+    length, so askers refused together do not come back together."""
+
+    def __init__(self, first: float, most: float, *, jitter: bool = False) -> None:
+        self.delay = first
+        self.most = most
+        self.jitter = jitter
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.delay * (0.5 + random.random()) if self.jitter else self.delay)
+        self.delay = min(self.delay * 2, self.most)
+
+
 def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation[Any, Any]:
     """Start the cluster's workflow on this worker's task queue unless it already runs."""
     task_queue = activity.info().task_queue
@@ -161,10 +175,9 @@ async def settled(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what
     handle = client.get_workflow_handle(
         cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
     )
-    delay = POLL_FIRST
+    backoff = Backoff(POLL_FIRST, POLL_MAX)
     while not status.settled:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, POLL_MAX)
+        await backoff.pause()
         try:
             status = await handle.query("ask_status", ask.ask_id, result_type=AskStatus)
         except (RPCError, WorkflowQueryFailedError) as error:
@@ -210,15 +223,14 @@ async def when_not_busy(call: Callable[[], Awaitable[T]]) -> T:
     """`call()`, called again while the server says too many updates are in flight or the
     workflow's task is being retried (a new operation each time: an update-with-start operation
     is used once). The activity's heartbeat and budget bound the wait."""
-    delay = BUSY_FIRST
+    backoff = Backoff(BUSY_FIRST, BUSY_MAX, jitter=True)
     while True:
         try:
             return await call()
         except Exception as error:
             if not _busy(error):
                 raise
-        await asyncio.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, BUSY_MAX)
+        await backoff.pause()
 
 
 async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None:
@@ -228,7 +240,7 @@ async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None
     handle = client.get_workflow_handle(
         cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
     )
-    delay = POLL_FIRST
+    backoff = Backoff(POLL_FIRST, POLL_MAX)
     while True:
         try:
             now = datetime.now(UTC)
@@ -240,8 +252,7 @@ async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None
             return None
         if not found.in_flight:
             return found.answer
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, POLL_MAX)
+        await backoff.pause()
 
 
 @activity.defn

@@ -60,20 +60,22 @@ def test_a_child_is_terminated_when_the_process_that_started_it_is_killed(tmp_pa
         [sys.executable, "-c", PARENT, str(tmp_path / "sleeper.log")],
         stdout=subprocess.PIPE, cwd=REPO, text=True,
     )
+    child: int | None = None
     try:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
-        assert alive(child)
+        child = pid = int(parent.stdout.readline())
+        assert alive(pid)
         # It becomes the command itself (exec), under the name it was given.
-        until(lambda: command_line(child)[:2] == [b"sleep", b"300"])
+        until(lambda: command_line(pid)[:2] == [b"sleep", b"300"])
         parent.kill()
         parent.wait(timeout=10)
-        until(lambda: not alive(child))
+        until(lambda: not alive(pid))
     finally:
         parent.kill()
         parent.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, NameError):
-            os.kill(child, signal.SIGKILL)
+        if child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def test_a_command_that_cannot_run_is_a_clear_error_here(tmp_path: Path) -> None:

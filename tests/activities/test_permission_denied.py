@@ -74,16 +74,21 @@ def test_a_refused_pod_log_or_proxy_raises_instead_of_reading_as_absent(
     assert 'cannot get resource "pods/proxy"' in proxy.value.message
 
 
+def admin_apply(kube_api: SimCluster, obj: dict[str, Any]) -> None:
+    """Create `obj` as the cluster's admin (the set-up, not the identity under test)."""
+    admin = kube_api.client()
+    try:
+        admin.apply(obj, force=True)
+    finally:
+        admin.close()
+
+
 async def test_a_refused_watch_while_waiting_for_a_deletion_is_permission_denied(
     kube_api: SimCluster, tmp_path: Path
 ) -> None:
     namespace = f"gone-{uuid.uuid4().hex[:6]}"
-    admin = kube_api.client()
-    try:
-        admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-                    force=True)
-    finally:
-        admin.close()
+    admin_apply(kube_api, {"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": namespace}})
     # May delete namespaces, may not list or watch them.
     target = service_account(kube_api, tmp_path, [
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "delete"]},
@@ -109,12 +114,8 @@ async def test_objects_gone_at_the_list_still_need_the_watch_so_a_refused_watch_
     # what it deleted: a ConfigMap has no finalizers, so the list after the delete already
     # shows it gone (a namespace may be Terminating for long on a real cluster).
     name = f"brief-{uuid.uuid4().hex[:6]}"
-    admin = kube_api.client()
-    try:
-        admin.apply({"apiVersion": "v1", "kind": "ConfigMap",
-                     "metadata": {"name": name, "namespace": "default"}}, force=True)
-    finally:
-        admin.close()
+    admin_apply(kube_api, {"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": name, "namespace": "default"}})
     target = service_account(kube_api, tmp_path, [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "delete"]},
     ])
