@@ -189,9 +189,7 @@ def api_client_for(target: Target) -> k8s_client.ApiClient:
             configuration = k8s_client.Configuration()
             _CONFIG.load_incluster_config(client_configuration=configuration)
             return k8s_client.ApiClient(configuration)
-        api: k8s_client.ApiClient = _CONFIG.new_client_from_config(
-            config_file=target.kubeconfig, context=target.context, persist_config=False
-        )
+        return k8s_client.ApiClient(loaded_configuration(target))
     except ConfigException as error:
         raise KubeConfigError(target, str(error)) from error
     except yaml.YAMLError as error:
@@ -202,7 +200,48 @@ def api_client_for(target: Target) -> k8s_client.ApiClient:
         # The loader indexes the parsed YAML as it expects a kubeconfig to be shaped.
         problem = f"not a kubeconfig ({type(error).__name__}: {error})"
         raise KubeConfigError(target, problem) from error
-    return api
+
+
+# Kubeconfigs loaded, by their files' identity and the context. Every activity builds its own
+# client, and parsing the kubeconfig's YAML for each one was 7 % of a warm rollout's worker CPU.
+# A file that changed (mtime, size or inode) is loaded again; a client whose credential expires
+# still refreshes it, through the hook the loader put on the shared configuration.
+_LOADED: dict[tuple[object, ...], k8s_client.Configuration] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _kubeconfig_identity(target: Target) -> tuple[object, ...] | None:
+    """What the loader will read for `target`, as (path, mtime, size, inode) per file; None
+    when a file cannot be read (the loader then says why)."""
+    source = target.kubeconfig or _CONFIG.KUBE_CONFIG_DEFAULT_LOCATION
+    files = [os.path.expanduser(p) for p in str(source).split(os.pathsep) if p]
+    try:
+        stats = [(path, os.stat(path)) for path in files]
+    except OSError:
+        return None
+    return (
+        target.context,
+        *((path, s.st_mtime_ns, s.st_size, s.st_ino) for path, s in stats),
+    )
+
+
+def loaded_configuration(target: Target) -> k8s_client.Configuration:
+    """The client configuration of `target`'s kubeconfig and context, loaded once per version
+    of the file."""
+    identity = _kubeconfig_identity(target)
+    with _LOADED_LOCK:
+        known = _LOADED.get(identity) if identity is not None else None
+    if known is not None:
+        return known
+    configuration = k8s_client.Configuration()
+    _CONFIG.load_kube_config(
+        config_file=target.kubeconfig, context=target.context,
+        client_configuration=configuration, persist_config=False,
+    )
+    if identity is not None:
+        with _LOADED_LOCK:
+            _LOADED[identity] = configuration
+    return configuration
 
 
 class KubeClient:

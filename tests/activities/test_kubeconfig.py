@@ -13,6 +13,7 @@ from kubernetes.config.config_exception import ConfigException
 from temporalio.exceptions import ApplicationError
 
 from activities import kube, waits
+from k8s import client as client_module
 from k8s.client import KubeClient, KubeConfigError
 from spec.activity_io import FailureEvidence, SnapshotLookupInput, WaitForObjectInput
 from spec.reasons import FailureReason
@@ -119,3 +120,30 @@ def test_the_default_kubeconfig_is_named_by_its_environment_variable(
         KubeClient.for_target(Target(cluster="c", namespace="ns"))
     assert isinstance(raised.value, KubeConfigError)
     assert f"$KUBECONFIG={path}" in str(raised.value)
+
+
+def test_a_kubeconfig_is_read_once_and_again_when_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each activity builds its own client; the file is parsed once per version of it, and a
+    rewritten file (a cluster recreated behind the same path) is read again."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    target = Target(cluster="c", namespace="ns", kubeconfig=str(path))
+    loads: list[dict[str, Any]] = []
+    load = client_module.k8s_config.load_kube_config
+
+    def counting(**kwargs: Any) -> None:
+        loads.append(kwargs)
+        load(**kwargs)
+
+    monkeypatch.setattr(client_module.k8s_config, "load_kube_config", counting)
+    clients = [KubeClient.for_target(target) for _ in range(3)]
+    path.write_text(KUBECONFIG.replace("127.0.0.1:1", "127.0.0.1:6443"))
+    clients.append(KubeClient.for_target(target))
+    try:
+        assert [c.host for c in clients] == ["https://127.0.0.1:1"] * 3 + ["https://127.0.0.1:6443"]
+        assert len(loads) == 2
+    finally:
+        for client in clients:
+            client.close()
