@@ -45,9 +45,8 @@ from embedded import (
 )
 from embedded.health import HealthServer
 from embedded.telemetry import prometheus_runtime
-from workflows import WORKFLOWS
 from workflows.metrics import HISTOGRAM_BUCKETS
-from workflows.registry import workflow_runner
+from workflows.registry import WORKFLOWS, workflow_runner
 
 # Running activities get this long to finish after a shutdown signal before they are cancelled.
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)

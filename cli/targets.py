@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from cli.errors import CliError
-from workflows import rollout_workflow_id
+from workflows.ids import rollout_workflow_id
 
 # The three parts are DNS-1123 labels (spec.rollout: Target.cluster, Target.namespace, name).
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -35,7 +35,9 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from spec.workflow_io import UpgradeInput
-from workflows import UpgradeWorkflow, search, upgrade_schedule_id
+from workflows import search
+from workflows.ids import upgrade_schedule_id
+from workflows.upgrade import UpgradeWorkflow
 
 DEFAULT_CATCHUP_WINDOW = timedelta(minutes=10)
 

@@ -26,7 +26,10 @@ from spec.workflow_io import (
     TeardownInput,
     TeardownResult,
 )
-from workflows import RolloutWorkflow, TeardownWorkflow, rollout_workflow_id, search
+from workflows import search
+from workflows.ids import rollout_workflow_id
+from workflows.rollout import RolloutWorkflow
+from workflows.teardown import TeardownWorkflow
 
 
 class TargetBusy(Exception):

@@ -56,7 +56,7 @@ from rollouts import start_rollout
 from spec import RolloutSpec
 from spec.rollout import Gate, Target
 from spec.workflow_io import ApproveRequest, ControlResult
-from workflows import rollout_workflow_id
+from workflows.ids import rollout_workflow_id
 
 DEFAULT_TIME_SCALE = 0.01
 INTERRUPTED = 130

@@ -25,7 +25,8 @@ from cli.targets import parse_target
 from cli.views import failure_brief
 from rollouts import rollout_result
 from spec.workflow_io import Phase, RolloutResult
-from workflows import UPGRADE_SCHEDULE_PREFIX, search
+from workflows import search
+from workflows.ids import UPGRADE_SCHEDULE_PREFIX
 
 UPGRADE_WORKFLOW = "UpgradeWorkflow"
 # An UpgradeWorkflow is a schedule's firing; the rollout it starts is its child.

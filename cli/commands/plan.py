@@ -57,7 +57,7 @@ from spec.activity_io import (
     ObjectRef,
 )
 from spec.rollout import HelmRelease, Target
-from workflows import RolloutPlan, plan_rollout
+from workflows.plan import RolloutPlan, plan_rollout
 
 # Fields the API server owns: a diff of them says nothing about what the rollout changes.
 _SERVER_METADATA = ("managedFields", "resourceVersion", "generation", "uid", "creationTimestamp",

@@ -40,7 +40,7 @@ from rollouts import (
 )
 from spec.types import parse_duration
 from spec.workflow_io import MaintenanceWindow, SpecSource, UpgradeInput
-from workflows import UPGRADE_SCHEDULE_PREFIX, upgrade_schedule_id
+from workflows.ids import UPGRADE_SCHEDULE_PREFIX, upgrade_schedule_id
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:
