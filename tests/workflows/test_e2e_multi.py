@@ -63,8 +63,18 @@ async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimClu
         yield cluster
 
 
-def sim_cluster(workdir: Path, profile: str) -> AbstractAsyncContextManager[SimCluster]:
-    return running_sim_cluster(workdir, time_scale=float(TIME_SCALE), profile=profile)
+def sim_cluster(
+    workdir: Path, profile: str, time_scale: float = TIME_SCALE
+) -> AbstractAsyncContextManager[SimCluster]:
+    return running_sim_cluster(workdir, time_scale=time_scale, profile=profile)
+
+
+# Fifty cold rollouts keep both cores of the test machine busy for a minute, and every second a
+# simulated controller waits for CPU is 1/time-scale simulated seconds. At the suite's 0.005 the
+# EPP Deployment's 600 s progress deadline is 3 wall seconds, which that wait alone exceeded
+# (ProgressDeadlineExceeded), where a real kubelet is not slowed by the control plane's load.
+# At 0.02 the deadline is 12 wall seconds.
+LOADED_TIME_SCALE = 0.02
 
 
 def whole_node_decode(document: dict[str, Any]) -> None:
@@ -226,7 +236,8 @@ async def test_fifty_rollouts_on_exactly_enough_gpus_each_succeed_or_are_refused
     # Fifty whole-node stacks (an 8-GPU prefill pod, an 8-GPU decode pod) on 100 nodes: exactly
     # enough GPUs. Before capacity was held, 12 of 50 passed preflight and their pods stayed
     # Pending; now each rollout places and holds its pods, or is refused before it creates any.
-    async with sim_cluster(tmp_path, nodes_profile(tmp_path, 100)) as sim:
+    profile = nodes_profile(tmp_path, 100)
+    async with sim_cluster(tmp_path, profile, LOADED_TIME_SCALE) as sim:
         results = await together(client, real_worker, whole_node_stacks(sim, "fifty", 50))
 
         wrong = [
