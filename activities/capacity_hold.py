@@ -61,11 +61,11 @@ from spec.reasons import FailureReason
 # Plans made again when other rollouts keep reserving in between; then Temporal retries.
 MAX_PLANS = 20
 
-# One planner at a time per cluster workflow in this worker process. Without it fifty rollouts
-# of one worker plan at once, all but one lose the compare-and-swap, and plan again: N²/2 plans,
+# One holder at a time per cluster workflow in this worker process. Without it fifty rollouts
+# of one worker hold at once, all but one lose the compare-and-swap, and plan again: N²/2 plans,
 # each listing every node and pod, until the preflight budget runs out (bench/concurrency.py at
-# N=50). In turn, each plans once against a view no one in this process changes meanwhile;
-# the compare-and-swap remains for planners in other worker processes.
+# N=50). In turn, each holds a plan made against a view no one in this process changes
+# meanwhile; the compare-and-swap remains for planners in other worker processes.
 _PLANNERS: dict[str, asyncio.Lock] = {}
 
 
@@ -128,54 +128,81 @@ def refusal(plan: CapacityPlan) -> ApplicationError:
     )
 
 
+async def _plan_now(
+    handle: WorkflowHandle[object, object], kube: KubeClient, input: HoldCapacityInput
+) -> tuple[ReservationsView, CapacityPlan, list[str]]:
+    """The reservations as they stand, and this rollout's plan against them."""
+    view: ReservationsView = await heartbeating(
+        when_not_busy(
+            functools.partial(handle.query, "reservations", result_type=ReservationsView)
+        ),
+        "reading the capacity holds",
+    )
+    held, covers = held_by_others(view.reservations, input.owner)
+    plan, covered = await run_blocking(
+        functools.partial(_plan, kube, input, held, covers), "capacity plan"
+    )
+    return view, plan, covered
+
+
+def _settled(plan: CapacityPlan) -> CapacityPlan | None:
+    """The answer a plan is by itself: refused when it does not fit; itself when it places
+    nothing new (an unchanged re-run holds nothing); None when it is to be held."""
+    if not plan.fits:
+        raise refusal(plan)
+    return None if any(pod.node for pod in plan.pods) else plan
+
+
+async def _reserve(
+    handle: WorkflowHandle[object, object], input: HoldCapacityInput, plan: CapacityPlan,
+    covered: list[str], based_on: int,
+) -> bool:
+    """Hold `plan` unless another rollout took one of its nodes since version `based_on`."""
+    reservation = Reservation(
+        owner=input.owner, run_id=input.run_id, target_id=input.spec.target_id,
+        nodes=reserved_nodes(plan), covers=covered,
+        expires_at=datetime.now(UTC) + input.ttl,
+    )
+    # `reserve` answers at once (no work behind it), so it holds no update open.
+    ask = ReserveAsk(reservation=reservation, based_on=based_on)
+    answer: ReserveAnswer = await heartbeating(
+        when_not_busy(
+            functools.partial(
+                handle.execute_update, "reserve", ask,
+                id=f"reserve/{input.owner}/{input.run_id}/{based_on}",
+                result_type=ReserveAnswer,
+            )
+        ),
+        "holding the capacity plan",
+    )
+    if answer.accepted:
+        activity.logger.info("capacity held for %s: %s", input.owner, reservation.nodes)
+    return answer.accepted
+
+
 @activity.defn
 async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
-    """Plan against what others hold and hold the plan; refuse when it does not fit."""
+    """Plan against what others hold and hold the plan; refuse when it does not fit.
+
+    A plan that does not fit, or places nothing new, is the answer at once. Only a plan to hold
+    waits for this process's turn; in its turn it is held unless another rollout took one of
+    its nodes since its view (the cluster workflow's compare-and-swap), else made again from a
+    fresh view. Fifty warm rollouts (nothing to place) took turns for nothing: 7-10 s p95 at
+    N=50 (bench/concurrency.py)."""
     handle = await _cluster_handle(activity.client(), input.spec.target.cluster)
     try:
-        async with (
-            one_planner_at_a_time(handle.id),
-            target_client(input.spec.target) as kube,
-        ):
-            for _ in range(MAX_PLANS):
-                view: ReservationsView = await heartbeating(
-                    when_not_busy(
-                        functools.partial(
-                            handle.query, "reservations", result_type=ReservationsView
-                        )
-                    ),
-                    "reading the capacity holds",
-                )
-                held, covers = held_by_others(view.reservations, input.owner)
-                plan, covered = await run_blocking(
-                    functools.partial(_plan, kube, input, held, covers), "capacity plan"
-                )
-                if not plan.fits:
-                    raise refusal(plan)
-                if not any(pod.node for pod in plan.pods):
-                    return plan  # nothing new to place (an unchanged re-run): nothing to hold
-                reservation = Reservation(
-                    owner=input.owner, run_id=input.run_id, target_id=input.spec.target_id,
-                    nodes=reserved_nodes(plan), covers=covered,
-                    expires_at=datetime.now(UTC) + input.ttl,
-                )
-                # `reserve` answers at once (no work behind it), so it holds no update open.
-                ask = ReserveAsk(reservation=reservation, based_on=view.version)
-                answer: ReserveAnswer = await heartbeating(
-                    when_not_busy(
-                        functools.partial(
-                            handle.execute_update, "reserve", ask,
-                            id=f"reserve/{input.owner}/{input.run_id}/{ask.based_on}",
-                            result_type=ReserveAnswer,
-                        )
-                    ),
-                    "holding the capacity plan",
-                )
-                if answer.accepted:
-                    activity.logger.info(
-                        "capacity held for %s: %s", input.owner, reservation.nodes
-                    )
-                    return plan
+        async with target_client(input.spec.target) as kube:
+            view, plan, covered = await _plan_now(handle, kube, input)
+            if (answer := _settled(plan)) is not None:
+                return answer
+            async with one_planner_at_a_time(handle.id):
+                for _ in range(MAX_PLANS):
+                    if await _reserve(handle, input, plan, covered, view.version):
+                        return plan
+                    # Held by another on one of the plan's nodes since the view: plan again.
+                    view, plan, covered = await _plan_now(handle, kube, input)
+                    if (answer := _settled(plan)) is not None:
+                        return answer
     except WorkflowUpdateFailedError as error:
         raise answer_error(error, "holding capacity") from None
     raise retryable(
