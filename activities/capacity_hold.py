@@ -30,6 +30,7 @@ from activities.cluster import (
     CLUSTER_WORKFLOW,
     answer_error,
     cluster_workflow,
+    update_with_start,
     when_not_busy,
 )
 from activities.failures import failure, retryable, target_client
@@ -220,8 +221,8 @@ async def free_capacity(ask: FreeAsk) -> ReserveAnswer:
     try:
         answer: ReserveAnswer = await heartbeating(
             when_not_busy(
-                lambda: client.execute_update_with_start_workflow(
-                    "free", ask, start_workflow_operation=cluster_workflow(client, ask.cluster),
+                lambda: update_with_start(
+                    client, cluster_workflow(client, ask.cluster), "free", ask,
                     id=f"free/{ask.owner}/{ask.run_id}", result_type=ReserveAnswer,
                 )
             ),

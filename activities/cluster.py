@@ -114,6 +114,34 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
     )
 
 
+async def update_with_start(
+    client: Client, operation: WithStartWorkflowOperation[Any, Any], update: str, arg: object,
+    *, id: str, result_type: type[T],
+) -> T:
+    """Send `update` with `arg`, starting the workflow through `operation` unless it runs."""
+    try:
+        answer: T = await client.execute_update_with_start_workflow(
+            update, arg, start_workflow_operation=operation, id=id, result_type=result_type
+        )
+    except Exception:
+        await _read_start_outcome(operation)
+        raise
+    return answer
+
+
+async def _read_start_outcome(operation: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Read a failed call's start outcome. The SDK fails the operation's handle with the call's
+    error too, and asyncio logs an error nobody read, with its traceback, when the operation is
+    collected: 130 of them in one burst of fifty rollouts whose updates the server refused for
+    now (retried, and then answered)."""
+    reading = asyncio.ensure_future(operation.workflow_handle())
+    await asyncio.sleep(0)  # one step: a handle already failed (or started) is read now
+    if not reading.done():
+        reading.cancel()  # failed before the RPC: the SDK never settles this handle
+    elif not reading.cancelled():
+        reading.exception()
+
+
 def unanswered(message: str) -> ApplicationError:
     """Asked again; should the cluster workflow stay silent to the end of the asker's budget,
     that budget is what ran out (not the phase's default reason, e.g. ApplyRejected)."""
@@ -193,8 +221,8 @@ async def send(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what: s
     """Send `ask` as the `update` (update ID = ask ID): answered at once with where it stands."""
     try:
         return await when_not_busy(
-            lambda: client.execute_update_with_start_workflow(
-                update, ask, start_workflow_operation=cluster_workflow(client, ask.target.cluster),
+            lambda: update_with_start(
+                client, cluster_workflow(client, ask.target.cluster), update, ask,
                 id=ask.ask_id, result_type=AskStatus,
             )
         )

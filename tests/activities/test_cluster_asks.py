@@ -1,14 +1,21 @@
 """How a rollout's ask reads the cluster workflow's failures: refusal, final failure, ask again;
-and how it waits out the server's refusals for now."""
+how it waits out the server's refusals for now, reading what each refused call left behind."""
 
 from __future__ import annotations
 
-import pytest
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ActivityError, ApplicationError, RetryState
-from temporalio.service import RPCError, RPCStatusCode
+import asyncio
+import gc
+import uuid
+from typing import Any
 
-from activities.cluster import answer_error, recorded_error, when_not_busy
+import pytest
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode
+
+from activities.cluster import answer_error, recorded_error, update_with_start, when_not_busy
+from embedded.temporal import TemporalDevServer
 from spec.cluster_io import AskError
 
 
@@ -117,3 +124,33 @@ def test_a_cluster_workflow_that_never_answers_is_asked_again_then_a_timeout() -
     assert error.type == "ClusterWorkflowUnanswered"
     # Should the last attempt end so, the budget ran out, not the phase's default reason.
     assert error.details[0]["reason"] == "RolloutTimeout"
+
+
+async def test_a_refused_update_with_start_leaves_no_unread_error_for_asyncio_to_log(
+    temporal_server: TemporalDevServer,
+) -> None:
+    # The server refuses the call (here: no such namespace; under load: too many updates in
+    # flight), and the SDK fails the start operation's handle with the same error. Nobody
+    # awaits that handle: unless it is read, asyncio logs "Future exception was never
+    # retrieved", with a traceback, when it is collected.
+    client = await Client.connect(
+        temporal_server.address, namespace=f"nowhere-{uuid.uuid4().hex[:6]}",
+        retry_config=RetryConfig(max_retries=0),
+    )
+    logged: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: logged.append(context))
+    try:
+        operation: WithStartWorkflowOperation[Any, Any] = WithStartWorkflowOperation(
+            "ClusterWorkflow", id="cluster/q/c", task_queue="q",
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        with pytest.raises(RPCError):
+            await update_with_start(client, operation, "ensure", {}, id="a", result_type=dict)
+        del operation
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert [c.get("message") for c in logged] == []
