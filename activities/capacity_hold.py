@@ -30,6 +30,7 @@ from activities.cluster import (
     CLUSTER_WORKFLOW,
     answer_error,
     cluster_workflow,
+    read_cluster_uid,
     update_with_start,
     when_not_busy,
 )
@@ -132,10 +133,12 @@ def refusal(plan: CapacityPlan) -> ApplicationError:
 async def _plan_now(
     handle: WorkflowHandle[object, object], kube: KubeClient, input: HoldCapacityInput
 ) -> tuple[ReservationsView, CapacityPlan, list[str]]:
-    """The reservations as they stand, and this rollout's plan against them."""
+    """The reservations on this cluster as they stand, and this rollout's plan against them."""
     view: ReservationsView = await heartbeating(
         when_not_busy(
-            functools.partial(handle.query, "reservations", result_type=ReservationsView)
+            functools.partial(
+                handle.query, "reservations", input.cluster_uid, result_type=ReservationsView
+            )
         ),
         "reading the capacity holds",
     )
@@ -165,7 +168,7 @@ async def _reserve(
         expires_at=datetime.now(UTC) + input.ttl,
     )
     # `reserve` answers at once (no work behind it), so it holds no update open.
-    ask = ReserveAsk(reservation=reservation, based_on=based_on)
+    ask = ReserveAsk(reservation=reservation, based_on=based_on, cluster_uid=input.cluster_uid)
     answer: ReserveAnswer = await heartbeating(
         when_not_busy(
             functools.partial(
@@ -193,6 +196,7 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
     handle = await _cluster_handle(activity.client(), input.spec.target.cluster)
     try:
         async with target_client(input.spec.target) as kube:
+            input = input.model_copy(update={"cluster_uid": await read_cluster_uid(kube)})
             view, plan, covered = await _plan_now(handle, kube, input)
             if (answer := _settled(plan)) is not None:
                 return answer

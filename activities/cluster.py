@@ -22,6 +22,7 @@ continuing as new is asked again after Temporal's back-off.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -39,7 +40,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.failures import retryable
-from activities.heartbeat import heartbeating
+from activities.heartbeat import heartbeating, run_blocking
+from k8s.client import KubeClient, KubeConfigError, KubeError
+from spec.activity_io import ObjectRef
 from spec.ask_failures import deepest_application_error
 from spec.cluster_io import (
     AskError,
@@ -54,6 +57,7 @@ from spec.cluster_io import (
     cluster_workflow_id,
 )
 from spec.reasons import FailureReason
+from spec.rollout import Target
 
 A = TypeVar("A", EnsureAnswer, ReleaseAnswer)
 T = TypeVar("T")
@@ -283,11 +287,43 @@ async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None
         await backoff.pause()
 
 
+def cluster_uid_of(kube: KubeClient) -> str:
+    """Which cluster `kube` reaches: the UID of its kube-system namespace, which lives as long as
+    the cluster (one deleted and created again under the same name has a new one)."""
+    found = kube.get(ObjectRef(api_version="v1", kind="Namespace", name="kube-system")) or {}
+    return str((found.get("metadata") or {}).get("uid") or "")
+
+
+async def read_cluster_uid(kube: KubeClient) -> str:
+    """`cluster_uid_of`, or "" when it cannot be read (no permission to get kube-system, the
+    cluster unreachable): the cluster workflow then takes its records as this cluster's, as it
+    did before it knew UIDs, and the ask's own work meets the trouble and reports it."""
+    try:
+        return await run_blocking(functools.partial(cluster_uid_of, kube), "cluster identity")
+    except KubeError as error:
+        activity.logger.info("cluster identity not read: %s", error)
+        return ""
+
+
+async def cluster_uid(target: Target) -> str:
+    """`read_cluster_uid` through a client of the target's own ("" when none can be built)."""
+    try:
+        kube = KubeClient.for_target(target)
+    except KubeConfigError as error:
+        activity.logger.info("cluster identity not read: %s", error)
+        return ""
+    try:
+        return await read_cluster_uid(kube)
+    finally:
+        kube.close()
+
+
 @activity.defn
 async def ensure_shared_pieces(ask: EnsureAsk) -> EnsureAnswer:
     """Ask the cluster workflow to make `ask.pieces` current for this target, and wait. A warm
     burst (every piece checked moments ago, every target already a user) is answered by query:
     fifty updates at once met the server's limit of updates in flight on one workflow."""
+    ask = ask.model_copy(update={"cluster_uid": await cluster_uid(ask.target)})
     answer = await heartbeating(
         already_current(activity.client(), ask), "reading the cluster workflow: shared pieces"
     ) or await ask_cluster("ensure", ask, EnsureAnswer, "shared pieces")
@@ -300,4 +336,5 @@ async def ensure_shared_pieces(ask: EnsureAsk) -> EnsureAnswer:
 async def release_shared_pieces(ask: ReleaseAsk) -> ReleaseAnswer:
     """Tell the cluster workflow the target no longer uses its pieces; it removes the ones
     asked for that nobody else uses."""
+    ask = ask.model_copy(update={"cluster_uid": await cluster_uid(ask.target)})
     return await ask_cluster("release", ask, ReleaseAnswer, "releasing shared pieces")

@@ -31,6 +31,12 @@ CrdBundleName = Literal["gateway-api", "inference-extension"]
 PieceAction = Literal["installed", "upgraded", "applied", "already current", "checked"]
 
 
+# Which cluster an ask is of: its kube-system namespace's UID, which lives as long as the cluster
+# (a cluster deleted and created again under the same `target.cluster` name has a new one). Empty
+# in asks sent before it was read (histories recorded earlier replay as they were).
+CLUSTER_UID = "The asker's cluster: the UID of its kube-system namespace."
+
+
 def cluster_workflow_id(cluster: str, task_queue: str) -> str:
     """`cluster/<task queue>/<cluster>`: one writer per cluster per deployment of workers.
 
@@ -103,6 +109,7 @@ class EnsureAsk(ClusterModel):
     target: Target = Field(description="How the cluster's workers reach the cluster.")
     pieces: list[SharedPiece]
     timeout: timedelta
+    cluster_uid: str = Field(default="", description=CLUSTER_UID)
 
 
 class PieceOutcome(ClusterModel):
@@ -148,6 +155,7 @@ class ReleaseAsk(ClusterModel):
     include_gateway_provider: bool = False
     include_dependencies: bool = False
     timeout: timedelta
+    cluster_uid: str = Field(default="", description=CLUSTER_UID)
 
 
 class ReleasedPiece(ClusterModel):
@@ -199,6 +207,7 @@ class ReserveAsk(ClusterModel):
 
     reservation: Reservation
     based_on: int
+    cluster_uid: str = Field(default="", description=CLUSTER_UID)
 
 
 class ReserveAnswer(ClusterModel):
@@ -225,6 +234,7 @@ class HoldCapacityInput(ClusterModel):
     owner: str
     run_id: str
     ttl: timedelta
+    cluster_uid: str = Field(default="", description=CLUSTER_UID)
 
 
 # The evidence key naming the step whose piece failed, when an ask of several pieces failed.
@@ -273,6 +283,11 @@ class ClusterState(ClusterModel):
     """Everything a ClusterWorkflow carries through continue-as-new."""
 
     cluster: str
+    uid: str = Field(default="", description="The cluster the records are of (see CLUSTER_UID).")
+    forgotten: list[str] = Field(
+        default_factory=list,
+        description="UIDs of earlier clusters of this name whose records were forgotten.",
+    )
     pieces: dict[str, PieceRecord] = Field(default_factory=dict)
     reservations: list[Reservation] = Field(default_factory=list)
     version: int = 0

@@ -16,9 +16,11 @@ rollout's helm-lock repair would uninstall another's live install. Here:
   (policy in workflows/shared_pieces.py);
 - the workflow records which targets use each piece, so a teardown removes a piece (and its
   namespace) only when it asks to and no other target uses it;
-- GPU reservations are held by compare-and-swap on a version counter: a planner that read an older
-  view plans again, so two rollouts never count the same GPUs. A reservation ends when its owner
-  frees it, or at its expiry if the owner disappeared.
+- GPU reservations are held by compare-and-swap on a version counter (workflows/gpu_holds.py): a
+  planner that read an older view plans again, so two rollouts never count the same GPUs. A
+  reservation ends when its owner frees it, or at its expiry if the owner disappeared;
+- the records are of one cluster, known by its kube-system UID (workflows/cluster_identity.py):
+  a cluster created again under the same name forgets the deleted one's users and holds.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError, FailureError
@@ -54,8 +55,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from spec.reasons import FailureReason
     from workflows.ask_outcomes import AskOutcomes
+    from workflows.cluster_identity import (
+        busy_refusal,
+        foreign_refusal,
+        forgetting,
+        meeting,
+        of_another,
+    )
     from workflows.cluster_operations import make_current
     from workflows.cluster_removal import delete_namespace, remove_piece
+    from workflows.gpu_holds import GpuHolds
     from workflows.shared_pieces import (
         Verified,
         conflict,
@@ -98,8 +107,9 @@ class ClusterWorkflow:
     def __init__(self, start: ClusterInput) -> None:
         self._state = start.state or ClusterState(cluster=start.cluster)
         self._pieces = dict(self._state.pieces)
-        self._reservations = list(self._state.reservations)
-        self._version = self._state.version
+        self._holds = GpuHolds(self._state.reservations, self._state.version)
+        self._uid = self._state.uid
+        self._forgotten = list(self._state.forgotten)
         self._asks = AskOutcomes(self._state.asks, self._state.answered)
         # Ask ID -> the task doing its work; its outcome goes to `_asks` when it settles.
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -113,7 +123,7 @@ class ClusterWorkflow:
     @workflow.run
     async def run(self, start: ClusterInput) -> None:
         while not self._history_full(start):
-            timeout = self._until_next_expiry()
+            timeout = self._holds.until_next_expiry(workflow.now())
             self._wake = False
             # A timeout is the next reservation's expiry coming due.
             with contextlib.suppress(TimeoutError):
@@ -148,11 +158,13 @@ class ClusterWorkflow:
     @workflow.update
     def ensure(self, ask: EnsureAsk) -> AskStatus:
         """Accept the ask and start its work; the asker polls `ask_status` for the outcome."""
+        self._meet(ask.cluster_uid)
         return self._accept(ask.ask_id, lambda: self._ensure_all(ask))
 
     @workflow.update
     def release(self, ask: ReleaseAsk) -> AskStatus:
         """Accept the teardown's ask and start its work (see `_release_all`)."""
+        self._meet(ask.cluster_uid)
         return self._accept(ask.ask_id, lambda: self._release_all(ask))
 
     @workflow.query
@@ -163,6 +175,8 @@ class ClusterWorkflow:
             # Sent before (an activity retried after its worker died): its own recorded
             # outcome ("installed", a failure) is its answer, read through the update.
             return Standing()
+        if of_another(self._uid, query.ask.cluster_uid):
+            return Standing()  # the update meets the asker's cluster first
         in_flight = {key: running.version for key, running in self._in_flight.items()}
         return standing(self._pieces, in_flight, self._verified, query.ask, query.now)
 
@@ -220,6 +234,8 @@ class ClusterWorkflow:
         if self.ask_status(ask.ask_id).state != "unknown":
             return  # already accepted: sending it again reads where it stands
         self._refuse_when_draining()
+        if self._check_cluster(ask.cluster_uid) == "forget":
+            return  # the records in the way are of the cluster this one replaced
         for piece in ask.pieces:
             refusal = conflict(self._pieces, piece, ask.target_id)
             if refusal is not None:
@@ -286,6 +302,7 @@ class ClusterWorkflow:
     def _validate_release(self, ask: ReleaseAsk) -> None:
         if self.ask_status(ask.ask_id).state == "unknown":
             self._refuse_when_draining()
+            self._check_cluster(ask.cluster_uid)
 
     def _removing_any(self, ask: ReleaseAsk) -> bool:
         return ask.include_dependencies or ask.include_gateway_provider
@@ -332,75 +349,72 @@ class ClusterWorkflow:
     # --- GPU reservations -----------------------------------------------------------------
 
     @workflow.query
-    def reservations(self) -> ReservationsView:
-        return ReservationsView(version=self._version, reservations=list(self._reservations))
+    def reservations(self, cluster_uid: str = "") -> ReservationsView:
+        """The holds on the cluster of `cluster_uid` (none, if the records are of another)."""
+        if of_another(self._uid, cluster_uid):
+            return ReservationsView(version=self._holds.version, reservations=[])
+        return self._holds.view()
 
     @workflow.update
     def reserve(self, ask: ReserveAsk) -> ReserveAnswer:
-        held = ask.reservation
-        # Compare-and-swap, node by node: only a hold taken since the planner's view on one of
-        # the nodes this plan uses can make it wrong (a freed hold only adds room).
-        newer = [
-            r.owner for r in self._reservations
-            if r.owner != held.owner and r.accepted_at > ask.based_on
-            and set(r.nodes) & set(held.nodes)
-        ]
-        if newer:
-            return ReserveAnswer(
-                accepted=False, version=self._version,
-                detail=f"{', '.join(newer)} reserved on the same nodes since version "
-                f"{ask.based_on}: plan again",
-            )
-        self._reservations = [r for r in self._reservations if r.owner != held.owner]
-        self._bump()
-        self._reservations.append(held.model_copy(update={"accepted_at": self._version}))
-        return ReserveAnswer(accepted=True, version=self._version, detail="held")
+        self._meet(ask.cluster_uid)
+        before = self._holds.version
+        answer = self._holds.reserve(ask)
+        self._wake = self._wake or self._holds.version != before
+        return answer
 
     @reserve.validator
     def _validate_reserve(self, ask: ReserveAsk) -> None:
         self._refuse_when_draining()
+        self._check_cluster(ask.cluster_uid)
 
     @workflow.update
     def free(self, ask: FreeAsk) -> ReserveAnswer:
-        before = len(self._reservations)
-        self._reservations = [
-            r for r in self._reservations
-            if not (r.owner == ask.owner and (not ask.run_id or r.run_id == ask.run_id))
-        ]
-        freed = before - len(self._reservations)
-        if freed:
-            self._bump()
+        before = self._holds.version
+        answer = self._holds.free(ask)
+        if self._holds.version != before:
+            self._wake = True  # the next expiry may have moved
             workflow.logger.info("freed the reservation of %s: %s", ask.owner, ask.why)
-        return ReserveAnswer(
-            accepted=True, version=self._version,
-            detail=f"freed ({ask.why})" if freed else "nothing held",
-        )
+        return answer
 
     @free.validator
     def _validate_free(self, ask: FreeAsk) -> None:
         self._refuse_when_draining()
 
     def _expire(self) -> None:
-        now = workflow.now()
-        kept = [r for r in self._reservations if r.expires_at > now]
-        for gone in self._reservations:
-            if gone.expires_at <= now:
-                workflow.logger.warning(
-                    "reservation of %s expired: its owner did not free it", gone.owner
-                )
-        if len(kept) != len(self._reservations):
-            self._reservations = kept
-            self._bump()
+        for gone in self._holds.expire(workflow.now()):
+            workflow.logger.warning(
+                "reservation of %s expired: its owner did not free it", gone.owner
+            )
 
-    def _until_next_expiry(self) -> timedelta | None:
-        if not self._reservations:
-            return None
-        soonest = min(r.expires_at for r in self._reservations)
-        return max(timedelta(seconds=1), soonest - workflow.now())
+    # --- which cluster the records are of (workflows/cluster_identity.py) -----------------------
 
-    def _bump(self) -> None:
-        self._version += 1
-        self._wake = True
+    def _check_cluster(self, uid: str) -> str:
+        """In a validator: refuse an ask of a forgotten cluster, or one that would forget the
+        records while operations of their cluster run; else say what meeting it will do."""
+        met = meeting(self._uid, self._forgotten, uid, bool(self._running or self._in_flight))
+        if met == "foreign":
+            raise ApplicationError(
+                foreign_refusal(self._state.cluster, self._uid, uid),
+                type=SHARED_PIECE_CONFLICT, non_retryable=True,
+            )
+        if met == "busy":  # retryable: the asking activity sends it again
+            raise ApplicationError(busy_refusal(self._state.cluster, self._uid),
+                                   type=CLUSTER_DRAINING)
+        return met
+
+    def _meet(self, uid: str) -> None:
+        """In a handler (its validator passed): adopt or forget the records for `uid`."""
+        met = meeting(self._uid, self._forgotten, uid, bool(self._running or self._in_flight))
+        if met == "forget":
+            users = sum(len(record.users) for record in self._pieces.values())
+            holds = self._holds.forget()
+            self._wake = True
+            workflow.logger.warning(forgetting(self._state.cluster, self._uid, uid, users, holds))
+            self._forgotten.append(self._uid)
+            self._pieces, self._verified = {}, {}
+        if met in ("adopt", "forget"):
+            self._uid = uid
 
     # --- bookkeeping ----------------------------------------------------------------------
 
@@ -421,8 +435,10 @@ class ClusterWorkflow:
     def _snapshot(self) -> ClusterState:
         return ClusterState(
             cluster=self._state.cluster,
+            uid=self._uid,
+            forgotten=self._forgotten,
             pieces=self._pieces,
-            reservations=self._reservations,
-            version=self._version,
+            reservations=self._holds.reservations,
+            version=self._holds.version,
             asks=self._asks.snapshot(),
         )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from activities.cluster import CLUSTER_TASK_TIMEOUT
@@ -402,3 +402,63 @@ async def test_a_user_that_asks_during_an_operation_reads_its_outcome_without_an
     assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
     detail = step(results[1], "lws-controller").detail
     assert detail.endswith("ago for clustersim/llm-d-wide-ep/during-a"), detail
+
+
+async def settled_status(cluster: WorkflowHandle[Any, Any], ask_id: str) -> Any:
+    for _ in range(200):
+        status = await cluster.query(ClusterWorkflow.ask_status, ask_id)
+        if status.settled:
+            return status
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{ask_id} never settled")
+
+
+async def test_a_cluster_created_again_under_its_name_forgets_the_old_ones_users_and_holds(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """A dev cluster deleted and created again keeps its name, not its kube-system UID. The
+    deleted cluster's targets must not refuse the new one's versions, nor its holds count
+    against the new one's nodes; and a cluster forgotten that asks again is a second live
+    cluster of the name: refused, not forgotten back and forth."""
+    cluster = await temporal_client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
+        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+    )
+
+    def ask(name: str, uid: str, *changes: Any) -> EnsureAsk:
+        spec = demo_spec(name, *changes)
+        return EnsureAsk(
+            ask_id=f"ensure/dependencies/{name}/run", target_id=spec.target_id,
+            target=spec.target, pieces=dependency_pieces(spec), timeout=timedelta(minutes=1),
+            cluster_uid=uid,
+        )
+
+    first = ask("on-the-old-cluster", "uid-old")
+    await cluster.execute_update(ClusterWorkflow.ensure, first)
+    assert (await settled_status(cluster, first.ask_id)).state == "answered"
+    held = await cluster.execute_update(
+        ClusterWorkflow.reserve,
+        ReserveAsk(
+            reservation=hold("old-rollout", ["node-0"]), based_on=0, cluster_uid="uid-old"
+        ),
+    )
+    assert held.accepted
+    # The new cluster sees no hold of the old one, before it asks anything.
+    view = await cluster.query(ClusterWorkflow.reservations, "uid-new")
+    assert view.reservations == []
+
+    # Another LWS version: refused while the old cluster's target was a live user; now not.
+    second = ask("on-the-new-cluster", "uid-new", lws_values(replicas=3))
+    await cluster.execute_update(ClusterWorkflow.ensure, second)
+    status = await settled_status(cluster, second.ask_id)
+
+    assert status.state == "answered", status.error
+    users = await cluster.query(ClusterWorkflow.users)
+    assert users["helm/lws-system/lws"] == ["clustersim/llm-d-wide-ep/on-the-new-cluster"]
+    assert (await cluster.query(ClusterWorkflow.reservations, "uid-new")).reservations == []
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await cluster.execute_update(
+            ClusterWorkflow.ensure, ask("back-on-the-old-cluster", "uid-old")
+        )
+    assert "names two live clusters" in str(refused.value.cause)
+    assert "target.cluster of its own" in str(refused.value.cause)

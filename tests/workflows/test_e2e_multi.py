@@ -334,3 +334,31 @@ async def test_worker_killed_during_the_shared_install_the_operation_completes_o
         details = sorted(step_detail(r, "lws-controller") for r in results)
         assert details[0].startswith("already current"), details
         assert details[1].startswith("installed, revision 1"), details
+
+
+def explicit_lws_values(document: dict[str, Any]) -> None:
+    """The LWS release with values of its own: another version of the shared piece."""
+    document["dependencies"]["leaderWorkerSet"]["release"]["values"] = {
+        "controllerVersion": "0.7.0"
+    }
+
+
+async def test_a_cluster_created_again_under_its_name_is_not_held_to_the_deleted_ones(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    # A dev cluster deleted and created again keeps its `target.cluster` name, not its
+    # kube-system UID. Before, the cluster workflow still counted the deleted cluster's target
+    # as the LWS release's user and refused the new cluster's other version of it.
+    async with sim_cluster(tmp_path / "deleted", nodes_profile(tmp_path, 2)) as deleted:
+        (before,) = await together(client, real_worker, [on(deleted, "again", "gone")])
+        assert before.outcome == Outcome.SUCCEEDED, before.failure
+
+    async with sim_cluster(tmp_path / "created", nodes_profile(tmp_path, 2)) as created:
+        spec = on(created, "again", "fresh", explicit_lws_values)
+        (after,) = await together(client, real_worker, [spec])
+
+        assert after.outcome == Outcome.SUCCEEDED, after.failure
+        assert step_detail(after, "lws-controller").startswith("installed, revision 1")
+        cluster = client.get_workflow_handle(cluster_workflow_id("again", real_worker))
+        users = await cluster.query(ClusterWorkflow.users)
+        assert users["helm/lws-system/lws"] == ["again/fresh/fresh"], users
