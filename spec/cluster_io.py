@@ -279,14 +279,21 @@ class AskStatus(ClusterModel):
         return self.state in ("answered", "failed")
 
 
+class ClusterRecords(ClusterModel):
+    """One cluster's records: the users of its pieces and its GPU holds."""
+
+    pieces: dict[str, PieceRecord] = Field(default_factory=dict)
+    reservations: list[Reservation] = Field(default_factory=list)
+
+
 class ClusterState(ClusterModel):
     """Everything a ClusterWorkflow carries through continue-as-new."""
 
     cluster: str
     uid: str = Field(default="", description="The cluster the records are of (see CLUSTER_UID).")
-    forgotten: list[str] = Field(
-        default_factory=list,
-        description="UIDs of earlier clusters of this name whose records were forgotten.",
+    aside: dict[str, ClusterRecords] = Field(
+        default_factory=dict,
+        description="Other clusters of this name by UID: their records, put aside.",
     )
     pieces: dict[str, PieceRecord] = Field(default_factory=dict)
     reservations: list[Reservation] = Field(default_factory=list)

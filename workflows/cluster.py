@@ -20,7 +20,8 @@ rollout's helm-lock repair would uninstall another's live install. Here:
   planner that read an older view plans again, so two rollouts never count the same GPUs. A
   reservation ends when its owner frees it, or at its expiry if the owner disappeared;
 - the records are of one cluster, known by its kube-system UID (workflows/cluster_identity.py):
-  a cluster created again under the same name forgets the deleted one's users and holds.
+  an ask of another cluster of the same name (created again, or a second one) puts them aside
+  and takes that cluster's own.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from spec.cluster_io import (
         AskStatus,
         ClusterInput,
+        ClusterRecords,
         ClusterState,
         EnsureAnswer,
         EnsureAsk,
@@ -57,10 +59,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.ask_outcomes import AskOutcomes
     from workflows.cluster_identity import (
         busy_refusal,
-        foreign_refusal,
-        forgetting,
         meeting,
         of_another,
+        switched,
+        switching,
     )
     from workflows.cluster_operations import make_current
     from workflows.cluster_removal import delete_namespace, remove_piece
@@ -109,7 +111,7 @@ class ClusterWorkflow:
         self._pieces = dict(self._state.pieces)
         self._holds = GpuHolds(self._state.reservations, self._state.version)
         self._uid = self._state.uid
-        self._forgotten = list(self._state.forgotten)
+        self._aside = dict(self._state.aside)
         self._asks = AskOutcomes(self._state.asks, self._state.answered)
         # Ask ID -> the task doing its work; its outcome goes to `_asks` when it settles.
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -234,8 +236,8 @@ class ClusterWorkflow:
         if self.ask_status(ask.ask_id).state != "unknown":
             return  # already accepted: sending it again reads where it stands
         self._refuse_when_draining()
-        if self._check_cluster(ask.cluster_uid) == "forget":
-            return  # the records in the way are of the cluster this one replaced
+        if self._check_cluster(ask.cluster_uid) == "switch":
+            return  # the records in the way are another cluster's: checked once switched
         for piece in ask.pieces:
             refusal = conflict(self._pieces, piece, ask.target_id)
             if refusal is not None:
@@ -350,9 +352,11 @@ class ClusterWorkflow:
 
     @workflow.query
     def reservations(self, cluster_uid: str = "") -> ReservationsView:
-        """The holds on the cluster of `cluster_uid` (none, if the records are of another)."""
+        """The holds on the cluster of `cluster_uid` (its own, when the records are another's)."""
         if of_another(self._uid, cluster_uid):
-            return ReservationsView(version=self._holds.version, reservations=[])
+            aside = self._aside.get(cluster_uid)
+            held = list(aside.reservations) if aside is not None else []
+            return ReservationsView(version=self._holds.version, reservations=held)
         return self._holds.view()
 
     @workflow.update
@@ -390,30 +394,30 @@ class ClusterWorkflow:
     # --- which cluster the records are of (workflows/cluster_identity.py) -----------------------
 
     def _check_cluster(self, uid: str) -> str:
-        """In a validator: refuse an ask of a forgotten cluster, or one that would forget the
-        records while operations of their cluster run; else say what meeting it will do."""
-        met = meeting(self._uid, self._forgotten, uid, bool(self._running or self._in_flight))
-        if met == "foreign":
+        """In a validator: an ask of another cluster waits (retryable) while operations on the
+        records' cluster run; else say what meeting it will make."""
+        met = meeting(self._uid, uid, bool(self._running or self._in_flight))
+        if met == "busy":  # the asking activity sends it again
             raise ApplicationError(
-                foreign_refusal(self._state.cluster, self._uid, uid),
-                type=SHARED_PIECE_CONFLICT, non_retryable=True,
+                busy_refusal(self._state.cluster, self._uid, uid), type=CLUSTER_DRAINING
             )
-        if met == "busy":  # retryable: the asking activity sends it again
-            raise ApplicationError(busy_refusal(self._state.cluster, self._uid),
-                                   type=CLUSTER_DRAINING)
         return met
 
     def _meet(self, uid: str) -> None:
-        """In a handler (its validator passed): adopt or forget the records for `uid`."""
-        met = meeting(self._uid, self._forgotten, uid, bool(self._running or self._in_flight))
-        if met == "forget":
-            users = sum(len(record.users) for record in self._pieces.values())
-            holds = self._holds.forget()
+        """In a handler (its validator passed): adopt the records, or switch to `uid`'s."""
+        met = meeting(self._uid, uid, bool(self._running or self._in_flight))
+        if met == "switch":
+            current = ClusterRecords(pieces=self._pieces, reservations=self._holds.reservations)
+            workflow.logger.warning(switching(
+                self._state.cluster, self._uid, uid,
+                sum(len(record.users) for record in self._pieces.values()),
+                len(current.reservations),
+            ))
+            taken, self._aside = switched(self._aside, self._uid, current, uid)
+            self._pieces, self._verified = dict(taken.pieces), {}
+            self._holds.replace(taken.reservations)
             self._wake = True
-            workflow.logger.warning(forgetting(self._state.cluster, self._uid, uid, users, holds))
-            self._forgotten.append(self._uid)
-            self._pieces, self._verified = {}, {}
-        if met in ("adopt", "forget"):
+        if met in ("adopt", "switch"):
             self._uid = uid
 
     # --- bookkeeping ----------------------------------------------------------------------
@@ -436,7 +440,7 @@ class ClusterWorkflow:
         return ClusterState(
             cluster=self._state.cluster,
             uid=self._uid,
-            forgotten=self._forgotten,
+            aside=self._aside,
             pieces=self._pieces,
             reservations=self._holds.reservations,
             version=self._holds.version,

@@ -74,9 +74,7 @@ class GpuHolds:
         soonest = min(r.expires_at for r in self.reservations)
         return max(timedelta(seconds=1), soonest - now)
 
-    def forget(self) -> int:
-        """End every hold (they were of a cluster that is gone); how many there were."""
-        count = len(self.reservations)
-        self.reservations = []
+    def replace(self, reservations: list[Reservation]) -> None:
+        """Hold these instead (another cluster's, put aside before): a change like any other."""
+        self.reservations = list(reservations)
         self.version += 1
-        return count
