@@ -227,6 +227,7 @@ async def free_capacity(ask: FreeAsk) -> ReserveAnswer:
             when_not_busy(
                 lambda: update_with_start(
                     client, cluster_workflow(client, ask.cluster), "free", ask,
+                    workflow_id=cluster_workflow_id(ask.cluster, activity.info().task_queue),
                     id=f"free/{ask.owner}/{ask.run_id}", result_type=ReserveAnswer,
                 )
             ),

@@ -118,18 +118,30 @@ def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation
     )
 
 
+# At most this many of this process's updates in flight on one cluster workflow. The server
+# admits 10 per workflow and refuses the rest (ResourceExhausted): fifty warm rollouts of one
+# worker sent hundreds of updates it refused, each a round trip retried by the SDK and by
+# `when_not_busy`, while workflow tasks went to waste ("Workflow task not found") and the
+# cluster workflow's tasks took up to 9 s. Updates here are answered at once, so the wait for a
+# slot is short.
+UPDATES_IN_FLIGHT = 8
+_SLOTS: dict[str, asyncio.Semaphore] = {}
+
+
 async def update_with_start(
     client: Client, operation: WithStartWorkflowOperation[Any, Any], update: str, arg: object,
-    *, id: str, result_type: type[T],
+    *, workflow_id: str, id: str, result_type: type[T],
 ) -> T:
-    """Send `update` with `arg`, starting the workflow through `operation` unless it runs."""
-    try:
-        answer: T = await client.execute_update_with_start_workflow(
-            update, arg, start_workflow_operation=operation, id=id, result_type=result_type
-        )
-    except Exception:
-        await _read_start_outcome(operation)
-        raise
+    """Send `update` with `arg` to `workflow_id`, starting it through `operation` unless it
+    runs; at most UPDATES_IN_FLIGHT at once from this process."""
+    async with _SLOTS.setdefault(workflow_id, asyncio.Semaphore(UPDATES_IN_FLIGHT)):
+        try:
+            answer: T = await client.execute_update_with_start_workflow(
+                update, arg, start_workflow_operation=operation, id=id, result_type=result_type
+            )
+        except Exception:
+            await _read_start_outcome(operation)
+            raise
     return answer
 
 
@@ -227,6 +239,7 @@ async def send(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what: s
         return await when_not_busy(
             lambda: update_with_start(
                 client, cluster_workflow(client, ask.target.cluster), update, ask,
+                workflow_id=cluster_workflow_id(ask.target.cluster, activity.info().task_queue),
                 id=ask.ask_id, result_type=AskStatus,
             )
         )

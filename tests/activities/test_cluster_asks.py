@@ -14,7 +14,13 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
-from activities.cluster import answer_error, recorded_error, update_with_start, when_not_busy
+from activities.cluster import (
+    UPDATES_IN_FLIGHT,
+    answer_error,
+    recorded_error,
+    update_with_start,
+    when_not_busy,
+)
 from embedded.temporal import TemporalDevServer
 from spec.cluster_io import AskError
 
@@ -147,10 +153,47 @@ async def test_a_refused_update_with_start_leaves_no_unread_error_for_asyncio_to
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
         with pytest.raises(RPCError):
-            await update_with_start(client, operation, "ensure", {}, id="a", result_type=dict)
+            await update_with_start(
+                client, operation, "ensure", {}, workflow_id="cluster/q/c", id="a",
+                result_type=dict,
+            )
         del operation
         gc.collect()
         await asyncio.sleep(0)
     finally:
         loop.set_exception_handler(previous)
     assert [c.get("message") for c in logged] == []
+
+
+async def test_a_process_keeps_fewer_updates_in_flight_on_one_workflow_than_the_server_admits(
+) -> None:
+    # The server refuses an 11th update in flight on one workflow; each refusal is a round trip
+    # and a workflow task for nothing. Twenty askers of one process take turns in 8 slots.
+    class Server:
+        in_flight = most = 0
+
+        async def execute_update_with_start_workflow(self, *_: Any, **__: Any) -> str:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(0.01)
+            self.in_flight -= 1
+            return "accepted"
+
+    server = Server()
+
+    def operation() -> WithStartWorkflowOperation[Any, Any]:
+        return WithStartWorkflowOperation(
+            "ClusterWorkflow", id="cluster/q/busy", task_queue="q",
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    answers = await asyncio.gather(*(
+        update_with_start(
+            server, operation(), "ensure", {}, workflow_id="cluster/q/busy", id=f"ask-{i}",
+            result_type=str,
+        )
+        for i in range(20)
+    ))
+
+    assert answers == ["accepted"] * 20
+    assert server.most == UPDATES_IN_FLIGHT < 10
