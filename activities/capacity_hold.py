@@ -66,8 +66,9 @@ MAX_PLANS = 20
 # One holder at a time per cluster workflow in this worker process. Without it fifty rollouts
 # of one worker hold at once, all but one lose the compare-and-swap, and plan again: N²/2 plans,
 # each listing every node and pod, until the preflight budget runs out (bench/concurrency.py at
-# N=50). In turn, each holds a plan made against a view no one in this process changes
-# meanwhile; the compare-and-swap remains for planners in other worker processes.
+# N=50). In turn, each holds the plan it made before its turn, or, if a rollout held one of its
+# nodes since, plans again against a view no one in this process changes meanwhile; the
+# compare-and-swap remains for planners in other worker processes.
 _PLANNERS: dict[str, asyncio.Lock] = {}
 
 

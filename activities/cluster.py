@@ -12,7 +12,10 @@ an activity retried after its worker died sends the same update, which the clust
 answers with where the ask stands; an ask the current run does not know (sent to a run that
 continued as new before accepting it) is sent again. An ensure ask that would change nothing
 (every piece checked moments ago, the target already its user: a warm burst) is answered by the
-`standing` query and sends no update at all.
+`standing` query and sends no update at all. Each ask carries the UID of the target cluster's
+kube-system namespace, read here, so the cluster workflow tells apart two clusters of one name
+(workflows/cluster_identity.py); a worker keeps at most UPDATES_IN_FLIGHT updates in flight on
+one cluster workflow.
 
 A refusal (another target uses another version of a piece) and a failed operation come back as
 non-retryable errors carrying the cluster workflow's sentence; a cluster workflow that is
