@@ -143,7 +143,7 @@ async def _plan_now(
         ),
         "reading the capacity holds",
     )
-    held, covers = held_by_others(view.reservations, input.owner)
+    held, covers = held_by_others(view.reservations, input.owner, datetime.now(UTC))
     plan, covered = await run_blocking(
         functools.partial(_plan, kube, input, held, covers), "capacity plan"
     )

@@ -10,6 +10,7 @@ are counted instead, so a rollout whose pods are coming up is counted once, neve
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
@@ -28,13 +29,16 @@ def covered_lws(roles: Sequence[RolePlan]) -> list[str]:
 
 
 def held_by_others(
-    reservations: Iterable[Reservation], owner: str
+    reservations: Iterable[Reservation], owner: str, now: datetime
 ) -> tuple[dict[str, Resources], set[str]]:
-    """Per node, what the other owners' reservations hold; and the LWSes they cover."""
+    """Per node, what the other owners' reservations hold; and the LWSes they cover. A hold
+    whose expiry has come counts for nothing, though the cluster workflow has not ended it yet:
+    its timer is a moment behind, or the hold is of a cluster put aside (expired when taken
+    back), whose query has no clock to tell."""
     held: dict[str, Resources] = {}
     covers: set[str] = set()
     for reservation in reservations:
-        if reservation.owner == owner:
+        if reservation.owner == owner or reservation.expires_at <= now:
             continue
         covers.update(reservation.covers)
         for node, quantities in reservation.nodes.items():

@@ -66,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.cluster_operations import make_current
     from workflows.cluster_removal import delete_namespace, remove_piece
-    from workflows.gpu_holds import GpuHolds
+    from workflows.gpu_holds import NOTHING_HELD, GpuHolds
     from workflows.shared_pieces import (
         Verified,
         conflict,
@@ -120,17 +120,19 @@ class ClusterWorkflow:
         self._in_flight: dict[str, _InFlight] = {}
         self._verified: dict[str, Verified] = {}
         self._draining = False
-        self._wake = False
+        self._seen_version = self._holds.version  # the holds' version the run loop last saw
 
     @workflow.run
     async def run(self, start: ClusterInput) -> None:
         while not self._history_full(start):
             timeout = self._holds.until_next_expiry(workflow.now())
-            self._wake = False
-            # A timeout is the next reservation's expiry coming due.
+            # A timeout is the next reservation's expiry coming due; any change to the holds
+            # (taken, freed, another cluster's put in) may have moved it, so it wakes the loop.
+            self._seen_version = self._holds.version
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: self._wake or self._history_full(start) or self._crashed is not None,
+                    lambda: self._holds.version != self._seen_version
+                    or self._history_full(start) or self._crashed is not None,
                     timeout=timeout,
                 )
             self._raise_crash()
@@ -362,10 +364,7 @@ class ClusterWorkflow:
     @workflow.update
     def reserve(self, ask: ReserveAsk) -> ReserveAnswer:
         self._meet(ask.cluster_uid)
-        before = self._holds.version
-        answer = self._holds.reserve(ask)
-        self._wake = self._wake or self._holds.version != before
-        return answer
+        return self._holds.reserve(ask)
 
     @reserve.validator
     def _validate_reserve(self, ask: ReserveAsk) -> None:
@@ -374,10 +373,8 @@ class ClusterWorkflow:
 
     @workflow.update
     def free(self, ask: FreeAsk) -> ReserveAnswer:
-        before = self._holds.version
         answer = self._holds.free(ask)
-        if self._holds.version != before:
-            self._wake = True  # the next expiry may have moved
+        if answer.detail != NOTHING_HELD:
             workflow.logger.info("freed the reservation of %s: %s", ask.owner, ask.why)
         return answer
 
@@ -416,7 +413,7 @@ class ClusterWorkflow:
             taken, self._aside = switched(self._aside, self._uid, current, uid)
             self._pieces, self._verified = dict(taken.pieces), {}
             self._holds.replace(taken.reservations)
-            self._wake = True
+            self._expire()  # they are not expired while put aside (planners skip them)
         if met in ("adopt", "switch"):
             self._uid = uid
 

@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 
 from spec.cluster_io import FreeAsk, Reservation, ReservationsView, ReserveAnswer, ReserveAsk
 
+NOTHING_HELD = "nothing held"
+
 
 class GpuHolds:
     """The reservations, and the version every change bumps."""
@@ -57,7 +59,7 @@ class GpuHolds:
             self.version += 1
         return ReserveAnswer(
             accepted=True, version=self.version,
-            detail=f"freed ({ask.why})" if freed else "nothing held",
+            detail=f"freed ({ask.why})" if freed else NOTHING_HELD,
         )
 
     def expire(self, now: datetime) -> list[Reservation]:

@@ -19,10 +19,16 @@ from tests.k8s.test_capacity import example, plans
 THREE_NODES = [node("h200-node-0"), node("h200-node-1"), node("h200-node-2")]
 
 
-def holding(owner: str, nodes: dict[str, dict[str, str]], covers: list[str]) -> Reservation:
+NOW = datetime(2029, 6, 1, tzinfo=UTC)
+
+
+def holding(
+    owner: str, nodes: dict[str, dict[str, str]], covers: list[str],
+    expires_at: datetime = datetime(2030, 1, 1, tzinfo=UTC),
+) -> Reservation:
     return Reservation(
         owner=owner, run_id="run", target_id=f"c/ns/{owner}", nodes=nodes, covers=covers,
-        expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        expires_at=expires_at,
     )
 
 
@@ -40,7 +46,7 @@ def test_what_another_rollout_holds_is_not_free_and_the_refusal_names_the_node()
     roles = plans(example("wide-ep-lws.yaml"))
     first = plan_capacity(roles, THREE_NODES, [], NAMESPACE)
     other = holding("rollout/first", reserved_nodes(first), ["team-a/first-lws"])
-    held, covers = held_by_others([other], owner="rollout/second")
+    held, covers = held_by_others([other], owner="rollout/second", now=NOW)
     assert covers == {"team-a/first-lws"}
 
     second = plan_capacity(roles, THREE_NODES, [], NAMESPACE, held)
@@ -51,8 +57,21 @@ def test_what_another_rollout_holds_is_not_free_and_the_refusal_names_the_node()
     assert reason.startswith("pod ") and "needs a node with" in reason
     assert "free nvidia.com/gpu; largest free: h200-node-" in reason
     # The owner's own hold never counts against itself.
-    mine, _ = held_by_others([other], owner="rollout/first")
+    mine, _ = held_by_others([other], owner="rollout/first", now=NOW)
     assert mine == {}
+
+
+def test_a_hold_whose_expiry_has_come_holds_nothing() -> None:
+    """Its owner disappeared; the cluster workflow ends it at its next turn (or, for a cluster
+    put aside, when taken back), and a planner meanwhile must not refuse for its GPUs."""
+    gone = holding(
+        "rollout/gone", {"h200-node-0": {"nvidia.com/gpu": "8"}}, ["team-a/gone-lws"],
+        expires_at=NOW,
+    )
+    live = holding("rollout/live", {"h200-node-1": {"nvidia.com/gpu": "8"}}, ["team-a/live"])
+    held, covers = held_by_others([gone, live], owner="rollout/mine", now=NOW)
+    assert list(held) == ["h200-node-1"]
+    assert covers == {"team-a/live"}
 
 
 def test_pods_a_hold_stands_for_are_not_counted_twice() -> None:

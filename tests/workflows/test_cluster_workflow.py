@@ -460,3 +460,31 @@ async def test_each_cluster_of_one_name_has_its_own_users_and_holds(
     assert users["helm/lws-system/lws"] == [
         "clustersim/llm-d-wide-ep/first-a", "clustersim/llm-d-wide-ep/first-c",
     ]
+
+
+async def test_a_hold_put_aside_is_not_counted_after_its_expiry(
+    temporal_client: Client, fake_worker: str
+) -> None:
+    """A cluster's holds put aside while another cluster of its name is served are expired when
+    they are taken back (the planner skips them meanwhile: k8s/reservations.py)."""
+    cluster = await temporal_client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
+        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
+    )
+
+    async def reserve(owner: str, uid: str, expires_in: float) -> None:
+        answer = await cluster.execute_update(
+            ClusterWorkflow.reserve,
+            ReserveAsk(reservation=hold(owner, ["node-0"], expires_in), based_on=0,
+                       cluster_uid=uid),
+        )
+        assert answer.accepted, answer.detail
+
+    await reserve("first-gone", "uid-first", expires_in=1.5)
+    await reserve("second-live", "uid-second", expires_in=3600)  # the first's put aside
+    await asyncio.sleep(2)
+
+    await reserve("first-new", "uid-first", expires_in=3600)  # taken back, expired at once
+    current = await cluster.query(ClusterWorkflow.reservations, "uid-first")
+    assert [r.owner for r in current.reservations] == ["first-new"]
+
