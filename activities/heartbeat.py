@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -40,6 +41,7 @@ class Heartbeater:
         if force or due:
             with contextlib.suppress(RuntimeError):
                 activity.heartbeat(details)
+                _note_beat(activity.info())
             self._last = now
             self._last_details = details
 
@@ -65,11 +67,16 @@ async def run_blocking(function: Callable[[], T], step: str) -> T:
 
 
 async def heartbeating(work: Awaitable[T], step: str) -> T:
-    """Await `work`, heartbeating `step` meanwhile; cancelled with the activity."""
+    """Await `work`, heartbeating `step` meanwhile; cancelled with the activity.
+
+    The beat is due HEARTBEAT_SECONDS after the activity's last one (or its attempt's start),
+    not after this call's start: an activity of several calls, each a little shorter than that
+    (reading the holds, planning, waiting for the planning turn, with fifty rollouts sharing
+    the worker), beat in none of them and was timed out, silent for over HEARTBEAT_TIMEOUT."""
     task = asyncio.ensure_future(work)
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
+            done, _ = await asyncio.wait({task}, timeout=seconds_until_beat())
             if done:
                 return task.result()
             heartbeat_step(step)
@@ -86,6 +93,35 @@ async def heartbeating(work: Awaitable[T], step: str) -> T:
 # end long before this many others start.
 _WROTE: dict[tuple[str, str, str], tuple[int, str]] = {}
 _WROTE_KEPT = 4096
+
+# When each attempt of an activity last beat (time.monotonic()), by (workflow run, activity ID,
+# attempt). Bounded like _WROTE.
+_LAST_BEAT: dict[tuple[str, str, str, int], float] = {}
+
+
+def seconds_until_beat() -> float:
+    """How long until this activity attempt's next beat is due (HEARTBEAT_SECONDS outside an
+    activity: nothing beats there)."""
+    try:
+        info = activity.info()
+    except RuntimeError:
+        return HEARTBEAT_SECONDS
+    last = _LAST_BEAT.get((*_activity_key(info), info.attempt))
+    if last is not None:
+        since = time.monotonic() - last
+    else:
+        started = info.started_time
+        since = (datetime.now(UTC) - (
+            started if started.tzinfo else started.replace(tzinfo=UTC)
+        )).total_seconds()
+    return max(0.0, HEARTBEAT_SECONDS - since)
+
+
+def _note_beat(info: activity.Info) -> None:
+    key = (*_activity_key(info), info.attempt)
+    if key not in _LAST_BEAT and len(_LAST_BEAT) >= _WROTE_KEPT:
+        _LAST_BEAT.pop(next(iter(_LAST_BEAT)))
+    _LAST_BEAT[key] = time.monotonic()
 
 
 def heartbeat_step(step: str, writing: str | None = None) -> None:
@@ -105,6 +141,7 @@ def heartbeat_step(step: str, writing: str | None = None) -> None:
         else:
             writing = _WROTE[key][1] if key in _WROTE else _written_before(info)
         activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})
+        _note_beat(info)
 
 
 def wrote_in_earlier_attempt(release: str) -> bool:
