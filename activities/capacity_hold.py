@@ -147,7 +147,7 @@ async def _plan_now(
     plan, covered = await run_blocking(
         functools.partial(_plan, kube, input, held, covers), "capacity plan"
     )
-    return view, plan, covered
+    return view, plan.model_copy(update={"cluster_uid": input.cluster_uid}), covered
 
 
 def _settled(plan: CapacityPlan) -> CapacityPlan | None:

@@ -13,9 +13,9 @@ answers with where the ask stands; an ask the current run does not know (sent to
 continued as new before accepting it) is sent again. An ensure ask that would change nothing
 (every piece checked moments ago, the target already its user: a warm burst) is answered by the
 `standing` query and sends no update at all. Each ask carries the UID of the target cluster's
-kube-system namespace, read here, so the cluster workflow tells apart two clusters of one name
-(workflows/cluster_identity.py); a worker keeps at most UPDATES_IN_FLIGHT updates in flight on
-one cluster workflow.
+kube-system namespace (read by the rollout's preflight, or here when it did not: a teardown), so
+the cluster workflow tells apart two clusters of one name (workflows/cluster_identity.py); a
+worker keeps at most UPDATES_IN_FLIGHT updates in flight on one cluster workflow.
 
 A refusal (another target uses another version of a piece) and a failed operation come back as
 non-retryable errors carrying the cluster workflow's sentence; a cluster workflow that is
@@ -321,8 +321,11 @@ async def read_cluster_uid(kube: KubeClient) -> str:
         return ""
 
 
-async def cluster_uid(target: Target) -> str:
-    """`read_cluster_uid` through a client of the target's own ("" when none can be built)."""
+async def cluster_uid(target: Target, known: str = "") -> str:
+    """`known` (read by the rollout's preflight), else `read_cluster_uid` through a client of
+    the target's own ("" when none can be built)."""
+    if known:
+        return known
     try:
         kube = KubeClient.for_target(target)
     except KubeConfigError as error:
@@ -339,7 +342,7 @@ async def ensure_shared_pieces(ask: EnsureAsk) -> EnsureAnswer:
     """Ask the cluster workflow to make `ask.pieces` current for this target, and wait. A warm
     burst (every piece checked moments ago, every target already a user) is answered by query:
     fifty updates at once met the server's limit of updates in flight on one workflow."""
-    ask = ask.model_copy(update={"cluster_uid": await cluster_uid(ask.target)})
+    ask = ask.model_copy(update={"cluster_uid": await cluster_uid(ask.target, ask.cluster_uid)})
     answer = await heartbeating(
         already_current(activity.client(), ask), "reading the cluster workflow: shared pieces"
     ) or await ask_cluster("ensure", ask, EnsureAnswer, "shared pieces")
@@ -352,5 +355,5 @@ async def ensure_shared_pieces(ask: EnsureAsk) -> EnsureAnswer:
 async def release_shared_pieces(ask: ReleaseAsk) -> ReleaseAnswer:
     """Tell the cluster workflow the target no longer uses its pieces; it removes the ones
     asked for that nobody else uses."""
-    ask = ask.model_copy(update={"cluster_uid": await cluster_uid(ask.target)})
+    ask = ask.model_copy(update={"cluster_uid": await cluster_uid(ask.target, ask.cluster_uid)})
     return await ask_cluster("release", ask, ReleaseAnswer, "releasing shared pieces")

@@ -542,6 +542,13 @@ class CapacityPlan(IOModel):
         ),
     )
     notes: list[str] = Field(default_factory=list)
+    cluster_uid: str = Field(
+        default="",
+        description=(
+            "The UID of the kube-system namespace of the cluster it was planned on (\"\": not "
+            "read); the rollout's later asks of its cluster workflow carry it."
+        ),
+    )
 
     def render(self) -> str:
         """The plan as a readable table, per node then per pod."""

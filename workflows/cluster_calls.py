@@ -67,16 +67,18 @@ async def ensure_shared(
     saga: Saga,
     enter: Callable[[Phase, str], None],
     publish: Callable[[], None],
+    cluster_uid: str = "",
 ) -> EnsureAnswer:
     """Ask for `pieces`; each becomes a journal step; a change registers a `keep` undo, since
-    the piece belongs to the cluster, not to this rollout."""
+    the piece belongs to the cluster, not to this rollout. `cluster_uid`: the cluster as
+    preflight read it ("": the asking activity reads it)."""
     enter(phase, pieces[0].step)
     started = workflow.now()
     entries = {piece.key: journal.start(phase, piece.step, started) for piece in pieces}
     publish()
     ask = EnsureAsk(
         ask_id=ask_id(f"ensure/{phase.value}"), target_id=spec.target_id, target=spec.target,
-        pieces=pieces, timeout=timeout,
+        pieces=pieces, timeout=timeout, cluster_uid=cluster_uid,
     )
     try:
         answer = await calls.execute(
@@ -195,6 +197,9 @@ class ClusterAsks:
         self.saga = saga
         self.steps = steps
         self.holding = False
+        # Read by preflight's hold; the ensure asks carry it, and their activities need not
+        # read it again (a client and a GET each).
+        self.cluster_uid = ""
 
     async def hold(self, plan: RolloutPlan, report: PreflightReport) -> PreflightReport:
         """Hold what preflight placed, so concurrent rollouts never count one GPU twice; the
@@ -209,6 +214,7 @@ class ClusterAsks:
             summary="hold the capacity plan for this rollout",
             status=lambda r: StepStatus.PASSED, detail=hold_detail,
         )
+        self.cluster_uid = held.cluster_uid
         return report.model_copy(update={"capacity": held})
 
     async def dependencies(self) -> bool:
@@ -238,5 +244,5 @@ class ClusterAsks:
     async def _ensure(self, phase: Phase, pieces: list[SharedPiece], timeout: timedelta) -> None:
         await ensure_shared(
             self.spec, phase, pieces, timeout, self.progress.journal, self.saga,
-            self.progress.enter, self.progress.publish,
+            self.progress.enter, self.progress.publish, self.cluster_uid,
         )

@@ -120,6 +120,7 @@ class FakeCluster:
         self.snapshot_specs: dict[str, RolloutSpec | None] = {}
         self.last_known_good: str | None = None
         self.capacity_fits = True
+        self.cluster_uid = ""  # the kube-system UID the capacity hold reports reading
         self.faults: list[Fault] = []
         self.holds: dict[str, asyncio.Event] = {}
         self.started: dict[str, asyncio.Event] = {}
@@ -203,7 +204,8 @@ class FakeCluster:
     @activity.defn(name=calls.HOLD_CAPACITY.name)
     async def hold_capacity(self, arg: HoldCapacityInput) -> CapacityPlan:
         await self._enter(calls.HOLD_CAPACITY.name, arg)
-        return self._plan(arg.spec, list(arg.roles))
+        plan = self._plan(arg.spec, list(arg.roles))
+        return plan.model_copy(update={"cluster_uid": self.cluster_uid})
 
     def _plan(self, spec: RolloutSpec, roles: list[RoleName]) -> CapacityPlan:
         gpus = sum(spec.model_service.role(role).gpus for role in roles)

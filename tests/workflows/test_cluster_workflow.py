@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -488,3 +489,22 @@ async def test_a_hold_put_aside_is_not_counted_after_its_expiry(
     current = await cluster.query(ClusterWorkflow.reservations, "uid-first")
     assert [r.owner for r in current.reservations] == ["first-new"]
 
+
+async def test_the_asks_for_shared_pieces_carry_the_cluster_uid_preflight_read(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """Preflight's capacity hold reads the cluster's kube-system UID; the dependencies and
+    gateway provider asks carry it, so their activities need no client and GET of their own."""
+    fake_cluster.cluster_uid = "uid-read-at-preflight"
+    result = await run_rollout(temporal_client, demo_spec("carried-uid"), fake_worker)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+
+    history = await temporal_client.get_workflow_handle(result.workflow_id).fetch_history()
+    asked = [
+        json.loads(event.activity_task_scheduled_event_attributes.input.payloads[0].data)
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+        and event.activity_task_scheduled_event_attributes.activity_type.name
+        == "ensure_shared_pieces"
+    ]
+    assert [ask["cluster_uid"] for ask in asked] == ["uid-read-at-preflight"] * 2
