@@ -8,6 +8,7 @@ has passed.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -122,3 +123,39 @@ async def test_reads_from_the_shared_cache_list_once_and_a_refused_watch_is_an_e
 
     faults.api_fault("clear")
     assert len(cached_objects(client, namespaces)) == len(first)
+
+
+async def test_informers_left_by_their_last_subscriber_are_retired_by_one_thread(
+    faults: SimCluster,
+) -> None:
+    """Fifty rollouts, each in its namespace, left some 180 idle informers at once: a timer
+    thread each. One thread retires them all after the linger, then ends."""
+    client = faults.client()
+    namespaces = [f"retire-{index}" for index in range(5)]
+    for namespace in namespaces:
+        await ActivityEnvironment().run(
+            kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
+        )
+    registry = SharedInformers(linger_seconds=0.5)
+    threads_before = {thread.ident for thread in threading.enumerate()}
+    watched = [
+        registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None)
+        for namespace in namespaces
+    ]
+    informers = [registry._informers[key].informer for key in list(registry._informers)]
+    for subscription in watched:
+        subscription.stop()
+
+    waiting = [
+        thread for thread in threading.enumerate()
+        if thread.ident not in threads_before and not thread.name.startswith("watch-")
+    ]
+    assert [thread.name for thread in waiting] == ["informer-retirer"]
+    assert registry.watching() == 5
+    stopped = Wakeup()
+    await until(lambda: registry.watching() == 0, stopped, timeout=5.0)
+    waiting[0].join(5.0)
+    assert not waiting[0].is_alive()
+    for informer in informers:
+        informer.join(5.0)
+        assert not informer._thread.is_alive()
