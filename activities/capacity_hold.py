@@ -8,6 +8,11 @@ a compare-and-swap on the reservations' version: if another rollout reserved in 
 plan is made again from the new view, so two rollouts never count the same GPUs. A plan that does
 not fit is refused with the node-level reason (InsufficientCapacity: exit 5, nothing created).
 
+A spec with `budgets.capacityWait` waits instead, planning again every few seconds, until its
+plan fits (GPUs freed by another rollout's end, rollback or teardown) or the wait is over (then
+the same refusal, saying how long it waited); a plan an empty cluster could not hold is refused
+at once, as waiting would not help. It waits outside the holding turn.
+
 `free_capacity` ends the hold when the rollout ends, whatever the outcome; a rollout that
 disappears loses its hold when the reservation expires.
 """
@@ -16,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -35,7 +42,7 @@ from activities.cluster import (
     when_not_busy,
 )
 from activities.failures import failure, retryable, target_client
-from activities.heartbeat import heartbeating, run_blocking
+from activities.heartbeat import heartbeat_step, heartbeating, run_blocking
 from activities.preflight import cluster_nodes_and_pods, role_plans
 from k8s.capacity import plan_capacity
 from k8s.client import KubeClient
@@ -62,6 +69,11 @@ from spec.reasons import FailureReason
 
 # Plans made again when other rollouts keep reserving in between; then Temporal retries.
 MAX_PLANS = 20
+
+# How often a rollout that waits for capacity (budgets.capacityWait) plans again. A plan reads
+# the worker's shared watches of nodes and pods and one query of the holds, so a waiting rollout
+# costs little; GPUs freed are taken within this long.
+RECHECK_SECONDS = 5.0
 
 # One holder at a time per cluster workflow in this worker process. Without it fifty rollouts
 # of one worker hold at once, all but one lose the compare-and-swap, and plan again: N²/2 plans,
@@ -116,12 +128,16 @@ def _plan(
     return plan, covered_lws(roles)
 
 
-def refusal(plan: CapacityPlan) -> ApplicationError:
+def refusal(plan: CapacityPlan, wait: CapacityWait | None = None) -> ApplicationError:
     reason = node_level_reason(plan)
     message = (
         f"insufficient capacity: {reason} ({plan.gpus_asked} GPUs asked, "
         f"{plan.gpus_available} free after what other rollouts hold)"
     )
+    if wait is not None and wait.possible is False:
+        message += "; not waited for: the nodes could not hold it even with nothing else on them"
+    elif wait is not None and wait.since is not None:
+        message += f"; waited {wait.waited():.0f}s for it (budgets.capacityWait)"
     return failure(
         FailureReason.INSUFFICIENT_CAPACITY, message,
         FailureEvidence(
@@ -150,12 +166,63 @@ async def _plan_now(
     return view, plan.model_copy(update={"cluster_uid": input.cluster_uid}), covered
 
 
-def _settled(plan: CapacityPlan) -> CapacityPlan | None:
-    """The answer a plan is by itself: refused when it does not fit; itself when it places
-    nothing new (an unchanged re-run holds nothing); None when it is to be held."""
-    if not plan.fits:
-        raise refusal(plan)
-    return None if any(pod.node for pod in plan.pods) else plan
+def places_anything(plan: CapacityPlan) -> bool:
+    """Whether the plan puts a pod on a node (an unchanged re-run places nothing, holds
+    nothing)."""
+    return any(pod.node for pod in plan.pods)
+
+
+@dataclasses.dataclass
+class CapacityWait:
+    """A rollout's wait for capacity (budgets.capacityWait): until when (counted from the first
+    attempt), since when it waits, and whether an empty cluster could hold its plan at all."""
+
+    deadline: datetime
+    since: float | None = None
+    possible: bool | None = None
+
+    @classmethod
+    def of(cls, input: HoldCapacityInput) -> CapacityWait:
+        scheduled = activity.info().scheduled_time
+        if scheduled.tzinfo is None:
+            scheduled = scheduled.replace(tzinfo=UTC)
+        return cls(deadline=scheduled + input.spec.budgets.capacity_wait)
+
+    def waited(self) -> float:
+        return 0.0 if self.since is None else time.monotonic() - self.since
+
+
+async def _fitting_plan(
+    handle: WorkflowHandle[object, object], kube: KubeClient, input: HoldCapacityInput,
+    wait: CapacityWait,
+) -> tuple[ReservationsView, CapacityPlan, list[str]]:
+    """A plan that fits, made again every RECHECK_SECONDS while the wait lasts; refused (exit
+    5) when the wait is over, or at once when even an empty cluster could not hold it."""
+    while True:
+        view, plan, covered = await _plan_now(handle, kube, input)
+        if plan.fits:
+            return view, plan.model_copy(update={"waited_seconds": wait.waited()}), covered
+        now = datetime.now(UTC)
+        if now < wait.deadline and wait.possible is None:
+            wait.possible = await run_blocking(
+                functools.partial(_fits_an_empty_cluster, kube, input), "capacity plan"
+            )
+        if now >= wait.deadline or not wait.possible:
+            raise refusal(plan, wait)
+        if wait.since is None:
+            wait.since = time.monotonic()
+            activity.logger.info(
+                "%s waits for capacity: %s", input.owner, node_level_reason(plan)
+            )
+        heartbeat_step(f"waiting for capacity: {node_level_reason(plan)}")
+        await asyncio.sleep(min(RECHECK_SECONDS, (wait.deadline - now).total_seconds()))
+
+
+def _fits_an_empty_cluster(kube: KubeClient, input: HoldCapacityInput) -> bool:
+    """Whether the rollout's pods would fit on the nodes with nothing else on them."""
+    roles = role_plans(kube, input.spec, list(input.roles))
+    nodes, _ = cluster_nodes_and_pods(kube)
+    return plan_capacity(roles, nodes, [], input.spec.target.namespace).fits
 
 
 async def _reserve(
@@ -187,7 +254,8 @@ async def _reserve(
 
 @activity.defn
 async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
-    """Plan against what others hold and hold the plan; refuse when it does not fit.
+    """Plan against what others hold and hold the plan; refuse when it does not fit (after
+    the spec's wait for capacity, if any: see the module doc).
 
     A plan that does not fit, or places nothing new, is the answer at once. Only a plan to hold
     waits for this process's turn; in its turn it is held unless another rollout took one of
@@ -195,22 +263,40 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
     fresh view. Fifty warm rollouts (nothing to place) took turns for nothing: 7-10 s p95 at
     N=50 (bench/concurrency.py)."""
     handle = await _cluster_handle(activity.client(), input.spec.target.cluster)
+    wait = CapacityWait.of(input)
     try:
         async with target_client(input.spec.target) as kube:
             input = input.model_copy(update={"cluster_uid": await read_cluster_uid(kube)})
-            view, plan, covered = await _plan_now(handle, kube, input)
-            if (answer := _settled(plan)) is not None:
-                return answer
-            async with one_planner_at_a_time(handle.id):
-                for _ in range(MAX_PLANS):
-                    if await _reserve(handle, input, plan, covered, view.version):
-                        return plan
-                    # Held by another on one of the plan's nodes since the view: plan again.
-                    view, plan, covered = await _plan_now(handle, kube, input)
-                    if (answer := _settled(plan)) is not None:
-                        return answer
+            while True:
+                view, plan, covered = await _fitting_plan(handle, kube, input, wait)
+                if not places_anything(plan):
+                    return plan
+                async with one_planner_at_a_time(handle.id):
+                    held = await _hold_in_turn(handle, kube, input, view, plan, covered)
+                if held is not None:
+                    return held
+                # Another rollout took the room while this one waited for its turn.
     except WorkflowUpdateFailedError as error:
         raise answer_error(error, "holding capacity") from None
+
+
+async def _hold_in_turn(
+    handle: WorkflowHandle[object, object], kube: KubeClient, input: HoldCapacityInput,
+    view: ReservationsView, plan: CapacityPlan, covered: list[str],
+) -> CapacityPlan | None:
+    """In this process's turn: hold `plan`, or, while other rollouts take one of its nodes
+    first, a plan made again from a fresh view; None when a fresh plan no longer fits."""
+    waited = plan.waited_seconds
+    for _ in range(MAX_PLANS):
+        if await _reserve(handle, input, plan, covered, view.version):
+            return plan
+        # Held by another on one of the plan's nodes since the view: plan again.
+        view, plan, covered = await _plan_now(handle, kube, input)
+        plan = plan.model_copy(update={"waited_seconds": waited})
+        if not plan.fits:
+            return None
+        if not places_anything(plan):
+            return plan
     raise retryable(
         "CapacityContended",
         f"other rollouts kept reserving while this one planned ({MAX_PLANS} plans)",

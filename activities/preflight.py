@@ -176,7 +176,9 @@ async def preflight(input: PreflightInput) -> PreflightReport:
         plan = await run_blocking(
             lambda: capacity_sync(client, spec, list(input.roles)), "capacity plan"
         )
-    if not plan.fits:
+    # A spec that waits for capacity has its plan held, or refused after the wait, by the
+    # capacity hold that follows (activities/capacity_hold.py).
+    if not plan.fits and not spec.budgets.capacity_wait:
         raise refuse(plan)
     return PreflightReport(
         server_version=str(version.get("gitVersion", "")),

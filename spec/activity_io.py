@@ -549,6 +549,10 @@ class CapacityPlan(IOModel):
             "read); the rollout's later asks of its cluster workflow carry it."
         ),
     )
+    waited_seconds: float = Field(
+        default=0.0,
+        description="How long the capacity hold waited for GPUs (budgets.capacityWait).",
+    )
 
     def render(self) -> str:
         """The plan as a readable table, per node then per pod."""

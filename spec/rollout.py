@@ -22,6 +22,7 @@ from spec.types import (
     DNS1123Label,
     DNS1123Subdomain,
     Duration,
+    DurationOrZero,
     EnvName,
     HelmReleaseName,
     ImageRef,
@@ -294,6 +295,15 @@ class PhaseTimeouts(SpecModel):
 
 class Budgets(SpecModel):
     model_load: Duration = timedelta(minutes=30)
+    capacity_wait: DurationOrZero = Field(
+        default=timedelta(0),
+        description=(
+            "How long preflight waits for GPUs that other rollouts hold or use when the "
+            "capacity plan does not fit now, re-planning as they are freed; 0 (the default): "
+            "refuse at once (exit 5). A plan even an empty cluster cannot hold is refused at "
+            "once either way."
+        ),
+    )
     phase_timeouts: PhaseTimeouts = Field(default_factory=PhaseTimeouts)
 
 

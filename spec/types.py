@@ -159,6 +159,12 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
+def _not_negative(value: timedelta) -> timedelta:
+    if value < timedelta(0):
+        raise ValueError(f"must not be negative, got {value.total_seconds():g}s")
+    return value
+
+
 DNS1123Label = Annotated[str, AfterValidator(_dns1123_label)]
 DNS1123Subdomain = Annotated[str, AfterValidator(dns1123_subdomain)]
 DNS1035Label = Annotated[str, AfterValidator(_dns1035_label)]
@@ -172,5 +178,12 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     AfterValidator(_positive),
+    PlainSerializer(format_duration, return_type=str),
+]
+# A duration where 0 means "not at all" (e.g. budgets.capacityWait).
+DurationOrZero = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    AfterValidator(_not_negative),
     PlainSerializer(format_duration, return_type=str),
 ]

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         SharedPiece,
     )
     from spec.rollout import RoleName, RolloutSpec
+    from spec.types import format_duration
     from spec.workflow_io import Phase, StepStatus
     from workflows import calls
     from workflows.failures import failed_step
@@ -164,7 +165,14 @@ def hold_input(spec: RolloutSpec, roles: list[RoleName], steps: int) -> HoldCapa
 def hold_detail(plan: CapacityPlan) -> str:
     placed = sum(1 for pod in plan.pods if pod.node is not None)
     nodes = sorted({pod.node for pod in plan.pods if pod.node is not None})
-    return f"{plan.gpus_asked} GPUs held for {placed} pods on {', '.join(nodes) or 'no node'}"
+    waited = (
+        f" after waiting {format_duration(timedelta(seconds=round(plan.waited_seconds)))} "
+        "for capacity" if plan.waited_seconds >= 1 else ""
+    )
+    return (
+        f"{plan.gpus_asked} GPUs held for {placed} pods on {', '.join(nodes) or 'no node'}"
+        + waited
+    )
 
 
 async def free_capacity(spec: RolloutSpec, why: str, *, any_run: bool = False) -> None:
@@ -210,7 +218,8 @@ class ClusterAsks:
         held = await self.steps.call(
             Phase.PREFLIGHT, "hold-capacity", calls.HOLD_CAPACITY,
             hold_input(self.spec, list(plan.changed_roles), len(plan.steps)),
-            budget=self.spec.budgets.phase_timeouts.preflight,
+            # Ended by the activity itself when a wait for capacity runs out (exit 5).
+            budget=self.spec.budgets.phase_timeouts.preflight + self.spec.budgets.capacity_wait,
             summary="hold the capacity plan for this rollout",
             status=lambda r: StepStatus.PASSED, detail=hold_detail,
         )

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from spec.crds import BUNDLE_CRDS, CrdBundleName
     from spec.reasons import FailureReason
     from spec.rollout import CrdBundle, RolloutSpec
+    from spec.types import format_duration
     from spec.workflow_io import (
         AbortRequest,
         ApproveRequest,
@@ -178,16 +179,19 @@ class RolloutWorkflow:
         self._progress.note_stable(previous.revision, self._previous_spec)
         plan = plan_rollout(spec, previous.revision, self._previous_spec)
         self._progress.planned(plan)
+        # The capacity hold waits for GPUs other rollouts hold or use, when the spec asks it to.
+        waits = spec.budgets.capacity_wait
         report = await self._steps.call(
             Phase.PREFLIGHT, "preflight", calls.PREFLIGHT,
             PreflightInput(spec=spec, roles=list(plan.changed_roles)),
             budget=timeouts.preflight, summary="check the cluster and plan capacity",
-            status=lambda r: StepStatus.PASSED if r.capacity.fits else StepStatus.FAILED,
+            status=lambda r: StepStatus.PASSED if r.capacity.fits or waits else StepStatus.FAILED,
             detail=lambda r: (
                 f"{r.capacity.gpus_asked} GPUs asked, {r.capacity.gpus_available} available"
+                + ("" if r.capacity.fits else f"; waits {format_duration(waits)} for capacity")
             ),
         )
-        if not report.capacity.fits:
+        if not report.capacity.fits and not waits:
             raise StepFailed(
                 FailureReason.INSUFFICIENT_CAPACITY,
                 f"the cluster cannot hold the rollout: {report.capacity.gpus_asked} GPUs asked, "

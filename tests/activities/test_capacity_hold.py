@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -80,3 +80,27 @@ async def test_a_plan_that_does_not_fit_is_refused_without_waiting_for_the_turn(
 
     assert refused.value.type == FailureReason.INSUFFICIENT_CAPACITY.value
     assert refused.value.non_retryable
+
+
+async def test_a_wait_for_capacity_is_not_made_when_even_an_empty_cluster_could_not_hold_it(
+    temporal_client: Client, queue: str, kube_api: SimCluster
+) -> None:
+    """budgets.capacityWait waits for GPUs others use or hold; on nodes that could never hold
+    the plan (this cluster has none) waiting would not help: refused at once, saying so."""
+    spec = demo_spec(kube_api.kubeconfig, f"never-{uuid.uuid4().hex[:6]}")
+    budgets = spec.budgets.model_copy(update={"capacity_wait": timedelta(minutes=10)})
+    spec = spec.model_copy(update={"budgets": budgets})
+    env = ActivityEnvironment(client=temporal_client)
+    env.info = dataclasses.replace(
+        env.info, task_queue=queue, scheduled_time=datetime.now(UTC)
+    )
+    ask = HoldCapacityInput(
+        spec=spec, roles=list(ROLES), owner=f"rollout/{uuid.uuid4().hex[:6]}", run_id="run-1",
+        ttl=timedelta(minutes=5),
+    )
+
+    with pytest.raises(ApplicationError) as refused:
+        await asyncio.wait_for(env.run(hold_capacity, ask), WITHIN)
+
+    assert refused.value.type == FailureReason.INSUFFICIENT_CAPACITY.value
+    assert "not waited for: the nodes could not hold it" in refused.value.message

@@ -119,6 +119,11 @@ CASES: list[tuple[str, Mutation, str]] = [
         "budgets.modelLoad: must be a positive duration, got 0s",
     ),
     (
+        "capacity-wait-negative",
+        put("budgets.capacityWait", -30),
+        "budgets.capacityWait: must not be negative, got -30s",
+    ),
+    (
         "pause-negative",
         put("strategy.betweenRoles", {"pause": "-5s"}),
         "strategy.betweenRoles.pause: '-5s' is not a duration",

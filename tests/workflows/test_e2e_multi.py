@@ -5,8 +5,8 @@ both of two simultaneous rollouts succeed with one helm install of each shared r
 rollout started while the first one's shared install is slowed waits and uninstalls nothing;
 teardown keeps what another target uses and the last user removes it; ten rollouts together on
 an empty cluster all succeed; fifty on exactly enough GPUs each succeed or are refused at
-preflight. Each cluster gets its own `target.cluster` name, so its cluster
-workflow is its own.
+preflight; one whose spec waits for capacity waits until another stack is torn down. Each
+cluster gets its own `target.cluster` name, so its cluster workflow is its own.
 """
 
 from __future__ import annotations
@@ -295,6 +295,67 @@ async def test_two_rollouts_that_fit_alone_but_not_together_one_is_refused_at_pr
         cluster = client.get_workflow_handle(cluster_workflow_id("trio", real_worker))
         view = await cluster.query(ClusterWorkflow.reservations)
         assert view.reservations == []
+
+
+def capacity_wait(duration: str) -> Change:
+    def change(document: dict[str, Any]) -> None:
+        document["budgets"]["capacityWait"] = duration
+
+    return change
+
+
+async def waiting_for_capacity(client: Client, handle: WorkflowHandle[Any, Any]) -> str:
+    """The heartbeat of `handle`'s capacity hold once it says it waits for capacity."""
+    for _ in range(1200):
+        described = await handle.describe()
+        for pending in described.raw_description.pending_activities:
+            if pending.activity_type.name != "hold_capacity":
+                continue
+            for payload in pending.heartbeat_details.payloads:
+                step = str(json.loads(payload.data).get("step", ""))
+                if step.startswith("waiting for capacity"):
+                    return step
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{handle.id} never waited for capacity")
+
+
+async def test_a_rollout_that_may_wait_for_capacity_proceeds_once_the_gpus_are_freed(
+    client: Client, real_worker: str, tmp_path: Path
+) -> None:
+    """24 GPUs on three nodes, 16 per stack. The second stack, whose spec waits up to 5m for
+    capacity, waits at preflight while the first one's pods use the GPUs, creating nothing;
+    a third that waits 2s is refused after it (exit 5); the first is torn down, and the second
+    proceeds and succeeds, saying how long it waited."""
+    async with sim_cluster(tmp_path, "h200-3node") as sim:
+        [first] = await together(client, real_worker, [on(sim, "queue", "first-in")])
+        assert first.outcome == Outcome.SUCCEEDED, first.failure
+
+        waiting = await start_rollout(
+            client, on(sim, "queue", "waits", capacity_wait("5m")), task_queue=real_worker
+        )
+        step = await waiting_for_capacity(client, waiting)
+        assert "needs a node with" in step, step
+        [gave_up] = await together(
+            client, real_worker, [on(sim, "queue", "gives-up", capacity_wait("2s"))]
+        )
+        assert gave_up.failure is not None
+        assert gave_up.failure.reason == FailureReason.INSUFFICIENT_CAPACITY
+        assert "s for it (budgets.capacityWait)" in gave_up.failure.message, gave_up.failure
+        assert for_result(gave_up) == ExitCode.REFUSED
+        namespaces = {p["metadata"]["namespace"] for p in pods(sim)}
+        assert "waits" not in namespaces and "gives-up" not in namespaces
+
+        removed = await (
+            await start_teardown(
+                client, TeardownInput(spec=on(sim, "queue", "first-in")), task_queue=real_worker
+            )
+        ).result()
+        assert removed.outcome == Outcome.REMOVED
+        [proceeded] = await finished([waiting])
+
+        assert proceeded.outcome == Outcome.SUCCEEDED, proceeded.failure
+        assert "for capacity" in step_detail(proceeded, "hold-capacity")
+        assert not [p for p in pods(sim) if p["status"].get("phase") == "Pending"]
 
 
 async def test_worker_killed_during_the_shared_install_the_operation_completes_once(
