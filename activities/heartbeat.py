@@ -111,9 +111,11 @@ def seconds_until_beat() -> float:
         since = time.monotonic() - last
     else:
         started = info.started_time
-        since = (datetime.now(UTC) - (
+        # The server's clock: a worker's clock behind it must not put the first beat off past
+        # HEARTBEAT_SECONDS from now (one ahead of it only beats sooner).
+        since = max(0.0, (datetime.now(UTC) - (
             started if started.tzinfo else started.replace(tzinfo=UTC)
-        )).total_seconds()
+        )).total_seconds())
     return max(0.0, HEARTBEAT_SECONDS - since)
 
 

@@ -59,3 +59,16 @@ async def test_an_attempt_started_long_ago_beats_at_once_and_then_every_interval
     assert len(beats) == 1  # the next one is due an interval after the first
     await env.run(heartbeating, asyncio.sleep(INTERVAL * 0.5), "holding the plan")
     assert [beat["step"] for beat in beats] == ["capacity plan", "holding the plan"]
+
+
+async def test_a_worker_clock_behind_the_servers_does_not_put_the_first_beat_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The attempt's start is the server's time; seen from a worker whose clock is behind, it
+    lies ahead. The first beat is still due within the interval."""
+    monkeypatch.setattr(heartbeat, "HEARTBEAT_SECONDS", INTERVAL)
+    env, beats = environment(started_ago=-10 * INTERVAL)
+
+    await env.run(heartbeating, asyncio.sleep(INTERVAL * 1.25), "capacity plan")
+
+    assert [beat["step"] for beat in beats] == ["capacity plan"]
