@@ -163,7 +163,7 @@ async def _plan_now(
     plan, covered = await run_blocking(
         functools.partial(_plan, kube, input, held, covers), "capacity plan"
     )
-    return view, plan.model_copy(update={"cluster_uid": input.cluster_uid}), covered
+    return view, plan, covered
 
 
 def places_anything(plan: CapacityPlan) -> bool:
@@ -201,7 +201,7 @@ async def _fitting_plan(
     while True:
         view, plan, covered = await _plan_now(handle, kube, input)
         if plan.fits:
-            return view, plan.model_copy(update={"waited_seconds": wait.waited()}), covered
+            return view, plan, covered
         now = datetime.now(UTC)
         if now < wait.deadline and wait.possible is None:
             wait.possible = await run_blocking(
@@ -269,13 +269,16 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
             input = input.model_copy(update={"cluster_uid": await read_cluster_uid(kube)})
             while True:
                 view, plan, covered = await _fitting_plan(handle, kube, input, wait)
-                if not places_anything(plan):
-                    return plan
-                async with one_planner_at_a_time(handle.id):
-                    held = await _hold_in_turn(handle, kube, input, view, plan, covered)
-                if held is not None:
-                    return held
-                # Another rollout took the room while this one waited for its turn.
+                if places_anything(plan):
+                    async with one_planner_at_a_time(handle.id):
+                        held = await _hold_in_turn(handle, kube, input, view, plan, covered)
+                    if held is None:
+                        continue  # another rollout took the room while this one waited its turn
+                    plan = held
+                # Which cluster it was planned on, and how long it waited for capacity.
+                return plan.model_copy(
+                    update={"cluster_uid": input.cluster_uid, "waited_seconds": wait.waited()}
+                )
     except WorkflowUpdateFailedError as error:
         raise answer_error(error, "holding capacity") from None
 
@@ -286,13 +289,11 @@ async def _hold_in_turn(
 ) -> CapacityPlan | None:
     """In this process's turn: hold `plan`, or, while other rollouts take one of its nodes
     first, a plan made again from a fresh view; None when a fresh plan no longer fits."""
-    waited = plan.waited_seconds
     for _ in range(MAX_PLANS):
         if await _reserve(handle, input, plan, covered, view.version):
             return plan
         # Held by another on one of the plan's nodes since the view: plan again.
         view, plan, covered = await _plan_now(handle, kube, input)
-        plan = plan.model_copy(update={"waited_seconds": waited})
         if not plan.fits:
             return None
         if not places_anything(plan):
