@@ -1,23 +1,28 @@
 """Benchmark: N concurrent targets on one cluster and one worker, cold and warm.
 
-    .venv/bin/python bench/concurrency.py [--n 1 5 20 50] [--reps 3] [--profiles tight room]
+    .venv/bin/python bench/concurrency.py [--n 1 5 20 50] [--reps 3] [--profiles tight room] \
+        [--json FILE]
 
 For each profile (`tight`: exactly the GPUs the N targets ask; `room`: half as much again), each
 N and each repetition: a fresh clustersim, N targets (each its own namespace; one 8-GPU prefill
 pod and one 8-GPU decode pod, so any placement of whole-node pods fits) started together on an
-empty cluster (cold), then the same N again (warm: nothing to change). The worker runs in this
-process (16 activity threads, as worker.py), against its own Temporal dev server.
+empty cluster (cold), then the same N again (warm: nothing to change). The worker is worker.py
+itself, as a process of its own (as in production), against the bench's Temporal dev server: its
+figures are its own, not this process's (which starts the rollouts, waits for their results and
+watches every pod for the timeline).
 
 Per batch: successes (and refusals at preflight), wall time, p50/p95 per rollout and their ratio
 to N=1, worker peak RSS (this process; the lifetime maximum so far), worker CPU-seconds per
-rollout including helm/kubectl children, API requests per rollout by client (counted by
+rollout including helm/kubectl children (both from /proc of the worker; the peak is reset before
+each batch through /proc/PID/clear_refs), API requests per rollout by client (counted by
 clustersim: the official Python client is the worker, Helm is helm), history events per rollout,
 clustersim CPU-seconds, the dependencies phase p95, and the orchestration overhead per rollout
 measured directly: its wall time minus the time the cluster spent bringing its pods up (read
 from a watch of every pod, bench/lib/timeline.py). Each figure is given as min/median/max over
 the repetitions. Goals (reported, not asserted): 0 failures; p95 <= 3x N=1; RSS <= 250 MB;
 <= 0.4 CPU-s per rollout; < 100 API requests per warm install; dependencies phase <= 0.5 s p95
-at N=50; overhead of a single install < 1 s.
+at N=50; overhead of a single install < 1 s. The JSON goes to --json FILE (else to stdout,
+where the SDK's core may have written warnings before it), the table to stdout.
 """
 
 from __future__ import annotations
@@ -26,14 +31,12 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,17 +48,18 @@ sys.path.insert(0, str(REPO))
 
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
 
-from activities.registry import activities  # noqa: E402
 from bench.lib.timeline import PodTimeline  # noqa: E402
-from embedded import ClusterSimProcess, TemporalDevServer  # noqa: E402
+from embedded import (  # noqa: E402
+    ChildProcess,
+    ClusterSimProcess,
+    TemporalDevServer,
+    wait_until_polled,
+)
 from rollouts import rollout_result, start_rollout  # noqa: E402
 from spec import RolloutSpec, parse_spec  # noqa: E402
 from spec.reasons import FailureReason  # noqa: E402
 from spec.workflow_io import Outcome, Phase, RolloutResult  # noqa: E402
-from worker import use_blocking_threads  # noqa: E402
-from workflows.registry import WORKFLOWS, workflow_runner  # noqa: E402
 
 # Simulated seconds per wall second, as tests/workflows/test_e2e_multi.py's fifty-rollout test:
 # at 0.005 the EPP Deployment's 600 s progress deadline is 3 wall seconds, which a simulated
@@ -91,26 +95,34 @@ def target_spec(kubeconfig: Path, name: str) -> RolloutSpec:
     return parse_spec(yaml.safe_dump(document), f"bench {name}", base_dir=REPO / "examples")
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat from its 3rd field on (the command name may hold spaces)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def process_cpu(pid: int) -> float:
     """utime + stime of a process, from /proc (seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def own_cpu() -> float:
-    """This process and its reaped children (helm, kubectl), in CPU-seconds."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+def children_cpu(pid: int) -> float:
+    """cutime + cstime: the children a process has waited for (the worker's helm and kubectl)."""
+    fields = _stat(pid)
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu() -> float:
-    """The reaped children alone: helm and kubectl, which the worker runs and waits for."""
-    times = os.times()
-    return times.children_user + times.children_system
+def reset_peak_rss(pid: int) -> None:
+    """Start a new peak (VmHWM) for `pid`: 5 is clear_refs(5)'s "reset the peak RSS"."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of `pid`: its peak resident set since the last reset, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/{pid}/status has no VmHWM")
 
 
 def admin_state(kubeconfig: Path) -> dict[str, Any]:
@@ -129,15 +141,17 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def batch(
-    client: Client, task_queue: str, kubeconfig: Path, sim_pid: int, names: list[str],
+    client: Client, task_queue: str, kubeconfig: Path, pids: tuple[int, int], names: list[str],
     timeline: PodTimeline,
 ) -> dict[str, Any]:
-    """Start every target at once, wait for all; the figures of this batch. Only the rollouts
-    fall inside the CPU and wall-time readings: the specs are parsed before, the histories read
-    after (both are this bench's work, in the worker's process)."""
+    """Start every target at once, wait for all; the figures of this batch. `pids` are the
+    worker's and clustersim's."""
+    worker_pid, sim_pid = pids
     specs = {name: target_spec(kubeconfig, name) for name in names}
     before_requests = admin_state(kubeconfig).get("requestsByAgent", {})
-    before_cpu, before_children, before_sim = own_cpu(), children_cpu(), process_cpu(sim_pid)
+    reset_peak_rss(worker_pid)
+    before_cpu, before_children = process_cpu(worker_pid), children_cpu(worker_pid)
+    before_sim = process_cpu(sim_pid)
     started = time.time()
 
     async def one(name: str) -> tuple[RolloutResult, float, float, WorkflowHandle[Any, Any]]:
@@ -148,7 +162,8 @@ async def batch(
 
     runs = await asyncio.gather(*(one(name) for name in names))
     wall = time.time() - started
-    cpu, children, sim_cpu = own_cpu(), children_cpu(), process_cpu(sim_pid)
+    cpu, children = process_cpu(worker_pid), children_cpu(worker_pid)
+    sim_cpu, peak_rss = process_cpu(sim_pid), peak_rss_mb(worker_pid)
     after_requests = admin_state(kubeconfig).get("requestsByAgent", {})
     events = [len((await handle.fetch_history()).events) for _, _, _, handle in runs]
     n = len(names)
@@ -189,8 +204,10 @@ async def batch(
         "overhead_p95_seconds": round(percentile(overheads, 0.95), 3),
         "dependencies_p95_seconds": round(percentile(deps, 0.95), 3),
         "hold_capacity_p95_seconds": round(percentile(holds, 0.95), 3),
-        "worker_peak_rss_mb": round(peak_rss_mb(), 1),
-        "worker_cpu_seconds_per_rollout": round((cpu - before_cpu) / n, 3),
+        "worker_peak_rss_mb": round(peak_rss, 1),
+        "worker_cpu_seconds_per_rollout": round(
+            (cpu + children - before_cpu - before_children) / n, 3
+        ),
         "children_cpu_seconds_per_rollout": round((children - before_children) / n, 3),
         "clustersim_cpu_seconds": round(sim_cpu - before_sim, 2),
         "api_requests_per_rollout": requests,
@@ -198,52 +215,74 @@ async def batch(
     }
 
 
+def worker_environment() -> dict[str, str]:
+    """The worker's environment: a fake token, and helm and kubectl from the project's .venv."""
+    return {
+        **os.environ,
+        "HF_TOKEN": "hf_bench_token",
+        "LLMD_HELM": os.environ.get("LLMD_HELM", str(VENV_BIN / "helm")),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
 async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, Any]:
-    os.environ["HF_TOKEN"] = "hf_bench_token"
-    os.environ.setdefault("LLMD_HELM", str(VENV_BIN / "helm"))
-    os.environ["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
     report: dict[str, Any] = {"scale": SCALE, "runs": []}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         async with TemporalDevServer(root / "temporal.db") as server:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             task_queue = f"bench-concurrency-{uuid.uuid4().hex[:8]}"
-            use_blocking_threads(asyncio.get_running_loop())
-            with ThreadPoolExecutor(max_workers=16) as executor:
-                async with Worker(
-                    client, task_queue=task_queue, workflows=WORKFLOWS,
-                    workflow_runner=workflow_runner(),
-                    activities=activities(), activity_executor=executor,
-                    max_heartbeat_throttle_interval=timedelta(seconds=1),
-                ):
-                    for profile in profiles:
-                        for n in ns:
-                            nodes = 2 * n if profile == "tight" else 3 * n
-                            for rep in range(reps):
-                                workdir = root / f"sim-{profile}-{n}-{rep}"
-                                workdir.mkdir()
-                                profile_path = str(profile_file(workdir, nodes))
-                                async with ClusterSimProcess(
-                                    workdir, profile=str(profile_path), time_scale=SCALE,
-                                    startup_timeout=timedelta(seconds=120),
-                                ) as sim:
-                                    kubeconfig, pid = sim.kubeconfig_path, sim.pid
-                                    assert pid is not None, "clustersim is running"
-                                    timeline = PodTimeline(kubeconfig)
-                                    names = [f"t{rep}-{i}" for i in range(n)]
-                                    try:
-                                        for phase in ("cold", "warm"):
-                                            figures = await batch(
-                                                client, task_queue, kubeconfig, pid, names,
-                                                timeline,
-                                            )
-                                            figures.update(profile=profile, phase=phase, rep=rep)
-                                            report["runs"].append(figures)
-                                            print(json.dumps(figures), file=sys.stderr)
-                                    finally:
-                                        timeline.stop()
+            worker = ChildProcess(
+                "the worker",
+                [sys.executable, "-m", "worker", "--address", server.address,
+                 "--task-queue", task_queue],
+                root / "worker.log", env=worker_environment(), cwd=REPO,
+            )
+            worker.start()
+            try:
+                await wait_until_polled(
+                    client, "default", task_queue, worker, timedelta(seconds=120)
+                )
+                for profile in profiles:
+                    for n in ns:
+                        for rep in range(reps):
+                            report["runs"] += await one_cluster(
+                                client, task_queue, worker, root, profile, n, rep
+                            )
+            finally:
+                await worker.stop()
     report["summary"] = summarize(report["runs"])
     return report
+
+
+async def one_cluster(
+    client: Client, task_queue: str, worker: ChildProcess, root: Path, profile: str, n: int,
+    rep: int,
+) -> list[dict[str, Any]]:
+    """A fresh clustersim for one repetition: its cold batch, then its warm batch."""
+    nodes = 2 * n if profile == "tight" else 3 * n
+    workdir = root / f"sim-{profile}-{n}-{rep}"
+    workdir.mkdir()
+    runs = []
+    async with ClusterSimProcess(
+        workdir, profile=str(profile_file(workdir, nodes)), time_scale=SCALE,
+        startup_timeout=timedelta(seconds=120),
+    ) as sim:
+        assert sim.pid is not None and worker.pid is not None, "both are running"
+        timeline = PodTimeline(sim.kubeconfig_path)
+        names = [f"t{rep}-{i}" for i in range(n)]
+        try:
+            for phase in ("cold", "warm"):
+                figures = await batch(
+                    client, task_queue, sim.kubeconfig_path, (worker.pid, sim.pid), names,
+                    timeline,
+                )
+                figures.update(profile=profile, phase=phase, rep=rep)
+                runs.append(figures)
+                print(json.dumps(figures), file=sys.stderr)
+        finally:
+            timeline.stop()
+    return runs
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -318,9 +357,15 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--profiles", nargs="+", default=["tight", "room"],
                         choices=["tight", "room"])
+    parser.add_argument("--json", type=Path, default=None,
+                        help="write the JSON report here instead of to stdout")
     args = parser.parse_args()
     report = asyncio.run(measure(sorted(args.n), args.reps, args.profiles))
-    print(json.dumps(report, indent=2, sort_keys=True))
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.json is None:
+        print(text)
+    else:
+        args.json.write_text(text + "\n")
     print(table(report["summary"]))
 
 

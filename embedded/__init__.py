@@ -28,7 +28,7 @@ from embedded.connect import (
     connect,
     settings_from_args,
 )
-from embedded.demo import DemoEnvironment, DemoEnvironmentError
+from embedded.demo import DemoEnvironment, DemoEnvironmentError, wait_until_polled
 from embedded.logging import configure_logging
 from embedded.process_exit import exit_now
 from embedded.search_attributes import SEARCH_ATTRIBUTES
@@ -55,4 +55,5 @@ __all__ = [
     "exit_now",
     "log_tail",
     "settings_from_args",
+    "wait_until_polled",
 ]

@@ -39,6 +39,30 @@ class DemoEnvironmentError(RuntimeError):
     """Something the demo needs did not start; the message says what and where its log is."""
 
 
+async def wait_until_polled(
+    client: Client, namespace: str, task_queue: str, worker: ChildProcess, timeout: timedelta
+) -> None:
+    """Return once a worker polls `task_queue`'s workflow tasks. Raises DemoEnvironmentError,
+    with the end of its log, if `worker` exits first, or when `timeout` has passed."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    request = DescribeTaskQueueRequest(
+        namespace=namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    while time.monotonic() < deadline:
+        if worker.pid is None:
+            raise DemoEnvironmentError(worker.exited_message())
+        described = await client.workflow_service.describe_task_queue(request)
+        if described.pollers:
+            return
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    raise DemoEnvironmentError(
+        f"the worker did not poll task queue {task_queue} within "
+        f"{timeout.total_seconds():.0f}s; see {worker.log_path}"
+    )
+
+
 class DemoEnvironment:
     """Temporal dev server + `clustersim up` + a worker, in `workdir` (logs, database)."""
 
@@ -165,21 +189,7 @@ class DemoEnvironment:
             raise DemoEnvironmentError("; ".join(str(problem) for problem in problems))
 
     async def _wait_until_polled(self, client: Client) -> None:
-        deadline = time.monotonic() + self._worker_startup_timeout.total_seconds()
-        request = DescribeTaskQueueRequest(
-            namespace=self.namespace,
-            task_queue=TaskQueue(name=self.task_queue),
-            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-        )
-        while time.monotonic() < deadline:
-            problem = self.worker_problem()
-            if problem is not None:
-                raise DemoEnvironmentError(problem)
-            described = await client.workflow_service.describe_task_queue(request)
-            if described.pollers:
-                return
-            await asyncio.sleep(POLL_INTERVAL_SECONDS)
-        raise DemoEnvironmentError(
-            f"the worker did not poll task queue {self.task_queue} within "
-            f"{self._worker_startup_timeout.total_seconds():.0f}s; see {self.worker_log}"
+        assert self._worker is not None, "start_worker started it"
+        await wait_until_polled(
+            client, self.namespace, self.task_queue, self._worker, self._worker_startup_timeout
         )
