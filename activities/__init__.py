@@ -12,6 +12,7 @@ from activities.preflight import (
     INFERENCE_EXTENSION_CRDS,
     capacity_sync,
     check_crds,
+    fits_an_empty_cluster_sync,
 )
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "INFERENCE_EXTENSION_CRDS",
     "capacity_sync",
     "check_crds",
+    "fits_an_empty_cluster_sync",
     "model_service_objects",
     "read_snapshot",
 ]

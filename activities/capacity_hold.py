@@ -43,7 +43,7 @@ from activities.cluster import (
 )
 from activities.failures import failure, retryable, target_client
 from activities.heartbeat import heartbeat_step, heartbeating, run_blocking
-from activities.preflight import cluster_nodes_and_pods, role_plans
+from activities.preflight import cluster_nodes_and_pods, fits_an_empty_cluster_sync, role_plans
 from k8s.capacity import plan_capacity
 from k8s.client import KubeClient
 from k8s.quantity import Resources
@@ -205,7 +205,10 @@ async def _fitting_plan(
         now = datetime.now(UTC)
         if now < wait.deadline and wait.possible is None:
             wait.possible = await run_blocking(
-                functools.partial(_fits_an_empty_cluster, kube, input), "capacity plan"
+                functools.partial(
+                    fits_an_empty_cluster_sync, kube, input.spec, list(input.roles)
+                ),
+                "capacity plan",
             )
         if now >= wait.deadline or not wait.possible:
             raise refusal(plan, wait)
@@ -216,13 +219,6 @@ async def _fitting_plan(
             )
         heartbeat_step(f"waiting for capacity: {node_level_reason(plan)}")
         await asyncio.sleep(min(RECHECK_SECONDS, (wait.deadline - now).total_seconds()))
-
-
-def _fits_an_empty_cluster(kube: KubeClient, input: HoldCapacityInput) -> bool:
-    """Whether the rollout's pods would fit on the nodes with nothing else on them."""
-    roles = role_plans(kube, input.spec, list(input.roles))
-    nodes, _ = cluster_nodes_and_pods(kube)
-    return plan_capacity(roles, nodes, [], input.spec.target.namespace).fits
 
 
 async def _reserve(

@@ -24,6 +24,7 @@ from activities.helm import helm_errors, runner
 from helmcli.render import problems_of, render_charts
 from k8s.capacity import (
     RolePlan,
+    fits_empty_nodes,
     plan_capacity,
     resolve_surge,
     resolve_unavailable,
@@ -124,6 +125,15 @@ def cluster_nodes_and_pods(
 def capacity_sync(client: KubeClient, spec: RolloutSpec, roles: list[RoleName]) -> CapacityPlan:
     nodes, pods = cluster_nodes_and_pods(client)
     return plan_capacity(role_plans(client, spec, roles), nodes, pods, spec.target.namespace)
+
+
+def fits_an_empty_cluster_sync(
+    client: KubeClient, spec: RolloutSpec, roles: list[RoleName]
+) -> bool:
+    """Whether the rollout's pods would fit on the nodes with nothing else on them: the capacity
+    hold's judgement of whether waiting for capacity can help, and `plan`'s."""
+    nodes, _ = cluster_nodes_and_pods(client)
+    return fits_empty_nodes(role_plans(client, spec, roles), nodes, spec.target.namespace)
 
 
 def refuse(plan: CapacityPlan) -> ApplicationError:

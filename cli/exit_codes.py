@@ -36,7 +36,7 @@ EXIT_CODES_HELP = """exit codes:
   4  failed without rollback
   5  refused (invalid spec or preflight)
   6  a rollout of this target is already running
-  7  plan: the rollout would change something (0: nothing would)
+  7  plan: the rollout would change something, or wait for GPUs (0: nothing would)
   8  failed without rollback: the worker's RBAC lacks a rule (the failure names it)"""
 
 

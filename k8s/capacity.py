@@ -280,6 +280,15 @@ def plan_capacity(
     return _plan(planned, state, dropped, notes)
 
 
+def fits_empty_nodes(
+    roles: Sequence[RolePlan], nodes: Iterable[Mapping[str, Any]], namespace: str
+) -> bool:
+    """Whether `roles` would fit on `nodes` with nothing else on them: no other pod, no other
+    rollout's hold. It is what waiting for capacity (budgets.capacityWait) could at best free,
+    so a plan that fails this is refused at once rather than waited for."""
+    return plan_capacity(roles, nodes, [], namespace).fits
+
+
 def _nodes(
     nodes: Iterable[Mapping[str, Any]],
     pods: Iterable[Mapping[str, Any]],

@@ -9,10 +9,15 @@ activities' own functions, not through Temporal, so nothing needs to run but the
 - the rendered model-service objects against the cluster: create, configure, bookkeeping (only
   our spec-revision annotation changes) or unchanged, by a server-side apply dry run; `--diff`
   adds the unified diffs;
-- the capacity plan preflight will check.
+- the capacity plan preflight will check and, when it does not fit now and the spec may wait
+  for capacity (budgets.capacityWait), whether the nodes could hold it with nothing else on
+  them: the capacity hold's own judgement of whether waiting could help.
 It leads with a summary of the real changes (cli.plansummary): images by role, how many objects
 change, GPUs more or fewer. Exit codes, as `kubectl diff`: 0 nothing would change, 7 something
-would (ExitCode.CHANGES), 5 the capacity plan does not fit (the rollout would be refused).
+would (ExitCode.CHANGES), 5 the rollout would be refused at preflight (ExitCode.REFUSED): the
+capacity plan does not fit and the spec does not wait for capacity, or even empty nodes could not
+hold it. A plan that does not fit now but that the rollout would wait for exits 7, with a
+warning: the rollout is not refused, it waits up to budgets.capacityWait for the GPUs.
 Before any of that, every local chart is rendered with its values (helm template): values the
 chart refuses exit 5 without reading the cluster.
 """
@@ -24,6 +29,7 @@ import asyncio
 import copy
 import difflib
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import yaml
@@ -37,6 +43,7 @@ from activities import (
     INFERENCE_EXTENSION_CRDS,
     capacity_sync,
     check_crds,
+    fits_an_empty_cluster_sync,
     model_service_objects,
     read_snapshot,
 )
@@ -48,6 +55,7 @@ from cli.output import Output
 from cli.plansummary import gpu_text, gpus, image_changes, is_bookkeeping
 from helmcli import HelmError, HelmRunner, digest_of, release_digest, user_values
 from k8s import ApiUnavailable, KubeClient, KubeError, UnknownKind
+from k8s.reservations import node_level_reason
 from manifests import spec_revision
 from spec import RolloutSpec
 from spec.activity_io import (
@@ -57,6 +65,7 @@ from spec.activity_io import (
     ObjectRef,
 )
 from spec.rollout import HelmRelease, Target
+from spec.types import format_duration
 from workflows.plan import RolloutPlan, plan_rollout
 
 # Fields the API server owns: a diff of them says nothing about what the rollout changes.
@@ -99,7 +108,18 @@ class ClusterView:
     namespace_exists: bool
     secret_exists: bool
     server_version: str
+    # Whether the plan would fit the nodes with nothing else on them; judged only when it does
+    # not fit now and the spec may wait for capacity, as the capacity hold judges it (else None).
+    fits_empty_nodes: bool | None = None
     notes: list[str] = field(default_factory=list)
+
+    def capacity_wait(self, spec: RolloutSpec) -> timedelta | None:
+        """How long the rollout would wait for GPUs before being refused, when its plan does not
+        fit now but could once other workloads free them; None when it fits or is refused at
+        once."""
+        if self.capacity.fits or not self.fits_empty_nodes:
+            return None
+        return spec.budgets.capacity_wait
 
 
 async def run(args: argparse.Namespace, output: Output) -> int:
@@ -131,9 +151,12 @@ async def run(args: argparse.Namespace, output: Output) -> int:
     document = _document(args.file, spec, view, rollout_plan, releases, summary)
     output.document("Plan", document)
     output.show(_view(spec, view, rollout_plan, releases, summary, args))
-    if not view.capacity.fits:
+    wait = view.capacity_wait(spec)
+    if not view.capacity.fits and wait is None:
         return ExitCode.REFUSED
-    return ExitCode.CHANGES if summary.changes else ExitCode.SUCCESS
+    # A plan the rollout would wait for is not refused at preflight, so not 5; it is still
+    # something to look at, hence never 0.
+    return ExitCode.CHANGES if summary.changes or wait is not None else ExitCode.SUCCESS
 
 
 @dataclass(frozen=True)
@@ -236,14 +259,21 @@ def _read_cluster(client: KubeClient, spec: RolloutSpec) -> ClusterView:
     ]
     # Capacity for the roles the rollout (re)creates, as preflight plans it.
     roles = list(plan_rollout(spec, previous, None).changed_roles)
+    capacity = capacity_sync(client, spec, roles)
+    # The capacity hold waits only for a plan the nodes could hold empty; ask only when it would.
+    fits_empty = (
+        fits_an_empty_cluster_sync(client, spec, roles)
+        if not capacity.fits and spec.budgets.capacity_wait else None
+    )
     return ClusterView(
         previous_revision=previous,
-        capacity=capacity_sync(client, spec, roles),
+        capacity=capacity,
         objects=objects,
         crds=crds,
         namespace_exists=namespace_exists,
         secret_exists=namespace_exists and client.get(secret) is not None,
         server_version=str(version.get("gitVersion", "")),
+        fits_empty_nodes=fits_empty,
     )
 
 
@@ -358,6 +388,7 @@ def _document(
     summary: Summary,
 ) -> dict[str, Any]:
     between = rollout_plan.between_roles
+    wait = view.capacity_wait(spec)
     return {
         "target": spec.target_id,
         "changes": summary.changes,
@@ -402,6 +433,11 @@ def _document(
         "diff": "".join(change.diff for change in view.objects),
         "capacity": view.capacity.model_dump(mode="json"),
         "fits": view.capacity.fits,
+        # Not fitting now: whether empty nodes could hold it (null when not judged), and how long
+        # the rollout would wait for the GPUs before being refused (null: it fits, or is refused
+        # at once).
+        "fitsEmptyNodes": view.fits_empty_nodes,
+        "wouldWaitSeconds": None if wait is None else wait.total_seconds(),
     }
 
 
@@ -489,6 +525,34 @@ def _view(
     elif diff:
         parts += [Text(""), Text(f"full diffs: llmd-rollout plan -f {args.file} --diff",
                                  style="dim")]
-    parts += [Text(""), Text(view.capacity.render(),
-                             style="" if view.capacity.fits else "bold red")]
+    parts += [Text(""), *_capacity(spec, view)]
     return Group(*parts)
+
+
+def _capacity(spec: RolloutSpec, view: ClusterView) -> list[RenderableType]:
+    """The capacity plan, led, when it does not fit now and the spec may wait for capacity, by
+    what the rollout would do: wait for the GPUs (a warning: not refused at preflight) or be
+    refused at once (bold red)."""
+    plan = view.capacity
+    if plan.fits:
+        return [Text(plan.render())]
+    wait = view.capacity_wait(spec)
+    if wait is not None:
+        style = "yellow"
+        sentence = (
+            f"the GPUs are not free now: the rollout would wait up to {format_duration(wait)} "
+            "for them (budgets.capacityWait) before being refused"
+        )
+    elif view.fits_empty_nodes is False:
+        style = "bold red"
+        sentence = (
+            "the rollout would be refused at once, without waiting its budgets.capacityWait of "
+            f"{format_duration(spec.budgets.capacity_wait)}: even with nothing else on them the "
+            "nodes could not hold it"
+        )
+    else:
+        return [Text(plan.render(), style="bold red")]
+    return [
+        Text(f"{sentence}; {node_level_reason(plan)}", style=style),
+        Text(plan.render(), style=style),
+    ]

@@ -98,6 +98,62 @@ async def test_status_shows_the_finished_install_to_people_and_scripts(cli: Runn
     assert data.json()["exitCode"] == 0
 
 
+def wait_for_capacity(
+    namespace: str | None = None, decode_replicas: int = 1
+) -> Callable[[dict[str, Any]], None]:
+    """The demo spec with `budgets.capacityWait: 5m`, in another namespace or with more decode
+    groups (each 8 GPUs more)."""
+    def change(document: dict[str, Any]) -> None:
+        document["budgets"]["capacityWait"] = "5m"
+        if namespace is not None:
+            document["target"]["namespace"] = namespace
+        document["modelService"]["decode"]["replicas"] = decode_replicas
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "says", "fits_empty", "waits"),
+    [
+        # The install holds all 16 GPUs of the two nodes; a second stack beside it fits the
+        # empty nodes, so its rollout would wait for them, not be refused at preflight.
+        (
+            wait_for_capacity(namespace="llm-d-second"), ExitCode.CHANGES,
+            "the GPUs are not free now: the rollout would wait up to 5m for them "
+            "(budgets.capacityWait) before being refused; pod ",
+            True, 300,
+        ),
+        # 24 GPUs on two 8-GPU nodes: waiting for capacity could never help.
+        (
+            wait_for_capacity(decode_replicas=2), ExitCode.REFUSED,
+            "the rollout would be refused at once, without waiting its budgets.capacityWait of "
+            "5m: even with nothing else on them the nodes could not hold it; pod ",
+            False, None,
+        ),
+    ],
+    ids=["busy-gpus-would-wait-exit-7", "too-large-even-when-empty-exit-5"],
+)
+async def test_plan_with_capacity_wait_says_whether_the_rollout_would_wait_or_be_refused(
+    cli: Runner, tmp_path: Path, change: Callable[[dict[str, Any]], None], code: ExitCode,
+    says: str, fits_empty: bool, waits: int | None,
+) -> None:
+    spec = spec_variant(tmp_path, "capacity-wait.yaml", change)
+
+    text: CliRun = await cli("plan", "-f", str(spec), "-o", "text")
+    data: CliRun = await cli("plan", "-f", str(spec))
+
+    assert (text.code, data.code) == (code, code), str(text)
+    # A long sentence may wrap: compare with every run of whitespace one space.
+    flat = " ".join(text.out.split())
+    assert says in flat, text.out
+    # Then the node-level reason, as a refusal gives it.
+    assert re.search(r"; pod \S+ needs a node with \d+ free nvidia.com/gpu; largest free: ", flat)
+    plan = data.json()
+    assert (plan["fits"], plan["fitsEmptyNodes"], plan["wouldWaitSeconds"]) == (
+        False, fits_empty, waits
+    )
+
+
 async def test_status_of_an_unknown_target_is_one_line_and_exit_1(cli: Runner) -> None:
     run: CliRun = await cli("status", "clustersim/nowhere/nothing")
 

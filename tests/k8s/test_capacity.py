@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import manifests
-from k8s.capacity import RolePlan, plan_capacity, pod_requests, template_changed
+from k8s.capacity import (
+    RolePlan,
+    fits_empty_nodes,
+    plan_capacity,
+    pod_requests,
+    template_changed,
+)
 from k8s.quantity import format_quantity, parse_quantity
 from spec import RolloutSpec, load_spec
 from spec.rollout import ROLES
@@ -52,6 +58,19 @@ def test_pods_of_other_workloads_hold_their_gpus() -> None:
     assert not plan.fits
     assert plan.gpus_available == 12
     assert plan.nodes[0].allocated["nvidia.com/gpu"] == "4"
+
+
+def test_busy_gpus_would_be_free_on_empty_nodes_but_too_few_gpus_never_are() -> None:
+    """What waiting for capacity (budgets.capacityWait) could free: every other pod's GPUs."""
+    busy = pod(
+        name="someone-else", namespace="team-b", lws="other", requests={"nvidia.com/gpu": "8"}
+    )
+    assert not plan_capacity(plans(example("wide-ep-lws.yaml")), TWO_NODES, [busy], NAMESPACE).fits
+
+    assert fits_empty_nodes(plans(example("wide-ep-lws.yaml")), TWO_NODES, NAMESPACE)
+    assert not fits_empty_nodes(
+        plans(example("wide-ep-lws-as-shipped.yaml")), TWO_NODES, NAMESPACE
+    )
 
 
 def test_our_own_pods_being_replaced_are_not_counted_twice() -> None:
