@@ -44,6 +44,7 @@ from embedded import (
     settings_from_args,
 )
 from embedded.health import HealthServer
+from embedded.malloc_arenas import limit_malloc_arenas
 from embedded.telemetry import prometheus_runtime
 from workflows.metrics import HISTOGRAM_BUCKETS
 from workflows.registry import WORKFLOWS, workflow_runner
@@ -227,6 +228,8 @@ def listeners_from_args(
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    # Before any thread exists: a thread started earlier may already have its own arena.
+    limit_malloc_arenas()
     configure_logging()
     args = build_parser().parse_args(argv)
     try:

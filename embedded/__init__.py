@@ -11,6 +11,7 @@ ours. See docs/architecture.md ("Layers").
 - `telemetry`: the SDK runtime with its Prometheus exporter (the worker's /metrics).
 - `health`: the worker's /healthz and /readyz.
 - `process_exit`: the hard exit our short-lived entry points leave through.
+- `malloc_arenas`: the worker's cap on glibc malloc arenas (its many threads would each grow one).
 - `child_process`: a child process we start, wait for and stop, with its log's tail on failure.
 - `clustersim_process`: the simulated cluster run as a child process (`python -m clustersim`);
   the only place the product reaches clustersim, and only through its command line.
