@@ -8,7 +8,9 @@ carries TLS; this layer adds what the activities need on top, for any kind inclu
 discovery of resource paths, server-side apply with our field manager, list/watch streams,
 pod and service proxy calls, one counter of API requests, and retries with back-off of the
 answers that mean "try again" (429, 5xx, a dropped connection), so these never reach a workflow
-as failures. Everything here blocks: activities call it from threads.
+as failures. The clients of one configuration share one pool of connections (`api_client_for`),
+so an activity's first call does not pay a TLS handshake. Everything here blocks: activities
+call it from threads.
 """
 
 from __future__ import annotations
@@ -182,14 +184,23 @@ _DISCOVERED_LOCK = threading.Lock()
 
 def api_client_for(target: Target) -> k8s_client.ApiClient:
     """The official client for a target: in-cluster, a kubeconfig (and context), or the default
-    loading rules ($KUBECONFIG, then ~/.kube/config). A configuration no client can be built
-    from raises `KubeConfigError`."""
+    loading rules ($KUBECONFIG, then ~/.kube/config), shared by every caller in the process
+    (see `_SHARED`). A configuration no client can be built from raises `KubeConfigError`."""
+    identity = IN_CLUSTER if target.in_cluster else _kubeconfig_identity(target)
+    with _SHARED_LOCK:
+        known = _SHARED.get(identity) if identity is not None else None
+    if known is not None:
+        return known
     try:
+        configuration = k8s_client.Configuration()
         if target.in_cluster:
-            configuration = k8s_client.Configuration()
+            # The loader's hook re-reads the service account token when it expires.
             _CONFIG.load_incluster_config(client_configuration=configuration)
-            return k8s_client.ApiClient(configuration)
-        return k8s_client.ApiClient(loaded_configuration(target))
+        else:
+            _CONFIG.load_kube_config(
+                config_file=target.kubeconfig, context=target.context,
+                client_configuration=configuration, persist_config=False,
+            )
     except ConfigException as error:
         raise KubeConfigError(target, str(error)) from error
     except yaml.YAMLError as error:
@@ -200,55 +211,58 @@ def api_client_for(target: Target) -> k8s_client.ApiClient:
         # The loader indexes the parsed YAML as it expects a kubeconfig to be shaped.
         problem = f"not a kubeconfig ({type(error).__name__}: {error})"
         raise KubeConfigError(target, problem) from error
+    configuration.connection_pool_maxsize = SHARED_POOL_CONNECTIONS
+    api = k8s_client.ApiClient(configuration)
+    if identity is None:
+        return api
+    with _SHARED_LOCK:
+        api = _SHARED.setdefault(identity, api)
+        # An older version of the same kubeconfig and context: its idle connections go (calls
+        # still running on it finish, and their connections close when released).
+        stale = [key for key in _SHARED if key[:2] == identity[:2] and key != identity]
+        retired = [_SHARED.pop(key) for key in stale]
+    for old in retired:
+        old.rest_client.pool_manager.clear()
+    return api
 
 
-# Kubeconfigs loaded, by their files' identity and the context. Every activity builds its own
-# client, and parsing the kubeconfig's YAML for each one was 7 % of a warm rollout's worker CPU.
-# A file that changed (mtime, size or inode) is loaded again; a client whose credential expires
-# still refreshes it, through the hook the loader put on the shared configuration.
-_LOADED: dict[tuple[object, ...], k8s_client.Configuration] = {}
-_LOADED_LOCK = threading.Lock()
+# One official client per loaded configuration: the kubeconfig file's version (path, mtime,
+# size, inode) and context, or the in-cluster service account. Every activity used to build a
+# client of its own, hence new connections: parsing the kubeconfig was 7 % of a warm rollout's
+# worker CPU, and the TLS handshakes of the new connections a quarter of it at fifty warm
+# rollouts (py-spy). urllib3's pool is thread-safe, so the activities' threads share it; it
+# keeps up to SHARED_POOL_CONNECTIONS idle connections per API server for the next calls (more
+# run at once when needed; urllib3 then closes the extra ones after their call). A file that
+# changed is loaded again; a credential that expires is refreshed through the hook the loader
+# put on the configuration.
+SHARED_POOL_CONNECTIONS = 64
+# (context, files, their versions (mtime, size, inode)): the first two name the configuration,
+# the third its version.
+Identity = tuple[str | None, tuple[str, ...], tuple[tuple[int, int, int], ...]]
+IN_CLUSTER: Identity = ("in-cluster service account", (), ())
+_SHARED: dict[Identity, k8s_client.ApiClient] = {}
+_SHARED_LOCK = threading.Lock()
 
 
-def _kubeconfig_identity(target: Target) -> tuple[object, ...] | None:
-    """What the loader will read for `target`, as (path, mtime, size, inode) per file; None
-    when a file cannot be read (the loader then says why)."""
+def _kubeconfig_identity(target: Target) -> Identity | None:
+    """What the loader will read for `target`; None when a file cannot be read (the loader then
+    says why)."""
     source = target.kubeconfig or _CONFIG.KUBE_CONFIG_DEFAULT_LOCATION
-    files = [os.path.expanduser(p) for p in str(source).split(os.pathsep) if p]
+    files = tuple(os.path.expanduser(p) for p in str(source).split(os.pathsep) if p)
     try:
-        stats = [(path, os.stat(path)) for path in files]
+        stats = [os.stat(path) for path in files]
     except OSError:
         return None
-    return (
-        target.context,
-        *((path, s.st_mtime_ns, s.st_size, s.st_ino) for path, s in stats),
-    )
-
-
-def loaded_configuration(target: Target) -> k8s_client.Configuration:
-    """The client configuration of `target`'s kubeconfig and context, loaded once per version
-    of the file."""
-    identity = _kubeconfig_identity(target)
-    with _LOADED_LOCK:
-        known = _LOADED.get(identity) if identity is not None else None
-    if known is not None:
-        return known
-    configuration = k8s_client.Configuration()
-    _CONFIG.load_kube_config(
-        config_file=target.kubeconfig, context=target.context,
-        client_configuration=configuration, persist_config=False,
-    )
-    if identity is not None:
-        with _LOADED_LOCK:
-            _LOADED[identity] = configuration
-    return configuration
+    return target.context, files, tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in stats)
 
 
 class KubeClient:
     """Typed dict-in, dict-out access to any kind; counts the API requests it makes."""
 
-    def __init__(self, api: k8s_client.ApiClient) -> None:
+    def __init__(self, api: k8s_client.ApiClient, *, shared: bool = False) -> None:
         self.api = api
+        # A shared ApiClient (api_client_for) outlives this client: close() leaves it open.
+        self._shared = shared
         self.host = str(api.configuration.host)
         self._lock = threading.Lock()
         self._requests = 0
@@ -256,11 +270,14 @@ class KubeClient:
 
     @classmethod
     def for_target(cls, target: Target) -> KubeClient:
-        return cls(api_client_for(target))
+        """The target's client, over the process's shared connections to its API server."""
+        return cls(api_client_for(target), shared=True)
 
     def close(self) -> None:
-        api: Any = self.api
-        api.close()
+        """Close this client's connections, unless they are shared (`for_target`)."""
+        if not self._shared:
+            api: Any = self.api
+            api.close()
 
     @property
     def requests(self) -> int:

@@ -19,6 +19,7 @@ from spec.activity_io import FailureEvidence, SnapshotLookupInput, WaitForObject
 from spec.reasons import FailureReason
 from spec.rollout import Target
 from tests.activities.specs import environment
+from tests.simcluster import SimCluster
 
 KUBECONFIG = """\
 apiVersion: v1
@@ -147,3 +148,39 @@ def test_a_kubeconfig_is_read_once_and_again_when_the_file_changes(
     finally:
         for client in clients:
             client.close()
+
+
+def test_clients_of_one_kubeconfig_share_their_connections(
+    kube_api: SimCluster, tmp_path: Path
+) -> None:
+    """Every activity builds a client; they share one pool of connections to the API server, so
+    the second activity's call neither opens a connection nor shakes hands again, and closing
+    one activity's client leaves the others' connections open."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(kube_api.kubeconfig.read_text())
+    target = Target(cluster="c", namespace="ns", kubeconfig=str(path))
+    first = KubeClient.for_target(target)
+    first.server_version()
+    first.close()
+    second = KubeClient.for_target(target)
+    second.server_version()
+    pool: Any = second.api.rest_client.pool_manager.connection_from_url(second.host)
+    assert second.api is first.api
+    assert pool.num_connections == 1
+
+
+def test_a_rewritten_kubeconfig_retires_the_old_versions_connections(
+    kube_api: SimCluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(kube_api.kubeconfig.read_text())
+    target = Target(cluster="c", namespace="ns", kubeconfig=str(path))
+    old = KubeClient.for_target(target)
+    old.server_version()
+    manager: Any = old.api.rest_client.pool_manager
+    assert len(manager.pools) == 1
+    path.write_text(kube_api.kubeconfig.read_text() + "\n")
+    new = KubeClient.for_target(target)
+    new.server_version()
+    assert new.api is not old.api
+    assert len(manager.pools) == 0
