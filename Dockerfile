@@ -21,7 +21,12 @@ COPY scripts/install_tools.py scripts/install_tools.py
 RUN python scripts/install_tools.py --venv /app/.venv && rm -rf /app/.venv/cache
 
 COPY . .
-RUN pip install . && useradd --create-home --uid 10001 llmd
+# The worker runs from /app (python -m worker), and the workflow sandbox imports the workflow
+# modules again for every workflow run. PYTHONDONTWRITEBYTECODE (and the chart's read-only root
+# filesystem) keep Python from caching their bytecode, so each run compiled them from source
+# again; compiled here once, they are read from __pycache__.
+RUN pip install . && python -m compileall -q -x '/\.venv/' /app \
+    && useradd --create-home --uid 10001 llmd
 
 USER llmd
 ENV KUBECONFIG=/etc/llmd/kubeconfig

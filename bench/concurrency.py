@@ -9,7 +9,8 @@ pod and one 8-GPU decode pod, so any placement of whole-node pods fits) started 
 empty cluster (cold), then the same N again (warm: nothing to change). The worker is worker.py
 itself, as a process of its own (as in production), against the bench's Temporal dev server: its
 figures are its own, not this process's (which starts the rollouts, waits for their results and
-watches every pod for the timeline).
+watches every pod for the timeline). The repository is compiled to bytecode first, as the worker
+image is.
 
 Per batch: successes (and refusals at preflight), wall time, p50/p95 per rollout and their ratio
 to N=1, worker peak RSS (this process; the lifetime maximum so far), worker CPU-seconds per
@@ -29,8 +30,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -232,6 +235,9 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
         async with TemporalDevServer(root / "temporal.db") as server:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
             task_queue = f"bench-concurrency-{uuid.uuid4().hex[:8]}"
+            # As the worker image does when it is built (Dockerfile): the workflow sandbox
+            # imports our modules again for every run, from bytecode when there is some.
+            compileall.compile_dir(str(REPO), quiet=1, rx=re.compile(r"/\.(venv|git)/"))
             worker = ChildProcess(
                 "the worker",
                 [sys.executable, "-m", "worker", "--address", server.address,

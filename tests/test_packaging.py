@@ -177,3 +177,30 @@ def test_the_worker_image_context_builds_the_product_without_clustersim(
     wheel = build_wheel(context, tmp_path / "wheel")
 
     assert names(wheel) == names(product_wheel)
+
+
+def test_the_worker_image_ships_the_bytecode_the_workflow_sandbox_imports(
+    tmp_path: Path,
+) -> None:
+    """The sandbox imports the workflow modules again for every workflow run; in the image
+    (PYTHONDONTWRITEBYTECODE, a read-only root filesystem) Python cannot cache their bytecode,
+    so the Dockerfile compiles /app after copying it. Run its compileall, as written, on the
+    image's context and find the bytecode of every workflow module."""
+    (command,) = [
+        line.split("&&")[1].strip().rstrip("\\").strip()
+        for line in (REPO / "Dockerfile").read_text().splitlines()
+        if line.startswith("RUN ") and "compileall" in line
+    ]
+    context = tmp_path / "app"
+    shutil.copytree(REPO, context, ignore=docker_context_ignore(REPO))
+    argv = command.replace("'", "").replace("/app", str(context)).split()
+    assert argv[:3] == ["python", "-m", "compileall"]
+    subprocess.run([sys.executable, *argv[1:]], check=True, timeout=300)
+
+    tag = sys.implementation.cache_tag
+    modules = sorted(p.stem for p in (context / "workflows").glob("*.py"))
+    compiled = sorted(
+        p.name.removesuffix(f".{tag}.pyc")
+        for p in (context / "workflows" / "__pycache__").glob(f"*.{tag}.pyc")
+    )
+    assert modules and compiled == modules
