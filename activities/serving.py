@@ -25,11 +25,11 @@ from typing import Any
 from temporalio import activity
 
 from activities.failures import failure, target_client
-from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
+from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress, run_blocking
 from activities.waits import LWS_API, nodes_by_name
 from k8s.client import KubeClient, KubeError
 from k8s.diagnosis import killed_by_startup_probe, pod_summary
-from k8s.informers import Watched, subscribe
+from k8s.informers import FirstLook, Watched, look_at_all, subscribe
 from k8s.podfailures import PodFailure, PodFailureCheck
 from k8s.probing import ProbeAnswer, probe_vllm
 from k8s.readiness import (
@@ -59,6 +59,9 @@ from vllmsignals.loadlog import LoadLog
 
 # Without a log line saying the server is up, probe a running pod this often (real seconds).
 PROBE_FALLBACK_SECONDS = 10.0
+# How long the first look (one LIST of the role's objects) waits for the probes it started
+# before it starts the watches: a serving pod answers in milliseconds.
+FIRST_LOOK_PROBE_SECONDS = 5.0
 # After the log says the server is up, a probe that fails is retried this soon.
 PROBE_RETRY_SECONDS = 1.0
 # A silence in weight loading shorter than this share of the budget is never a stall.
@@ -166,19 +169,20 @@ class ModelLoadWait:
         self.heartbeater = Heartbeater()
         self.progress = ModelLoadProgress(started_at=self.started_at, role=self.role)
         selector = f"{LWS_NAME}={self.lws_name}"
-        # Subscriptions to the worker's shared informers (k8s/informers.py): every
-        # concurrent wait of the process reads one watch per kind and namespace.
-        self.lws = subscribe(
+        # A first look by LIST, then subscriptions to the worker's shared informers
+        # (k8s/informers.py) if the roles' pods do not serve yet: every concurrent wait of the
+        # process reads one watch per kind and namespace.
+        self.lws = FirstLook(
             client,
             Collection(
                 LWS_API, "LeaderWorkerSet", self.namespace, None, f"metadata.name={self.lws_name}"
             ),
             self.wakeup.set,
         )
-        self.statefulsets = subscribe(
+        self.statefulsets = FirstLook(
             client, Collection("apps/v1", "StatefulSet", self.namespace, selector), self.wakeup.set
         )
-        self.pod_informer = subscribe(
+        self.pod_informer = FirstLook(
             client, Collection("v1", "Pod", self.namespace, selector), self.wakeup.set
         )
         self.nodes = subscribe(client, Collection("v1", "Node"), self.wakeup.set)
@@ -210,6 +214,19 @@ class ModelLoadWait:
             await asyncio.sleep(BEAT_SECONDS)
 
     async def _wait(self) -> ModelLoadResult:
+        looks = [self.lws, self.statefulsets, self.pod_informer]
+        if await run_blocking(functools.partial(look_at_all, looks), "first look"):
+            result = await self._step()
+            probing = [w.probe_task for w in self.pods.values() if w.probe_task is not None]
+            if result is None and probing:
+                # Pods already Ready are probed in the background; their answers may end the
+                # wait on this look (a role with nothing to change), before any watch starts.
+                await asyncio.wait(probing, timeout=FIRST_LOOK_PROBE_SECONDS)
+                result = await self._step()
+            if result is not None:
+                return result
+        for look in looks:
+            look.follow()
         deadline = self.started_at.timestamp() + self.budget
         while True:
             for informer in self.required:

@@ -1,11 +1,12 @@
 """Wait activities: a LeaderWorkerSet rollout, a Deployment, a Gateway, an HTTPRoute.
 
 Where it sits: called by the workflows after an apply or a Helm release (phases 3, 5, 6 and
-rollback). Each wait watches (informers from k8s/watching.py) and re-evaluates on every
-event: it finishes the moment the object is ready, fails the moment a pod shows a failure (with
-the reason and evidence from k8s/podfailures.py) or the object reports a state waiting
-cannot fix, and otherwise fails when its own budget (`timeout`, counted from the first attempt:
-a retry resumes from the heartbeat) is spent.
+rollback). Each wait takes a first look by LIST and, unless that ends it, watches (the
+worker's shared informers, k8s/informers.py) and re-evaluates on every event: it finishes the
+moment the object is ready, fails the moment a pod shows a failure (with the reason and
+evidence from k8s/podfailures.py) or the object reports a state waiting cannot fix, and
+otherwise fails when its own budget (`timeout`, counted from the first attempt: a retry
+resumes from the heartbeat) is spent.
 
 The Gateway wait also watches the GatewayClass its Gateway names while the Gateway is not
 Accepted (k8s/gateway_class.py decides): a class still missing after
@@ -15,6 +16,7 @@ field), where it used to end GatewayNotProgrammed at the budget's end.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -23,10 +25,10 @@ from typing import Any
 from temporalio import activity
 
 from activities.failures import failure, object_evidence, target_client
-from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
+from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress, run_blocking
 from k8s.client import KubeClient
 from k8s.gateway_class import gateway_class_state, referenced_class
-from k8s.informers import Watched, subscribe
+from k8s.informers import FirstLook, Watched, look_at_all, subscribe
 from k8s.podfailures import PodFailureCheck
 from k8s.readiness import (
     LWS_NAME,
@@ -94,10 +96,21 @@ class WaitLoop:
         self.started_at = started_at()
         self.heartbeater = Heartbeater()
         self._attempt_started = time.monotonic()
+        # Namespaced views still on their first look (a LIST); followed once the wait waits.
+        self._first_looks: list[FirstLook] = []
+        self._following = False
 
     def watch(self, collection: Collection, required: bool = True) -> Watched:
-        # The worker's shared informer for the collection, filtered to this wait's selectors.
-        informer = subscribe(self.client, collection, self.wakeup.set)
+        """This wait's view of `collection`, filtered to its selectors: the worker's shared
+        informer, after a first look by LIST for a namespaced collection (k8s FirstLook); the
+        cluster-wide ones (nodes, classes) are shared by every wait, hence watched at once."""
+        informer: Watched
+        if collection.namespace is None or self._following:
+            informer = subscribe(self.client, collection, self.wakeup.set)
+        else:
+            first_look = FirstLook(self.client, collection, self.wakeup.set)
+            self._first_looks.append(first_look)
+            informer = first_look
         if required:
             self.informers.append(informer)
         else:
@@ -116,25 +129,28 @@ class WaitLoop:
         evaluate: Callable[[], Awaitable[Readiness]],
         on_timeout: Callable[[str], FailureEvidence],
     ) -> WaitResult:
+        """Evaluate once on a first look at the namespaced collections; when that is not
+        enough, follow them and evaluate again on every change until done, failed or out of
+        time."""
+        looks = list(self._first_looks)
+        looked = bool(looks) and await run_blocking(
+            functools.partial(look_at_all, looks), "first look"
+        )
+        if looked:
+            readiness = await self._evaluate(evaluate, on_timeout)
+            if readiness is not None and readiness.done:
+                return self._result(readiness.detail)
+        self._following = True
+        for look in self._first_looks:
+            look.follow()
         deadline = self.started_at.timestamp() + self.timeout_seconds
         detail = "waiting for the first list"
         while True:
-            for informer in self.informers:
-                if informer.error is not None:
-                    raise informer.error.about(f"cannot watch {self.ref}")
-            if all(i.synced for i in self.informers):
-                readiness = await evaluate()
+            readiness = await self._evaluate(evaluate, on_timeout)
+            if readiness is not None:
                 detail = readiness.detail
-                if readiness.failure:
-                    evidence = on_timeout(readiness.failure)
-                    raise failure(self.timeout_reason, readiness.failure, evidence)
                 if readiness.done:
-                    return WaitResult(
-                        ref=self.ref,
-                        detail=detail,
-                        elapsed_seconds=time.time() - self.started_at.timestamp(),
-                        api_requests=self.client.requests,
-                    )
+                    return self._result(detail)
             self.heartbeater.beat(
                 WaitProgress(
                     started_at=self.started_at,
@@ -149,6 +165,32 @@ class WaitLoop:
                 )
                 raise failure(self.timeout_reason, message, on_timeout(message))
             await self.wakeup.wait(min(remaining, HEARTBEAT_SECONDS))
+
+    async def _evaluate(
+        self,
+        evaluate: Callable[[], Awaitable[Readiness]],
+        on_timeout: Callable[[str], FailureEvidence],
+    ) -> Readiness | None:
+        """`evaluate()` once every required view is synced (None before); a view refused, or
+        a readiness that reports a failure, ends the wait."""
+        for informer in self.informers:
+            if informer.error is not None:
+                raise informer.error.about(f"cannot watch {self.ref}")
+        if not all(i.synced for i in self.informers):
+            return None
+        readiness = await evaluate()
+        if readiness.failure:
+            evidence = on_timeout(readiness.failure)
+            raise failure(self.timeout_reason, readiness.failure, evidence)
+        return readiness
+
+    def _result(self, detail: str) -> WaitResult:
+        return WaitResult(
+            ref=self.ref,
+            detail=detail,
+            elapsed_seconds=time.time() - self.started_at.timestamp(),
+            api_requests=self.client.requests,
+        )
 
 
 def _evidence(

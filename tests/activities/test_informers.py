@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities import kube
+from activities import kube, waits
 from k8s.client import KubeError
 from k8s.informers import (
     SHARED,
@@ -26,8 +27,9 @@ from k8s.informers import (
     parse_selector,
 )
 from k8s.watching import Collection, Wakeup
-from spec.activity_io import EnsureNamespaceInput
+from spec.activity_io import ApplyCrdsInput, EnsureNamespaceInput, WaitForObjectInput
 from tests.activities.conftest import SimCluster
+from tests.activities.specs import apply_objects, demo_spec
 from tests.activities.test_api_faults import config_map, until
 
 
@@ -159,3 +161,55 @@ async def test_informers_left_by_their_last_subscriber_are_retired_by_one_thread
     for informer in informers:
         informer.join(5.0)
         assert not informer._thread.is_alive()
+
+
+async def test_a_wait_whose_object_is_ready_at_first_look_starts_no_watch(
+    faults: SimCluster,
+) -> None:
+    """A rollout with nothing to change waits for objects that are already ready: one LIST
+    answers, and no watch of the namespace starts (fifty such rollouts kept ~290 watch threads
+    open). An object not ready at first look is followed by the shared informer: see
+    test_api_faults.test_gateway_wait_sees_programmed_through_cut_streams_and_errors."""
+    namespace = "first-look"
+    spec = demo_spec(faults.kubeconfig, namespace)
+    env = ActivityEnvironment()
+    await env.run(kube.ensure_namespace, EnsureNamespaceInput(target=spec.target))
+    await env.run(
+        kube.apply_crds,
+        ApplyCrdsInput(
+            target=spec.target, bundle=spec.dependencies.gateway_api_crds, bundle_name="gateway-api"
+        ),
+    )
+    name = "infra-wide-ep-inference-gateway"
+    gateway = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "gatewayClassName": "istio",
+            "listeners": [{"name": "default", "port": 80, "protocol": "HTTP"}],
+        },
+    }
+    await apply_objects(spec.target, [gateway])
+    condition = {
+        "status": "True", "message": "", "lastTransitionTime": "2025-07-26T10:00:00Z",
+        "observedGeneration": 1,
+    }
+    faults.client().request(
+        "PATCH",
+        f"/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/gateways/{name}/status",
+        [("fieldManager", "test-gateway-controller"), ("force", "true")],
+        body={**gateway, "status": {"conditions": [
+            {"type": kind, "reason": kind, **condition} for kind in ("Accepted", "Programmed")
+        ]}},
+        content_type="application/apply-patch+yaml",
+    )
+
+    result = await env.run(
+        waits.wait_for_gateway,
+        WaitForObjectInput(target=spec.target, name=name, timeout=timedelta(seconds=30)),
+    )
+
+    assert "Programmed=True" in result.detail
+    # The shared informers' keys are (connection, apiVersion, kind, namespace).
+    assert [key for key in SHARED._informers if key[3] == namespace] == []
