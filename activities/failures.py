@@ -64,8 +64,9 @@ def _client_for(target: Target) -> KubeClient:
 @asynccontextmanager
 async def target_client(target: Target) -> AsyncIterator[KubeClient]:
     """`async with target_client(spec.target) as client:` the target's client for the block
-    (over the worker's shared connections to its API server); what the API (or a watched pod) said went wrong leaves the block as the
-    Temporal error `api_failure` (or `PodFailure`'s reason) names."""
+    (over the worker's shared connections to its API server); what the API (or a watched pod)
+    said went wrong leaves the block as the Temporal error `api_failure` (or `PodFailure`'s
+    reason) names."""
     client = _client_for(target)
     try:
         yield client
