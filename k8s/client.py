@@ -22,7 +22,7 @@ import platform
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -187,8 +187,12 @@ def api_client_for(target: Target) -> k8s_client.ApiClient:
     loading rules ($KUBECONFIG, then ~/.kube/config), shared by every caller in the process
     (see `_SHARED`). A configuration no client can be built from raises `KubeConfigError`."""
     identity = IN_CLUSTER if target.in_cluster else _kubeconfig_identity(target)
-    with _SHARED_LOCK:
-        known = _SHARED.get(identity) if identity is not None else None
+    known = None
+    if identity is not None:
+        with _SHARED_LOCK:
+            known = _SHARED.get(identity)
+            if known is not None:
+                _SHARED.move_to_end(identity)
     if known is not None:
         return known
     try:
@@ -217,10 +221,14 @@ def api_client_for(target: Target) -> k8s_client.ApiClient:
         return api
     with _SHARED_LOCK:
         api = _SHARED.setdefault(identity, api)
-        # An older version of the same kubeconfig and context: its idle connections go (calls
-        # still running on it finish, and their connections close when released).
+        _SHARED.move_to_end(identity)
+        # An older version of the same kubeconfig and context, and the least recently used
+        # beyond SHARED_CLIENTS: their idle connections go (calls still running on them
+        # finish, and their connections close when released).
         stale = [key for key in _SHARED if key[:2] == identity[:2] and key != identity]
         retired = [_SHARED.pop(key) for key in stale]
+        while len(_SHARED) > SHARED_CLIENTS:
+            retired.append(_SHARED.popitem(last=False)[1])
     for old in retired:
         old.rest_client.pool_manager.clear()
     return api
@@ -240,7 +248,10 @@ SHARED_POOL_CONNECTIONS = 64
 # the third its version.
 Identity = tuple[str | None, tuple[str, ...], tuple[tuple[int, int, int], ...]]
 IN_CLUSTER: Identity = ("in-cluster service account", (), ())
-_SHARED: dict[Identity, k8s_client.ApiClient] = {}
+# At most this many configurations keep a client, the least recently used going first: a
+# worker that has served many clusters, or kubeconfigs at many paths, does not keep them all.
+SHARED_CLIENTS = 16
+_SHARED: OrderedDict[Identity, k8s_client.ApiClient] = OrderedDict()
 _SHARED_LOCK = threading.Lock()
 
 

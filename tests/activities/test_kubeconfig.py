@@ -184,3 +184,25 @@ def test_a_rewritten_kubeconfig_retires_the_old_versions_connections(
     new.server_version()
     assert new.api is not old.api
     assert len(manager.pools) == 0
+
+
+def test_only_the_most_recently_used_kubeconfigs_keep_their_connections(
+    kube_api: SimCluster, tmp_path: Path
+) -> None:
+    """A worker that has served many clusters (a kubeconfig per path) keeps the clients of the
+    last SHARED_CLIENTS only; the least recently used one's idle connections are closed."""
+    targets = []
+    for index in range(client_module.SHARED_CLIENTS + 1):
+        path = tmp_path / f"kubeconfig-{index}"
+        path.write_text(kube_api.kubeconfig.read_text())
+        targets.append(Target(cluster=f"c{index}", namespace="ns", kubeconfig=str(path)))
+    first, second = (KubeClient.for_target(t) for t in targets[:2])
+    for client in (first, second):
+        client.server_version()
+    for target in targets[2:-1]:
+        KubeClient.for_target(target)
+    KubeClient.for_target(targets[0])  # used again: now the most recently used
+    KubeClient.for_target(targets[-1])  # one more than the limit
+    assert len(first.api.rest_client.pool_manager.pools) == 1
+    assert len(second.api.rest_client.pool_manager.pools) == 0
+    assert KubeClient.for_target(targets[1]).api is not second.api
