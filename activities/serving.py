@@ -25,11 +25,11 @@ from typing import Any
 from temporalio import activity
 
 from activities.failures import failure, target_client
-from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress, run_blocking
-from activities.waits import LWS_API, nodes_by_name
+from activities.heartbeat import HEARTBEAT_SECONDS, Heartbeater, previous_progress
+from activities.waits import LWS_API, first_look, nodes_by_name
 from k8s.client import KubeClient, KubeError
 from k8s.diagnosis import killed_by_startup_probe, pod_summary
-from k8s.informers import FirstLook, Watched, look_at_all, subscribe
+from k8s.informers import FirstLook, Watched, subscribe
 from k8s.podfailures import PodFailure, PodFailureCheck
 from k8s.probing import ProbeAnswer, probe_vllm
 from k8s.readiness import (
@@ -215,7 +215,7 @@ class ModelLoadWait:
 
     async def _wait(self) -> ModelLoadResult:
         looks = [self.lws, self.statefulsets, self.pod_informer]
-        if await run_blocking(functools.partial(look_at_all, looks), "first look"):
+        if await first_look(looks):
             result = await self._step()
             probing = [w.probe_task for w in self.pods.values() if w.probe_task is not None]
             if result is None and probing:

@@ -69,6 +69,12 @@ def started_at() -> datetime:
     return datetime.now(UTC)
 
 
+async def first_look(looks: list[FirstLook]) -> bool:
+    """One LIST of each view, on a thread (heartbeating); False when there is none or any
+    failed: the wait then follows its views without having evaluated a first look."""
+    return bool(looks) and await run_blocking(functools.partial(look_at_all, looks), "first look")
+
+
 def nodes_by_name(informer: Watched | None) -> dict[str, Mapping[str, Any]] | None:
     """The nodes, when the worker may read them (a namespaced role may not: then None)."""
     if informer is None or informer.error is not None or not informer.synced:
@@ -132,11 +138,7 @@ class WaitLoop:
         """Evaluate once on a first look at the namespaced collections; when that is not
         enough, follow them and evaluate again on every change until done, failed or out of
         time."""
-        looks = list(self._first_looks)
-        looked = bool(looks) and await run_blocking(
-            functools.partial(look_at_all, looks), "first look"
-        )
-        if looked:
+        if await first_look(list(self._first_looks)):
             readiness = await self._evaluate(evaluate, on_timeout)
             if readiness is not None and readiness.done:
                 return self._result(readiness.detail)
