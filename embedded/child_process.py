@@ -6,9 +6,11 @@ Ctrl-C in the terminal reaches only the demo, which then stops its children in o
 first, cluster last) instead of all of them dying at once under a running step.
 
 A parent that dies without stopping them (SIGKILL, the OOM killer) cannot do that: on Linux
-each child is started through a few lines of Python that ask the kernel for SIGTERM when its
+each child is started through a few lines of Python that ask the kernel for a signal when its
 parent dies (PR_SET_PDEATHSIG, kept across exec), then exec the command. Without it they kept
-their ports and files until someone found them by hand.
+their ports and files until someone found them by hand. The signal is SIGTERM unless the owner
+names another: a child whose orderly stop waits on its siblings (the worker drains activities
+that report to Temporal) gains nothing from that stop once they are dying with the parent.
 """
 
 from __future__ import annotations
@@ -27,15 +29,16 @@ from typing import IO
 
 POLL_INTERVAL_SECONDS = 0.05
 LOG_TAIL_BYTES = 4000
-# Run as `python -I -c ORPHAN_GUARD <parent pid> <executable> <argv...>`; PR_SET_PDEATHSIG is
-# option 1 of prctl(2). A parent that died before the prctl would never send the signal, hence
-# the check. -I: nothing of the environment or the working directory changes what it imports.
+# Run as `python -I -c ORPHAN_GUARD <signal> <parent pid> <executable> <argv...>`;
+# PR_SET_PDEATHSIG is option 1 of prctl(2). A parent that died before the prctl would never send
+# the signal, hence the check. -I: nothing of the environment or the working directory changes
+# what it imports.
 ORPHAN_GUARD = """\
-import ctypes, os, signal, sys
-ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-if os.getppid() != int(sys.argv[1]):
+import ctypes, os, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, int(sys.argv[1]))
+if os.getppid() != int(sys.argv[2]):
     sys.exit("the process that started this one is gone")
-os.execv(sys.argv[2], sys.argv[3:])
+os.execv(sys.argv[3], sys.argv[4:])
 """
 
 
@@ -53,13 +56,17 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         stop_timeout: timedelta = timedelta(seconds=15),
+        orphan_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
+        """`orphan_signal`: what the kernel sends the child if this process dies without
+        stopping it."""
         self.name = name
         self.command = list(command)
         self.log_path = log_path
         self._env = dict(env) if env is not None else None
         self._cwd = cwd
         self._stop_timeout = stop_timeout
+        self._orphan_signal = orphan_signal
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -108,7 +115,10 @@ class ChildProcess:
             raise ChildProcessError(
                 f"cannot start {self.name} ({self.command[0]}): not an executable file"
             )
-        guard = [sys.executable, "-I", "-c", ORPHAN_GUARD, str(os.getpid())]
+        guard = [
+            sys.executable, "-I", "-c", ORPHAN_GUARD,
+            str(int(self._orphan_signal)), str(os.getpid()),
+        ]
         return [*guard, executable, *self.command]
 
     async def stop(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import time
 from datetime import timedelta
@@ -166,7 +167,11 @@ class DemoEnvironment:
             "LLMD_TASK_QUEUE": self.task_queue,
         }
         self._worker = ChildProcess(
-            "the worker", [sys.executable, "-m", "worker"], self.worker_log, env=environment
+            "the worker", [sys.executable, "-m", "worker"], self.worker_log, env=environment,
+            # Orphaned, Temporal and the cluster are stopping beside it: a graceful shutdown
+            # would spend its 30 s on activities that can no longer report, and nothing would
+            # resume them (the work directory is this demo's own).
+            orphan_signal=signal.SIGKILL,
         )
         self._worker.start()
         client = await connect(self.connection)

@@ -29,6 +29,21 @@ child.start()
 print(child.pid, flush=True)
 time.sleep(300)
 """
+# The same with a child that ignores SIGTERM (as a draining worker, in effect, does), started
+# with SIGKILL as its orphan signal.
+PARENT_OF_A_STUBBORN_CHILD = """
+import signal, sys, time
+from pathlib import Path
+from embedded.child_process import ChildProcess
+stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+child = ChildProcess(
+    "stubborn", [sys.executable, "-c", stubborn], Path(sys.argv[1]),
+    orphan_signal=signal.SIGKILL,
+)
+child.start()
+print(child.pid, flush=True)
+time.sleep(300)
+"""
 
 
 def alive(pid: int) -> bool:
@@ -47,6 +62,16 @@ def command_line(pid: int) -> list[bytes]:
         return []
 
 
+def ignores_sigterm(pid: int) -> bool:
+    """SIGTERM is in the process's ignored set (SigIgn in /proc/PID/status, bit 15 - 1)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    ignored = next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:"))
+    return bool(int(ignored, 16) & (1 << (signal.SIGTERM - 1)))
+
+
 def until(condition: Callable[[], bool]) -> None:
     deadline = time.monotonic() + WITHIN_SECONDS
     while not condition():
@@ -55,9 +80,20 @@ def until(condition: Callable[[], bool]) -> None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
-def test_a_child_is_terminated_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("parent_script", "settled"),
+    [
+        # It becomes the command itself (exec), under the name it was given.
+        (PARENT, lambda pid: command_line(pid)[:2] == [b"sleep", b"300"]),
+        (PARENT_OF_A_STUBBORN_CHILD, ignores_sigterm),
+    ],
+    ids=["sigterm-by-default", "sigkill-for-one-that-ignores-sigterm"],
+)
+def test_a_child_is_terminated_when_the_process_that_started_it_is_killed(
+    tmp_path: Path, parent_script: str, settled: Callable[[int], bool]
+) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, str(tmp_path / "sleeper.log")],
+        [sys.executable, "-c", parent_script, str(tmp_path / "child.log")],
         stdout=subprocess.PIPE, cwd=REPO, text=True,
     )
     child: int | None = None
@@ -65,8 +101,7 @@ def test_a_child_is_terminated_when_the_process_that_started_it_is_killed(tmp_pa
         assert parent.stdout is not None
         child = pid = int(parent.stdout.readline())
         assert alive(pid)
-        # It becomes the command itself (exec), under the name it was given.
-        until(lambda: command_line(pid)[:2] == [b"sleep", b"300"])
+        until(lambda: settled(pid))
         parent.kill()
         parent.wait(timeout=10)
         until(lambda: not alive(pid))
