@@ -284,6 +284,10 @@ class Strategy(SpecModel):
 
 
 class PhaseTimeouts(SpecModel):
+    """The budget of each step of a phase (an activity with its retries, or a wait), not of the
+    phase as a whole; a shared-piece ask gets one per piece and one more for waiting behind
+    another target (docs/architecture.md, "Budgets")."""
+
     preflight: Duration = timedelta(minutes=2)
     dependencies: Duration = timedelta(minutes=10)
     gateway_provider: Duration = timedelta(minutes=10)
