@@ -72,8 +72,9 @@ def reserved_nodes(plan: CapacityPlan) -> dict[str, dict[str, str]]:
 
 def node_level_reason(plan: CapacityPlan) -> str:
     """Why the plan does not fit, for people: the GPUs the largest unplaced pod needs on one
-    node, and the node with the most free GPUs ("needs a node with 8 free nvidia.com/gpu;
-    largest free: h200-node-7 with 4")."""
+    node, and the node with the most GPUs still free once the plan's other pods are placed
+    ("needs a node with 8 free nvidia.com/gpu; largest free: h200-node-7 with 4"). Free before
+    placement would name a node this rollout's own pods fill: "h200-node-2 with 8", refused."""
     unplaced = [pod for pod in plan.pods if pod.node is None]
     if not unplaced:
         return "everything fits"
@@ -85,10 +86,12 @@ def node_level_reason(plan: CapacityPlan) -> str:
             "no node is eligible (affinity, selector, taints or health)"
     best = max(
         eligible,
-        key=lambda node: (parse_resources(node.free_before).get(GPU, Fraction(0)), node.name),
+        key=lambda node: (parse_resources(node.free_after).get(GPU, Fraction(0)), node.name),
     )
-    free = parse_resources(best.free_before).get(GPU, Fraction(0))
+    free = parse_resources(best.free_after).get(GPU, Fraction(0))
+    placed = sum(1 for pod in plan.pods if pod.node is not None)
     return (
         f"pod {largest.name} needs a node with {format_quantity(GPU, needs)} free {GPU}; "
         f"largest free: {best.name} with {format_quantity(GPU, free)}"
+        + (f" (after this rollout's {placed} other pod(s) are placed)" if placed else "")
     )

@@ -56,6 +56,9 @@ def test_what_another_rollout_holds_is_not_free_and_the_refusal_names_the_node()
     reason = node_level_reason(second)
     assert reason.startswith("pod ") and "needs a node with" in reason
     assert "free nvidia.com/gpu; largest free: h200-node-" in reason
+    # The one node with 8 free GPUs took this rollout's own 8-GPU pod: nothing is left for the
+    # pod that does not fit, and the sentence says so rather than "with 8".
+    assert reason.endswith(" with 0 (after this rollout's 1 other pod(s) are placed)"), reason
     # The owner's own hold never counts against itself.
     mine, _ = held_by_others([other], owner="rollout/first", now=NOW)
     assert mine == {}
