@@ -117,7 +117,7 @@ class ClusterView:
         """How long the rollout would wait for GPUs before being refused, when its plan does not
         fit now but could once other workloads free them; None when it fits or is refused at
         once."""
-        if self.capacity.fits or not self.fits_empty_nodes:
+        if self.capacity.fits or not self.fits_empty_nodes or not spec.budgets.capacity_wait:
             return None
         return spec.budgets.capacity_wait
 
@@ -260,11 +260,9 @@ def _read_cluster(client: KubeClient, spec: RolloutSpec) -> ClusterView:
     # Capacity for the roles the rollout (re)creates, as preflight plans it.
     roles = list(plan_rollout(spec, previous, None).changed_roles)
     capacity = capacity_sync(client, spec, roles)
-    # The capacity hold waits only for a plan the nodes could hold empty; ask only when it would.
-    fits_empty = (
-        fits_an_empty_cluster_sync(client, spec, roles)
-        if not capacity.fits and spec.budgets.capacity_wait else None
-    )
+    # The capacity hold waits only for a plan the nodes could hold empty; a spec that does not
+    # wait is told whether waiting would help.
+    fits_empty = None if capacity.fits else fits_an_empty_cluster_sync(client, spec, roles)
     return ClusterView(
         previous_revision=previous,
         capacity=capacity,
@@ -543,12 +541,19 @@ def _capacity(spec: RolloutSpec, view: ClusterView) -> list[RenderableType]:
             f"the GPUs are not free now: the rollout would wait up to {format_duration(wait)} "
             "for them (budgets.capacityWait) before being refused"
         )
-    elif view.fits_empty_nodes is False:
+    elif view.fits_empty_nodes is False and spec.budgets.capacity_wait:
         style = "bold red"
         sentence = (
             "the rollout would be refused at once, without waiting its budgets.capacityWait of "
             f"{format_duration(spec.budgets.capacity_wait)}: even with nothing else on them the "
             "nodes could not hold it"
+        )
+    elif view.fits_empty_nodes:
+        style = "bold red"
+        sentence = (
+            "the GPUs are not free now and the rollout would be refused at preflight; the nodes "
+            "could hold it with nothing else on them, so with budgets.capacityWait set it would "
+            "wait for them instead"
         )
     else:
         return [Text(plan.render(), style="bold red")]

@@ -112,6 +112,11 @@ def wait_for_capacity(
     return change
 
 
+def beside_the_install(document: dict[str, Any]) -> None:
+    """The demo spec in another namespace, without budgets.capacityWait."""
+    document["target"]["namespace"] = "llm-d-second"
+
+
 @pytest.mark.parametrize(
     ("change", "code", "says", "fits_empty", "waits"),
     [
@@ -123,6 +128,15 @@ def wait_for_capacity(
             "(budgets.capacityWait) before being refused; pod ",
             True, 300,
         ),
+        # The same second stack with no budgets.capacityWait: refused, and told that waiting
+        # would have helped.
+        (
+            beside_the_install, ExitCode.REFUSED,
+            "the GPUs are not free now and the rollout would be refused at preflight; the nodes "
+            "could hold it with nothing else on them, so with budgets.capacityWait set it would "
+            "wait for them instead; pod ",
+            True, None,
+        ),
         # 24 GPUs on two 8-GPU nodes: waiting for capacity could never help.
         (
             wait_for_capacity(decode_replicas=2), ExitCode.REFUSED,
@@ -131,7 +145,10 @@ def wait_for_capacity(
             False, None,
         ),
     ],
-    ids=["busy-gpus-would-wait-exit-7", "too-large-even-when-empty-exit-5"],
+    ids=[
+        "busy-gpus-would-wait-exit-7", "busy-gpus-no-wait-exit-5-says-waiting-would-help",
+        "too-large-even-when-empty-exit-5",
+    ],
 )
 async def test_plan_with_capacity_wait_says_whether_the_rollout_would_wait_or_be_refused(
     cli: Runner, tmp_path: Path, change: Callable[[dict[str, Any]], None], code: ExitCode,
