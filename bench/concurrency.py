@@ -17,9 +17,13 @@ to N=1, worker peak RSS (this process; the lifetime maximum so far), worker CPU-
 rollout including helm/kubectl children (both from /proc of the worker; the peak is reset before
 each batch through /proc/PID/clear_refs), API requests per rollout by client (counted by
 clustersim: the official Python client is the worker, Helm is helm), history events per rollout,
-clustersim CPU-seconds, the dependencies phase p95, and the orchestration overhead per rollout
-measured directly: its wall time minus the time the cluster spent bringing its pods up (read
-from a watch of every pod, bench/lib/timeline.py). Each figure is given as min/median/max over
+clustersim and Temporal server CPU-seconds, the dependencies phase p95, and the orchestration
+overhead per rollout measured directly: its wall time minus the time the cluster spent bringing
+its pods up (read from a watch of every pod, bench/lib/timeline.py). And what the machine could
+give: its busy CPU-seconds over the batch (every process: worker, helm, clustersim and its
+workloads, Temporal, this bench; /proc/stat), their share of wall time x cores, and the CPU
+floor, busy CPU-seconds / cores: no batch that needs this much CPU ends sooner on this machine,
+however it is orchestrated. Each figure is given as min/median/max over
 the repetitions. Goals (reported, not asserted): 0 failures; p95 <= 3x N=1; RSS <= 250 MB;
 <= 0.4 CPU-s per rollout; < 100 API requests per warm install; dependencies phase <= 0.5 s p95
 at N=50; overhead of a single install < 1 s. The JSON goes to --json FILE (else to stdout,
@@ -70,6 +74,7 @@ from spec.workflow_io import Outcome, Phase, RolloutResult  # noqa: E402
 SCALE = 0.02
 TIMEOUT = 900.0
 VENV_BIN = Path(sys.executable).parent
+CORES = os.cpu_count() or 1
 SHARED_NAMESPACES = {"lws-system", "istio-system"}
 PROFILE = REPO / "clustersim" / "src" / "clustersim" / "agent" / "profiles" / "h200-2node.yaml"
 
@@ -115,6 +120,14 @@ def children_cpu(pid: int) -> float:
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU-seconds every core of the machine has spent busy since boot (/proc/stat: all but
+    idle and iowait; guest time is already in user)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak_rss(pid: int) -> None:
     """Start a new peak (VmHWM) for `pid`: 5 is clear_refs(5)'s "reset the peak RSS"."""
     Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -144,17 +157,18 @@ def percentile(values: list[float], share: float) -> float:
 
 
 async def batch(
-    client: Client, task_queue: str, kubeconfig: Path, pids: tuple[int, int], names: list[str],
-    timeline: PodTimeline,
+    client: Client, task_queue: str, kubeconfig: Path, pids: tuple[int, int, int],
+    names: list[str], timeline: PodTimeline,
 ) -> dict[str, Any]:
     """Start every target at once, wait for all; the figures of this batch. `pids` are the
-    worker's and clustersim's."""
-    worker_pid, sim_pid = pids
+    worker's, clustersim's and the Temporal server's."""
+    worker_pid, sim_pid, temporal_pid = pids
     specs = {name: target_spec(kubeconfig, name) for name in names}
     before_requests = admin_state(kubeconfig).get("requestsByAgent", {})
     reset_peak_rss(worker_pid)
     before_cpu, before_children = process_cpu(worker_pid), children_cpu(worker_pid)
-    before_sim = process_cpu(sim_pid)
+    before_sim, before_temporal = process_cpu(sim_pid), process_cpu(temporal_pid)
+    before_busy = machine_busy_seconds()
     started = time.time()
 
     async def one(name: str) -> tuple[RolloutResult, float, float, WorkflowHandle[Any, Any]]:
@@ -165,7 +179,9 @@ async def batch(
 
     runs = await asyncio.gather(*(one(name) for name in names))
     wall = time.time() - started
+    busy = machine_busy_seconds() - before_busy
     cpu, children = process_cpu(worker_pid), children_cpu(worker_pid)
+    temporal_cpu = process_cpu(temporal_pid) - before_temporal
     sim_cpu, peak_rss = process_cpu(sim_pid), peak_rss_mb(worker_pid)
     after_requests = admin_state(kubeconfig).get("requestsByAgent", {})
     events = [len((await handle.fetch_history()).events) for _, _, _, handle in runs]
@@ -213,6 +229,10 @@ async def batch(
         ),
         "children_cpu_seconds_per_rollout": round((children - before_children) / n, 3),
         "clustersim_cpu_seconds": round(sim_cpu - before_sim, 2),
+        "temporal_cpu_seconds": round(temporal_cpu, 2),
+        "machine_cpu_seconds": round(busy, 2),
+        "cpu_utilization": round(busy / (wall * CORES), 2),
+        "cpu_floor_seconds": round(busy / CORES, 2),
         "api_requests_per_rollout": requests,
         "history_events_per_rollout": round(statistics.mean(events), 1),
     }
@@ -253,7 +273,8 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
                     for n in ns:
                         for rep in range(reps):
                             report["runs"] += await one_cluster(
-                                client, task_queue, worker, root, profile, n, rep
+                                client, task_queue, (worker, server.pid), root, profile, n,
+                                rep,
                             )
             finally:
                 await worker.stop()
@@ -262,10 +283,12 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
 
 
 async def one_cluster(
-    client: Client, task_queue: str, worker: ChildProcess, root: Path, profile: str, n: int,
-    rep: int,
+    client: Client, task_queue: str, processes: tuple[ChildProcess, int | None], root: Path,
+    profile: str, n: int, rep: int,
 ) -> list[dict[str, Any]]:
-    """A fresh clustersim for one repetition: its cold batch, then its warm batch."""
+    """A fresh clustersim for one repetition: its cold batch, then its warm batch.
+    `processes`: the worker, and the Temporal server's PID."""
+    worker, temporal_pid = processes
     nodes = 2 * n if profile == "tight" else 3 * n
     workdir = root / f"sim-{profile}-{n}-{rep}"
     workdir.mkdir()
@@ -274,13 +297,14 @@ async def one_cluster(
         workdir, profile=str(profile_file(workdir, nodes)), time_scale=SCALE,
         startup_timeout=timedelta(seconds=120),
     ) as sim:
-        assert sim.pid is not None and worker.pid is not None, "both are running"
+        assert sim.pid is not None and worker.pid is not None and temporal_pid is not None
         timeline = PodTimeline(sim.kubeconfig_path)
         names = [f"t{rep}-{i}" for i in range(n)]
         try:
             for phase in ("cold", "warm"):
                 figures = await batch(
-                    client, task_queue, sim.kubeconfig_path, (worker.pid, sim.pid), names,
+                    client, task_queue, sim.kubeconfig_path, (worker.pid, sim.pid, temporal_pid),
+                    names,
                     timeline,
                 )
                 figures.update(profile=profile, phase=phase, rep=rep)
@@ -304,8 +328,8 @@ SUMMARIZED = (
     "overhead_p50_seconds", "overhead_p95_seconds", "dependencies_p95_seconds",
     "hold_capacity_p95_seconds",
     "worker_peak_rss_mb", "worker_cpu_seconds_per_rollout", "children_cpu_seconds_per_rollout",
-    "clustersim_cpu_seconds",
-    "history_events_per_rollout",
+    "clustersim_cpu_seconds", "temporal_cpu_seconds", "machine_cpu_seconds", "cpu_utilization",
+    "cpu_floor_seconds", "history_events_per_rollout",
 )
 
 
@@ -335,7 +359,8 @@ def table(summary: list[dict[str, Any]]) -> str:
     header = (
         f"{'profile':<6} {'phase':<5} {'N':>3} {'ok':>7} {'refused':>7} {'wall s':>8} "
         f"{'p50 s':>7} {'p95 s':>7} {'x N=1':>6} {'ovh p50':>8} {'deps p95':>8} {'RSS MB':>7} "
-        f"{'CPU/r':>6} {'API/r (worker+helm)':>20} {'events/r':>8} {'sim CPU':>8}"
+        f"{'CPU/r':>6} {'API/r (worker+helm)':>20} {'events/r':>8} {'sim CPU':>8} "
+        f"{'floor s':>8} {'busy':>5}"
     )
     lines = [header, "(medians over the repetitions; the JSON has min/median/max)"]
     for row in summary:
@@ -352,7 +377,9 @@ def table(summary: list[dict[str, Any]]) -> str:
             f"{row['worker_peak_rss_mb']['median']:>7} "
             f"{row['worker_cpu_seconds_per_rollout']['median']:>6} "
             f"{f'{worker:g}+{helm:g}':>20} {row['history_events_per_rollout']['median']:>8} "
-            f"{row['clustersim_cpu_seconds']['median']:>8}"
+            f"{row['clustersim_cpu_seconds']['median']:>8} "
+            f"{row['cpu_floor_seconds']['median']:>8} "
+            f"{row['cpu_utilization']['median']:>5.0%}"
         )
     return "\n".join(lines)
 
