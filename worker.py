@@ -79,6 +79,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 log = structlog.get_logger("llmd.worker")
+# Logged when a stop begins the graceful drain (tests read it to tell a drain from a kill).
+SHUTTING_DOWN = "worker shutting down"
 
 
 async def run_worker(
@@ -116,7 +118,7 @@ async def run_worker(
             # Out of the Service's endpoints first, while running activities finish.
             health.ready = False
         if not running.done():
-            log.info("worker shutting down", task_queue=task_queue)
+            log.info(SHUTTING_DOWN, task_queue=task_queue)
             await worker.shutdown()
         stop_requested.cancel()
         # Re-raises a fatal worker error (e.g. the server rejected our namespace).

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import STARTER, TIME_SCALE
+from worker import SHUTTING_DOWN
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -286,8 +287,8 @@ def test_a_demo_killed_outright_leaves_nothing_running() -> None:
             time.sleep(0.2)
         assert processes_mentioning(workdir) == [], "the demo's children outlived it"
         # Killed, not draining its activities for 30 s against a Temporal that is gone too:
-        # under load that drain outlived the wait above.
-        drained = "Beginning worker shutdown" in (Path(workdir) / "worker.log").read_text()
+        # under load that drain outlived the wait above. The worker's own line, not the SDK's.
+        drained = SHUTTING_DOWN in (Path(workdir) / "worker.log").read_text()
         assert not drained, "the orphaned worker drained its activities instead of stopping"
     finally:
         stop_leftovers(process, workdir)
