@@ -64,12 +64,16 @@ def describe_failure(
             else FailureReason.ROLLOUT_TIMEOUT
         )
         kind = cause.type.name if cause.type is not None else "UNSPECIFIED"
+        message = f"{step} did not finish within its budget ({kind.lower()} timeout)"
+        evidence: dict[str, Any] = {"timeout": kind}
+        doing = last_step(cause.last_heartbeat_details)
+        if doing is not None:
+            # What the step was busy with when the budget ran out (waiting for other rollouts'
+            # capacity plans, for a helm operation, ...), as its last heartbeat said.
+            message += f"; its last heartbeat: {doing}"
+            evidence["lastStep"] = doing
         return FailureReport(
-            reason=reason,
-            phase=phase,
-            step=step,
-            message=f"{step} did not finish within its budget ({kind.lower()} timeout)",
-            evidence={"timeout": kind},
+            reason=reason, phase=phase, step=step, message=message, evidence=evidence
         )
     if isinstance(cause, ApplicationError):
         evidence = _evidence(cause.details)
@@ -106,6 +110,17 @@ def failed_step(error: BaseException) -> str | None:
         return None
     step = _evidence(cause.details).get(FAILED_STEP)
     return step if isinstance(step, str) else None
+
+
+def last_step(heartbeat_details: Any) -> str | None:
+    """What an activity's last heartbeat said it was doing: its `step` (activities/heartbeat.py
+    beats `{"step": ..., ...}`) or a wait's `detail` (WaitProgress); None when it said
+    neither."""
+    last = heartbeat_details[-1] if heartbeat_details else None
+    if not isinstance(last, dict):
+        return None
+    doing = last.get("step") or last.get("detail")
+    return doing if isinstance(doing, str) and doing else None
 
 
 def _innermost(error: BaseException) -> BaseException:

@@ -75,6 +75,42 @@ def test_a_timeout_in_model_load_is_the_model_load_budget() -> None:
     assert "schedule_to_close" in report.message
 
 
+def test_a_timeout_says_what_the_step_last_heartbeated() -> None:
+    # A hold-capacity that ran out of budget in the planning turn said only "did not finish".
+    beat = {"step": "waiting for other capacity plans"}
+    cause = TimeoutError(
+        "timed out", type=TimeoutType.START_TO_CLOSE, last_heartbeat_details=[beat]
+    )
+    report = describe_failure(activity_error(cause), Phase.PREFLIGHT, "hold-capacity")
+    assert report.reason == FailureReason.ROLLOUT_TIMEOUT
+    assert report.message == (
+        "hold-capacity did not finish within its budget (start_to_close timeout); "
+        "its last heartbeat: waiting for other capacity plans"
+    )
+    assert report.evidence == {
+        "timeout": "START_TO_CLOSE", "lastStep": "waiting for other capacity plans"
+    }
+
+
+def test_a_wait_out_of_budget_says_the_detail_it_last_heartbeated() -> None:
+    beat = {"detail": "Gateway infra-wide-ep-inference-gateway not Programmed yet"}
+    cause = TimeoutError("timed out", type=TimeoutType.HEARTBEAT, last_heartbeat_details=[beat])
+    report = describe_failure(activity_error(cause), Phase.INFRA, "gateway-programmed")
+    assert report.message.endswith(
+        "; its last heartbeat: Gateway infra-wide-ep-inference-gateway not Programmed yet"
+    )
+
+
+def test_a_timeout_without_a_step_heartbeat_says_only_the_timeout() -> None:
+    for details in ([], [{"pods": []}], ["text"], [{"step": "", "detail": ""}]):
+        cause = TimeoutError(
+            "timed out", type=TimeoutType.HEARTBEAT, last_heartbeat_details=details
+        )
+        report = describe_failure(activity_error(cause), Phase.INFRA, "infra")
+        assert report.message == "infra did not finish within its budget (heartbeat timeout)"
+        assert report.evidence == {"timeout": "HEARTBEAT"}
+
+
 def test_cancellation_is_an_abort_with_who_and_why() -> None:
     report = describe_failure(
         asyncio.CancelledError(), Phase.GATE, "decode/step-1", "aborted by dan: bad canary"

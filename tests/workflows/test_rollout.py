@@ -385,6 +385,32 @@ async def test_first_install_failure_is_kept_for_inspection_when_the_policy_says
     assert not fake_cluster.names("helm_uninstall") and not fake_cluster.names("delete_objects")
 
 
+async def test_a_step_out_of_budget_says_what_its_last_heartbeat_was_doing(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    # A step that heartbeats but never ends is timed out by Temporal; the report says what it
+    # was busy with (the fake beats "<activity> held by the test" as a wait beats its detail).
+    held = fake_cluster.hold("ensure_namespace")
+
+    def quick_namespace_budget(document: dict[str, Any]) -> None:
+        document["budgets"]["phaseTimeouts"]["namespace"] = "2s"
+
+    try:
+        result = await run_rollout(
+            temporal_client, demo_spec("namespace-budget", quick_namespace_budget), fake_worker
+        )
+    finally:
+        held.set()
+
+    assert result.failure is not None
+    assert result.failure.reason == FailureReason.ROLLOUT_TIMEOUT
+    assert result.failure.step == "namespace"
+    assert result.failure.message.endswith(
+        "timeout); its last heartbeat: ensure_namespace held by the test"
+    ), result.failure.message
+    assert result.failure.evidence["lastStep"] == "ensure_namespace held by the test"
+
+
 async def test_first_install_failure_uninstalls_what_it_installed_when_the_policy_says_so(
     temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
 ) -> None:
