@@ -254,6 +254,8 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
         root = Path(scratch)
         async with TemporalDevServer(root / "temporal.db") as server:
             client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+            temporal_pid = server.pid
+            assert temporal_pid is not None, "the dev server is running"
             task_queue = f"bench-concurrency-{uuid.uuid4().hex[:8]}"
             # As the worker image does when it is built (Dockerfile): the workflow sandbox
             # imports our modules again for every run, from bytecode when there is some.
@@ -273,8 +275,7 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
                     for n in ns:
                         for rep in range(reps):
                             report["runs"] += await one_cluster(
-                                client, task_queue, (worker, server.pid), root, profile, n,
-                                rep,
+                                client, task_queue, worker, temporal_pid, root, profile, n, rep
                             )
             finally:
                 await worker.stop()
@@ -283,12 +284,10 @@ async def measure(ns: list[int], reps: int, profiles: list[str]) -> dict[str, An
 
 
 async def one_cluster(
-    client: Client, task_queue: str, processes: tuple[ChildProcess, int | None], root: Path,
+    client: Client, task_queue: str, worker: ChildProcess, temporal_pid: int, root: Path,
     profile: str, n: int, rep: int,
 ) -> list[dict[str, Any]]:
-    """A fresh clustersim for one repetition: its cold batch, then its warm batch.
-    `processes`: the worker, and the Temporal server's PID."""
-    worker, temporal_pid = processes
+    """A fresh clustersim for one repetition: its cold batch, then its warm batch."""
     nodes = 2 * n if profile == "tight" else 3 * n
     workdir = root / f"sim-{profile}-{n}-{rep}"
     workdir.mkdir()
@@ -297,7 +296,7 @@ async def one_cluster(
         workdir, profile=str(profile_file(workdir, nodes)), time_scale=SCALE,
         startup_timeout=timedelta(seconds=120),
     ) as sim:
-        assert sim.pid is not None and worker.pid is not None and temporal_pid is not None
+        assert sim.pid is not None and worker.pid is not None, "both are running"
         timeline = PodTimeline(sim.kubeconfig_path)
         names = [f"t{rep}-{i}" for i in range(n)]
         try:
