@@ -61,6 +61,18 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def command_lines(pids: list[int]) -> list[str]:
+    """`PID: command line` of each, to name a process that outlived the demo."""
+    lines = []
+    for pid in pids:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            command = "(gone)"
+        lines.append(f"{pid}: {command.strip()[:300]}")
+    return lines
+
+
 def stop_leftovers(process: subprocess.Popen[bytes], workdir: str | None) -> None:
     """If the demo did not stop by itself, stop it and, by PID, what it started."""
     if process.poll() is None:
@@ -285,7 +297,8 @@ def test_a_demo_killed_outright_leaves_nothing_running() -> None:
         deadline = time.monotonic() + STOP_SECONDS
         while processes_mentioning(workdir) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert processes_mentioning(workdir) == [], "the demo's children outlived it"
+        left = processes_mentioning(workdir)
+        assert left == [], f"the demo's children outlived it: {command_lines(left)}"
         # Killed, not draining its activities for 30 s against a Temporal that is gone too:
         # under load that drain outlived the wait above. The worker's own line, not the SDK's.
         drained = SHUTTING_DOWN in (Path(workdir) / "worker.log").read_text()
