@@ -15,10 +15,10 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any
 
 from k8s.quantity import (
+    NANO,
     Resources,
     add,
     fits,
@@ -26,6 +26,7 @@ from k8s.quantity import (
     parse_resources,
     subtract,
     total,
+    units,
 )
 from spec.activity_io import CapacityPlan, NodePlan, PodDemand
 from spec.rollout import RoleName
@@ -84,11 +85,11 @@ def pod_requests(pod_spec: Mapping[str, Any]) -> Resources:
             continue
         during = total([sidecars, requests])
         for name, amount in during.items():
-            peak_init[name] = max(peak_init.get(name, Fraction(0)), amount)
+            peak_init[name] = max(peak_init.get(name, 0), amount)
     add(running, sidecars)
     for name, amount in peak_init.items():
-        running[name] = max(running.get(name, Fraction(0)), amount)
-    running["pods"] = Fraction(1)
+        running[name] = max(running.get(name, 0), amount)
+    running["pods"] = NANO
     return running
 
 
@@ -329,7 +330,7 @@ def _place(
     roles: Sequence[RolePlan], surge: Mapping[RoleName, int], nodes: list[_Node], salt: str = ""
 ) -> list[tuple[PlannedPod, str | None, str]]:
     pods = [p for r in roles for p in lws_pods(r.role, r.lws, surge[r.role])]
-    order = sorted(pods, key=lambda p: (-p.requests.get(GPU, Fraction(0)), p.surge, p.name))
+    order = sorted(pods, key=lambda p: (-p.requests.get(GPU, 0), p.surge, p.name))
     placements: dict[str, tuple[str | None, str]] = {}
     for pod in order:
         candidates = []
@@ -348,7 +349,7 @@ def _place(
         best = min(
             candidates,
             key=lambda n: (
-                n.free.get(GPU, Fraction(0)), n.free.get("cpu", Fraction(0)),
+                n.free.get(GPU, 0), n.free.get("cpu", 0),
                 _tie_break(salt, n.name),
             ),
         )
@@ -397,11 +398,13 @@ def _plan(
     asked = total(p.requests for p, _, _ in planned)
     asked.pop("pods", None)
     eligible = [n for n in nodes if _eligible(n, planned)]
+    # By name: `node in eligible` compared whole nodes, field by field, for every pair.
+    eligible_names = {n.name for n in eligible}
     available = total(subtract(n.allocatable, n.allocated) for n in eligible)
     available.pop("pods", None)
     node_plans = []
     for node in nodes:
-        ok = node in eligible
+        ok = node.name in eligible_names
         reason = node.problem or ("" if ok else "node affinity/selector or taints exclude it")
         node_plans.append(
             NodePlan(
@@ -430,8 +433,8 @@ def _plan(
     return CapacityPlan(
         fits=_all_placed(planned),
         gpu_resource=GPU,
-        gpus_asked=int(asked.get(GPU, Fraction(0))),
-        gpus_available=int(available.get(GPU, Fraction(0))),
+        gpus_asked=units(asked.get(GPU, 0)),
+        gpus_available=units(available.get(GPU, 0)),
         asked=format_resources(asked),
         available=format_resources(available),
         pods=demands,
@@ -439,3 +442,4 @@ def _plan(
         max_surge=dict(dropped),
         notes=notes,
     )
+

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from fractions import Fraction
 from typing import Any
 
 from k8s.capacity import GPU, LWS_NAME_LABEL, RolePlan
@@ -78,17 +77,17 @@ def node_level_reason(plan: CapacityPlan) -> str:
     unplaced = [pod for pod in plan.pods if pod.node is None]
     if not unplaced:
         return "everything fits"
-    largest = max(unplaced, key=lambda pod: parse_resources(pod.requests).get(GPU, Fraction(0)))
-    needs = parse_resources(largest.requests).get(GPU, Fraction(0))
+    largest = max(unplaced, key=lambda pod: parse_resources(pod.requests).get(GPU, 0))
+    needs = parse_resources(largest.requests).get(GPU, 0)
     eligible = [node for node in plan.nodes if node.eligible]
     if not eligible:
         return f"pod {largest.name} needs a node with {format_quantity(GPU, needs)} free {GPU}; " \
             "no node is eligible (affinity, selector, taints or health)"
     best = max(
         eligible,
-        key=lambda node: (parse_resources(node.free_after).get(GPU, Fraction(0)), node.name),
+        key=lambda node: (parse_resources(node.free_after).get(GPU, 0), node.name),
     )
-    free = parse_resources(best.free_after).get(GPU, Fraction(0))
+    free = parse_resources(best.free_after).get(GPU, 0)
     placed = sum(1 for pod in plan.pods if pod.node is not None)
     return (
         f"pod {largest.name} needs a node with {format_quantity(GPU, needs)} free {GPU}; "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import manifests
 from k8s.capacity import (
     RolePlan,
@@ -12,7 +14,7 @@ from k8s.capacity import (
     pod_requests,
     template_changed,
 )
-from k8s.quantity import format_quantity, parse_quantity
+from k8s.quantity import NANO, QuantityError, format_quantity, parse_quantity
 from spec import RolloutSpec, load_spec
 from spec.rollout import ROLES
 from tests.activities.builders import NAMESPACE, node, pod
@@ -164,7 +166,8 @@ def test_native_sidecars_add_to_the_pod_and_init_containers_take_their_peak() ->
         "containers": [{"name": "main", "resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}],
     }
     requests = pod_requests(spec)
-    assert requests["cpu"] == 4  # the setup container alone needs more than main + proxy (3)
+    # The setup container alone needs more than main + proxy (3).
+    assert requests["cpu"] == parse_quantity("4")
     assert format_quantity("memory", requests["memory"]) == "1Gi"
 
 
@@ -178,7 +181,22 @@ def test_template_changed_ignores_server_defaults() -> None:
 
 
 def test_quantities_are_exact() -> None:
-    assert parse_quantity("500m") + parse_quantity("500m") == 1
-    assert parse_quantity("512Gi") == 512 * 2**30
+    assert parse_quantity("500m") + parse_quantity("500m") == parse_quantity("1")
+    assert parse_quantity("512Gi") == 512 * 2**30 * NANO
+    assert parse_quantity("1.5Ki") == parse_quantity("1536")
+    assert parse_quantity("2e3") == parse_quantity("2k")
     assert format_quantity("memory", parse_quantity("2Ti")) == "2Ti"
     assert format_quantity("cpu", parse_quantity("1500m")) == "1500m"
+
+
+def test_quantities_finer_than_a_nano_unit_round_up_as_kubernetes_does() -> None:
+    assert parse_quantity("1n") == 1
+    assert parse_quantity("0.5n") == 1
+    assert parse_quantity("1.2n") == 2
+    assert format_quantity("cpu", parse_quantity("0.5n")) == "1e-09"
+
+
+def test_a_string_that_is_no_quantity_is_refused() -> None:
+    with pytest.raises(QuantityError, match="'8 GPUs' is not a Kubernetes quantity"):
+        parse_quantity("8 GPUs")
+
