@@ -44,7 +44,7 @@ from activities.cluster import (
 from activities.failures import failure, retryable, target_client
 from activities.heartbeat import heartbeat_step, heartbeating, run_blocking
 from activities.preflight import cluster_nodes_and_pods, fits_an_empty_cluster_sync, role_plans
-from k8s.capacity import plan_capacity
+from k8s.capacity import plan_capacity, shortened
 from k8s.client import KubeClient
 from k8s.quantity import Resources
 from k8s.reservations import (
@@ -121,10 +121,10 @@ def _plan(
 ) -> tuple[CapacityPlan, list[str]]:
     roles = role_plans(kube, input.spec, list(input.roles))
     nodes, pods = cluster_nodes_and_pods(kube)
-    plan = plan_capacity(
+    plan = shortened(plan_capacity(
         roles, nodes, uncovered_pods(pods, covers), input.spec.target.namespace, held,
         salt=input.owner,
-    )
+    ))
     return plan, covered_lws(roles)
 
 

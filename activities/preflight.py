@@ -28,6 +28,7 @@ from k8s.capacity import (
     plan_capacity,
     resolve_surge,
     resolve_unavailable,
+    shortened,
     template_changed,
 )
 from k8s.client import KubeClient, KubeError
@@ -183,9 +184,9 @@ async def preflight(input: PreflightInput) -> PreflightReport:
             )
         with helm_errors():
             helm = await runner().version()
-        plan = await run_blocking(
+        plan = shortened(await run_blocking(
             lambda: capacity_sync(client, spec, list(input.roles)), "capacity plan"
-        )
+        ))
     # A spec that waits for capacity has its plan held, or refused after the wait, by the
     # capacity hold that follows (activities/capacity_hold.py).
     if not plan.fits and not spec.budgets.capacity_wait:

@@ -534,6 +534,13 @@ class CapacityPlan(IOModel):
     available: dict[str, str] = Field(description="Free capacity of eligible nodes.")
     pods: list[PodDemand]
     nodes: list[NodePlan]
+    nodes_not_shown: int = Field(
+        default=0,
+        description=(
+            "Nodes left out of `nodes` (k8s/capacity.py `shortened`): a plan a rollout records "
+            "lists the nodes it places pods on and the ones with the most GPUs free, not all."
+        ),
+    )
     max_surge: dict[str, int] = Field(
         default_factory=dict,
         description=(
@@ -571,6 +578,10 @@ class CapacityPlan(IOModel):
                 f"{free.get(self.gpu_resource, '0'):>8} {free.get('cpu', '0'):>9} "
                 f"{free.get('memory', '0'):>9}  "
                 + (", ".join(node.placed) if node.placed else (node.reason or "-"))
+            )
+        if self.nodes_not_shown:
+            lines.append(
+                f"... and {self.nodes_not_shown} more node(s), not shown"
             )
         lines += ["", f"{'POD':<52} {'GPU':>4} {'NODE':<28}"]
         for pod in self.pods:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import pytest
 import pytest_asyncio
+import yaml
 
 from embedded.clustersim_process import DEFAULT_PROFILE, ClusterSimInfo, ClusterSimProcess
 from k8s import KubeClient
@@ -74,6 +75,21 @@ class SimCluster:
                 "add", *args, *([] if bounded else ["--duration", API_FAULT_DEFAULT_SECONDS])
             ]
         self.process.fault("api", *action)
+
+
+PROFILES = (
+    Path(__file__).resolve().parents[1] / "clustersim" / "src" / "clustersim" / "agent" / "profiles"
+)
+
+
+def nodes_profile(workdir: Path, nodes: int) -> str:
+    """h200-2node with `nodes` nodes (8 GPUs each), written beside the cluster's data."""
+    profile = yaml.safe_load((PROFILES / "h200-2node.yaml").read_text())
+    profile["name"] = f"h200-{nodes}node"
+    profile["nodes"][0]["count"] = nodes
+    path = workdir / f"h200-{nodes}node.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    return str(path)
 
 
 @contextlib.asynccontextmanager

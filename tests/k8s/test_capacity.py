@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import manifests
 from k8s.capacity import (
+    NODES_SHOWN,
     RolePlan,
     fits_empty_nodes,
     plan_capacity,
     pod_requests,
+    shortened,
     template_changed,
 )
 from k8s.quantity import NANO, QuantityError, format_quantity, parse_quantity
+from k8s.reservations import node_level_reason
 from spec import RolloutSpec, load_spec
 from spec.rollout import ROLES
 from tests.activities.builders import NAMESPACE, node, pod
@@ -200,3 +204,50 @@ def test_a_string_that_is_no_quantity_is_refused() -> None:
     with pytest.raises(QuantityError, match="'8 GPUs' is not a Kubernetes quantity"):
         parse_quantity("8 GPUs")
 
+
+def busy_cluster(
+    nodes: int, least: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`nodes` 8-GPU nodes, node i with `least` + i % (8 - `least`) GPUs in use by another
+    team's pod."""
+    cluster = [node(f"h200-node-{i:02d}") for i in range(nodes)]
+    used = [least + i % (8 - least) for i in range(nodes)]
+    busy = [
+        pod(name=f"other-{i}", namespace="team-b", lws=f"other-{i}", node=f"h200-node-{i:02d}",
+            requests={"nvidia.com/gpu": str(used[i])})
+        for i in range(nodes) if used[i]
+    ]
+    return cluster, busy
+
+
+def test_a_recorded_plan_lists_the_nodes_it_uses_and_those_with_most_gpus_free() -> None:
+    cluster, busy = busy_cluster(40)
+    full = plan_capacity(plans(example("wide-ep-lws.yaml")), cluster, busy, NAMESPACE)
+    short = shortened(full)
+    placed = {n.name for n in full.nodes if n.placed}
+    shown = {n.name for n in short.nodes}
+    assert full.fits and placed and placed <= shown
+    assert len(shown) == len(placed) + NODES_SHOWN
+    assert short.nodes_not_shown == 40 - len(shown)
+    free = {n.name: parse_quantity(n.free_after["nvidia.com/gpu"]) for n in full.nodes}
+    assert min(free[name] for name in shown - placed) >= max(
+        free[name] for name in set(free) - shown
+    )
+    assert [n.name for n in short.nodes] == sorted(shown)  # in name order, as the full plan
+    assert short.pods == full.pods and short.fits == full.fits
+    assert f"... and {short.nodes_not_shown} more node(s)" in short.render()
+
+
+def test_a_plan_of_few_nodes_is_recorded_whole() -> None:
+    cluster, busy = busy_cluster(NODES_SHOWN)
+    full = plan_capacity(plans(example("wide-ep-lws.yaml")), cluster, busy, NAMESPACE)
+    assert shortened(full) == full
+    assert "more node(s)" not in full.render()
+
+
+def test_a_recorded_refusal_names_the_same_node_as_the_whole_plan() -> None:
+    cluster, busy = busy_cluster(40, least=1)  # no node has a whole 8-GPU node's room
+    full = plan_capacity(plans(example("wide-ep-lws-as-shipped.yaml")), cluster, busy, NAMESPACE)
+    assert not full.fits
+    assert node_level_reason(shortened(full)) == node_level_reason(full)
+    assert "largest free: h200-node-" in node_level_reason(full)

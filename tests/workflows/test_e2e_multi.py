@@ -34,27 +34,14 @@ from spec.cluster_io import cluster_workflow_id
 from spec.reasons import FailureReason
 from spec.rollout import RolloutSpec
 from spec.workflow_io import Outcome, Phase, RolloutResult, StepStatus, TeardownInput
-from tests.simcluster import SimCluster, running_sim_cluster
-from tests.workflows.e2e import REPO, TIME_SCALE, VENV_BIN, WorkerProcess, sim_spec
+from tests.simcluster import SimCluster, nodes_profile, running_sim_cluster
+from tests.workflows.e2e import TIME_SCALE, VENV_BIN, WorkerProcess, sim_spec
 from tests.workflows.specs import Change
 from workflows.cluster import ClusterWorkflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.long]
 
 ROLLOUT_TIMEOUT = 300.0
-PROFILES = REPO / "clustersim" / "src" / "clustersim" / "agent" / "profiles"
-
-
-def nodes_profile(workdir: Path, nodes: int) -> str:
-    """h200-2node with `nodes` nodes (8 GPUs each), written beside the cluster's data."""
-    profile = yaml.safe_load((PROFILES / "h200-2node.yaml").read_text())
-    profile["name"] = f"h200-{nodes}node"
-    profile["nodes"][0]["count"] = nodes
-    path = workdir / f"h200-{nodes}node.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    return str(path)
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def pair(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SimCluster]:
     """Room for two demo stacks (32 GPUs)."""
