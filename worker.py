@@ -9,7 +9,8 @@ activities heartbeat, so a retry on another worker resumes from their last heart
 With `--metrics-port` it serves Prometheus metrics (the SDK's and the rollouts',
 workflows/metrics.py) at /metrics; with `--health-port`, /healthz and /readyz (the chart's
 probes, compose's health check). Every log line of an activity carries its workflow ID, run ID,
-activity and target (embedded/activity_logging.py).
+activity and target (embedded/activity_logging.py); the end of each activity wakes the asks of
+this process that wait on its workflow (activities/cluster_news.py).
 
     python -m worker --address temporal:7233 --namespace default --task-queue llmd-rollout \
         --metrics-port 9464 --health-port 8081
@@ -32,6 +33,7 @@ import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.cluster_news import ActivityEndNews
 from activities.registry import activities
 from embedded import (
     ActivityLogContext,
@@ -107,7 +109,7 @@ async def run_worker(
             # The SDK otherwise sends heartbeats at most every 0.8 x heartbeat timeout (8 s), and
             # the live view reads per-pod load progress from them.
             max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-            interceptors=[ActivityLogContext()],
+            interceptors=[ActivityLogContext(), ActivityEndNews()],
         )
         running = asyncio.create_task(worker.run())
         stop_requested = asyncio.create_task(shutdown.wait())

@@ -42,6 +42,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities import cluster_news
 from activities.failures import retryable
 from activities.heartbeat import heartbeating, run_blocking
 from k8s.client import KubeClient, KubeConfigError, KubeError
@@ -98,6 +99,7 @@ class Backoff:
     length, so askers refused together do not come back together."""
 
     def __init__(self, first: float, most: float, *, jitter: bool = False) -> None:
+        self.first = first
         self.delay = first
         self.most = most
         self.jitter = jitter
@@ -105,6 +107,15 @@ class Backoff:
     async def pause(self) -> None:
         await asyncio.sleep(self.delay * (0.5 + random.random()) if self.jitter else self.delay)
         self.delay = min(self.delay * 2, self.most)
+
+    async def pause_for_news(self, workflow_id: str) -> None:
+        """`pause`, cut short when an activity of `workflow_id` ends in this process
+        (activities/cluster_news.py); the next pause is then the first's length again: the
+        outcome of what ended is recorded moments later."""
+        if await cluster_news.pause(workflow_id, self.delay):
+            self.delay = self.first
+        else:
+            self.delay = min(self.delay * 2, self.most)
 
 
 def cluster_workflow(client: Client, cluster: str) -> WithStartWorkflowOperation[Any, Any]:
@@ -224,7 +235,7 @@ async def settled(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what
     )
     backoff = Backoff(POLL_FIRST, POLL_MAX)
     while not status.settled:
-        await backoff.pause()
+        await backoff.pause_for_news(handle.id)
         try:
             status = await handle.query("ask_status", ask.ask_id, result_type=AskStatus)
         except (RPCError, WorkflowQueryFailedError) as error:
@@ -300,7 +311,7 @@ async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None
             return None
         if not found.in_flight:
             return found.answer
-        await backoff.pause()
+        await backoff.pause_for_news(handle.id)
 
 
 def cluster_uid_of(kube: KubeClient) -> str:

@@ -44,6 +44,7 @@ from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
+from activities.cluster_news import ActivityEndNews  # noqa: E402
 from activities.registry import activities  # noqa: E402
 from bench.lib.timeline import PodTimeline  # noqa: E402
 from embedded import ClusterSimProcess, TemporalDevServer  # noqa: E402
@@ -149,6 +150,7 @@ async def measure() -> dict[str, Any]:
                     client, task_queue=task_queue, workflows=WORKFLOWS,
                     workflow_runner=workflow_runner(),
                     activities=activities(), activity_executor=executor,
+                    interceptors=[ActivityEndNews()],  # as worker.py's
                 ):
                     for attempt in range(REPEATS):
                         workdir = root / f"sim-{attempt}"
