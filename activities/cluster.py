@@ -7,7 +7,8 @@ the worker's own Temporal client, so the cluster workflow is started on the firs
 after. The update only registers the ask and is answered at once (the server lets ten updates
 be in flight per workflow, and a helm install takes minutes); the activity then polls the
 `ask_status` query (queries add nothing to history) with a short back-off, heartbeating, until
-the ask's outcome is recorded. The update ID is the ask ID (rollout workflow ID, run ID, phase):
+the ask's outcome is recorded; the back-off starts again from its shortest pause whenever one of
+the cluster workflow's activities ends in this worker (activities/cluster_news.py). The update ID is the ask ID (rollout workflow ID, run ID, phase):
 an activity retried after its worker died sends the same update, which the cluster workflow
 answers with where the ask stands; an ask the current run does not know (sent to a run that
 continued as new before accepting it) is sent again. An ensure ask that would change nothing
