@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio import activity
 
+from spec.activity_io import HEARTBEAT_STEP
+
 T = TypeVar("T")
 
 HEARTBEAT_SECONDS = 5.0
@@ -126,9 +128,12 @@ def _note_beat(info: activity.Info) -> None:
     _LAST_BEAT[key] = time.monotonic()
 
 
-def heartbeat_step(step: str, writing: str | None = None) -> None:
-    """Heartbeat which step is running (nothing outside an activity), and the helm release this
-    activity has written (helmcli/repair.py's proof that a pending release was ours).
+def heartbeat_step(
+    step: str, writing: str | None = None, more: dict[str, Any] | None = None
+) -> None:
+    """Heartbeat which step is running (nothing outside an activity), with `more` details of it,
+    and the helm release this activity has written (helmcli/repair.py's proof that a pending
+    release was ours).
 
     The release stays in every later beat of the activity, and of its later attempts: a beat
     without it (`helm history` before a retry) would otherwise replace the proof, and a release
@@ -142,7 +147,9 @@ def heartbeat_step(step: str, writing: str | None = None) -> None:
             _WROTE[key] = (info.attempt, writing)
         else:
             writing = _WROTE[key][1] if key in _WROTE else _written_before(info)
-        activity.heartbeat({"step": step, **({"writing": writing} if writing else {})})
+        activity.heartbeat(
+            {HEARTBEAT_STEP: step, **(more or {}), **({"writing": writing} if writing else {})}
+        )
         _note_beat(info)
 
 

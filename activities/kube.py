@@ -21,7 +21,7 @@ from temporalio import activity
 
 import manifests
 from activities.failures import command_failure, failure, permission_denied_in, target_client
-from activities.heartbeat import run_blocking
+from activities.heartbeat import heartbeat_step, run_blocking
 from k8s.client import KubeClient, KubeError
 from k8s.crds import (
     KubectlFailed,
@@ -157,7 +157,7 @@ async def wait_crds_established(client: KubeClient, names: list[str], timeout: f
                 pending = [n for n in names if not is_true(informer.get(n), "Established")]
                 if not pending:
                     return names
-                activity.heartbeat({"step": "CRDs Established", "pending": pending})
+                heartbeat_step("CRDs Established", more={"pending": pending})
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise failure(
@@ -438,7 +438,7 @@ async def wait_gone(client: KubeClient, refs: list[ObjectRef], timeout: float) -
             ]
             if not remaining_refs:
                 return
-            activity.heartbeat({"step": "deleting", "remaining": [str(r) for r in remaining_refs]})
+            heartbeat_step("deleting", more={"remaining": [str(r) for r in remaining_refs]})
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise failure(

@@ -17,7 +17,7 @@ import time
 from temporalio import activity
 
 from activities.failures import failure, retryable, target_client
-from activities.heartbeat import HEARTBEAT_SECONDS
+from activities.heartbeat import HEARTBEAT_SECONDS, heartbeat_step
 from k8s.client import KubeClient, KubeError
 from k8s.gateway import Gateway
 from manifests.labels import role_labels
@@ -201,7 +201,7 @@ async def verify_gateway(input: VerifyInput) -> VerificationResult:
         task = asyncio.ensure_future(asyncio.to_thread(verify_sync, input.spec, client))
         while not task.done():
             await asyncio.wait({task}, timeout=HEARTBEAT_SECONDS)
-            activity.heartbeat({"step": "verifying through the gateway"})
+            heartbeat_step("verifying through the gateway")
         try:
             result = task.result()
         except MetricsUnreadable as error:

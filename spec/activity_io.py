@@ -292,6 +292,11 @@ class WaitResult(IOModel):
     api_requests: int = Field(default=0, description="Kubernetes API requests this attempt made.")
 
 
+# The key under which an activity's heartbeat says what it is doing (activities/heartbeat.py
+# `heartbeat_step` writes it; workflows/failures.py reads it back when the activity times out).
+HEARTBEAT_STEP = "step"
+
+
 class WaitProgress(IOModel):
     """Heartbeat details of a wait: `started_at` survives retries so the budget is not reset."""
 

@@ -20,6 +20,7 @@ from temporalio.exceptions import (
     TimeoutError,
 )
 
+from spec.activity_io import HEARTBEAT_STEP
 from spec.cluster_io import FAILED_STEP
 from spec.reasons import FailureReason
 from spec.workflow_io import FailureReport, Phase
@@ -119,7 +120,7 @@ def last_step(heartbeat_details: Any) -> str | None:
     last = heartbeat_details[-1] if heartbeat_details else None
     if not isinstance(last, dict):
         return None
-    doing = last.get("step") or last.get("detail")
+    doing = last.get(HEARTBEAT_STEP) or last.get("detail")
     return doing if isinstance(doing, str) and doing else None
 
 

@@ -16,6 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import heartbeat
 from activities.heartbeat import heartbeating
+from spec.activity_io import HEARTBEAT_STEP
 
 INTERVAL = 1.0
 
@@ -72,3 +73,14 @@ async def test_a_worker_clock_behind_the_servers_does_not_put_the_first_beat_off
     await env.run(heartbeating, asyncio.sleep(INTERVAL * 1.25), "capacity plan")
 
     assert [beat["step"] for beat in beats] == ["capacity plan"]
+
+
+def test_a_step_with_details_beats_them_and_counts_as_the_attempts_last_beat() -> None:
+    """The waits that beat their own details (CRDs Established, objects being deleted) beat
+    through `heartbeat_step`: under the step key the workflow reads back when the activity
+    times out, and noted, so the next `heartbeating` call does not beat again at once."""
+    env, beats = environment(started_ago=60)
+    due_before = env.run(heartbeat.seconds_until_beat)
+    env.run(lambda: heartbeat.heartbeat_step("CRDs Established", more={"pending": ["a.b"]}))
+    assert beats == [{HEARTBEAT_STEP: "CRDs Established", "pending": ["a.b"]}]
+    assert due_before == 0 and env.run(heartbeat.seconds_until_beat) > INTERVAL
