@@ -2,21 +2,21 @@
 
 Where it sits: a RolloutWorkflow cannot send an update itself, so its dependencies and gateway
 provider phases call `ensure_shared_pieces`, and TeardownWorkflow calls `release_shared_pieces`;
-each sends update-with-start to `cluster/<task queue>/<cluster>` (workflows/cluster.py) through
-the worker's own Temporal client, so the cluster workflow is started on the first ask and reused
-after. The update only registers the ask and is answered at once (the server lets ten updates
-be in flight per workflow, and a helm install takes minutes); the activity then polls the
-`ask_status` query (queries add nothing to history) with a short back-off, heartbeating, until
-the ask's outcome is recorded; the back-off starts again from its shortest pause whenever one of
-the cluster workflow's activities ends in this worker (activities/cluster_news.py). The update
-ID is the ask ID (rollout workflow ID, run ID, phase): an activity retried after its worker died
-sends the same update, which the cluster workflow answers with where the ask stands; an ask
-the current run does not know (sent to a run that continued as new before accepting it) is sent
-again. An ensure ask that would change nothing (every piece checked moments ago, the target
-already its user: a warm burst) is answered by the `standing` query and sends no update at all. Each ask carries the UID of the target cluster's
-kube-system namespace (read by the rollout's preflight, or here when it did not: a teardown), so
-the cluster workflow tells apart two clusters of one name (workflows/cluster_identity.py); a
-worker keeps at most UPDATES_IN_FLIGHT updates in flight on one cluster workflow.
+each sends update-with-start to `cluster/<task queue>/<cluster>` (workflows/cluster.py) through the
+worker's own Temporal client, so the cluster workflow is started on the first ask and reused after.
+The update only registers the ask and is answered at once (the server lets ten updates be in flight
+per workflow, and a helm install takes minutes); the activity then polls the `ask_status` query
+(queries add nothing to history) with a short back-off, heartbeating, until the ask's outcome is
+recorded; the back-off starts again from its shortest pause whenever one of the cluster workflow's
+activities ends in this worker (activities/cluster_news.py). The update ID is the ask ID (rollout
+workflow ID, run ID, phase): an activity retried after its worker died sends the same update, which
+the cluster workflow answers with where the ask stands; an ask the current run does not know (sent
+to a run that continued as new before accepting it) is sent again. An ensure ask that would change
+nothing (every piece checked moments ago, the target already its user: a warm burst) is answered by
+the `standing` query and sends no update at all. Each ask carries the UID of the target cluster's
+kube-system namespace (read by the rollout's preflight, or here when it did not: a teardown), so the
+cluster workflow tells apart two clusters of one name (workflows/cluster_identity.py); a worker
+keeps at most UPDATES_IN_FLIGHT updates in flight on one cluster workflow.
 
 A refusal (another target uses another version of a piece) and a failed operation come back as
 non-retryable errors carrying the cluster workflow's sentence; a cluster workflow that is
