@@ -32,7 +32,8 @@ def deepest_application_error(error: BaseException | None) -> ApplicationError |
 
 
 def ask_error(
-    error: BaseException, *, final_types: frozenset[str], step: str | None = None
+    error: BaseException, *, final_types: frozenset[str], step: str | None = None,
+    done: list[str] | None = None,
 ) -> AskError:
     """The record of `error`, the failure of an ask's work: final when its type is one of
     `final_types` (a conflict, a named failure of an operation whose activity already retried)
@@ -45,7 +46,7 @@ def ask_error(
             innermost = innermost.cause
         return AskError(
             type=type(innermost).__name__, message=str(innermost) or type(innermost).__name__,
-            non_retryable=True, step=step,
+            non_retryable=True, step=step, done=done,
         )
     details = [d for d in deepest.details if isinstance(d, dict)]
     if len(json.dumps(details, default=str)) > MAX_DETAILS_CHARS:
@@ -53,5 +54,5 @@ def ask_error(
     return AskError(
         type=deepest.type or type(deepest).__name__, message=deepest.message,
         non_retryable=deepest.non_retryable or deepest.type in final_types,
-        details=details, step=step,
+        details=details, step=step, done=done,
     )

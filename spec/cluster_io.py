@@ -102,7 +102,8 @@ def release_piece(step: str, release: HelmRelease, namespace: str) -> SharedPiec
 
 
 class EnsureAsk(ClusterModel):
-    """Make the pieces current for `target_id` (in order) and record it as their user."""
+    """Make the pieces current for `target_id` (in order, or `at_once`) and record it as their
+    user."""
 
     ask_id: str = Field(description="Rollout workflow ID, run ID and phase: the update ID.")
     target_id: str
@@ -110,6 +111,15 @@ class EnsureAsk(ClusterModel):
     pieces: list[SharedPiece]
     timeout: timedelta
     cluster_uid: str = Field(default="", description=CLUSTER_UID)
+    at_once: bool = Field(
+        default=False,
+        description=(
+            "The pieces do not depend on one another (the dependencies phase: CRD bundles and "
+            "the LWS controller release): their operations run at the same time. Else one "
+            "after another, in order (a gateway provider's releases: a later one may need an "
+            "earlier one's CRDs)."
+        ),
+    )
 
 
 class PieceOutcome(ClusterModel):
@@ -239,6 +249,9 @@ class HoldCapacityInput(ClusterModel):
 
 # The evidence key naming the step whose piece failed, when an ask of several pieces failed.
 FAILED_STEP = "failedStep"
+# The evidence key listing the steps whose pieces were made current, when an ask whose pieces ran
+# at once failed (pieces run in order need none: those before the failed one were done).
+DONE_STEPS = "doneSteps"
 
 
 class AskError(ClusterModel):
@@ -249,16 +262,23 @@ class AskError(ClusterModel):
     message: str
     non_retryable: bool = False
     details: list[dict[str, Any]] = Field(default_factory=list)
-    # The journal step of the piece whose operation failed (an ask runs its pieces in order).
+    # The journal step of the piece whose operation failed.
     step: str | None = None
+    # When the ask's pieces ran at once: the steps of those made current (None: they ran in
+    # order, so those before `step` were done and those after it never ran).
+    done: list[str] | None = None
 
     def evidence(self) -> list[dict[str, Any]]:
-        """The details as an activity error's, the failed piece's step in the first mapping
-        (the failure report's evidence; workflows/failures.py reads the step back out)."""
+        """The details as an activity error's, the failed piece's step (and, for pieces run at
+        once, the steps done) in the first mapping: the failure report's evidence;
+        workflows/failures.py reads them back out."""
         if self.step is None:
             return self.details
         first, *rest = self.details or [{}]
-        return [{**first, FAILED_STEP: self.step}, *rest]
+        marks: dict[str, Any] = {FAILED_STEP: self.step}
+        if self.done is not None:
+            marks[DONE_STEPS] = list(self.done)
+        return [{**first, **marks}, *rest]
 
 
 AskState = Literal["running", "answered", "failed", "unknown"]

@@ -64,7 +64,7 @@ with workflow.unsafe.imports_passed_through():
         switched,
         switching,
     )
-    from workflows.cluster_operations import make_current
+    from workflows.cluster_operations import PieceFailed, at_once, in_order, make_current
     from workflows.cluster_removal import delete_namespace, remove_piece
     from workflows.gpu_holds import NOTHING_HELD, GpuHolds
     from workflows.shared_pieces import (
@@ -82,15 +82,6 @@ CLUSTER_DRAINING = "ClusterWorkflowDraining"
 # Failures of an ask's work that are final: a refusal, or an operation's named failure (its
 # activity already retried). Anything else recorded is final too (see spec/ask_failures.py).
 FINAL_TYPES = frozenset({SHARED_PIECE_CONFLICT, *(reason.value for reason in FailureReason)})
-
-
-class _PieceFailed(Exception):
-    """An ensure ask's work failed at the piece of journal step `step`."""
-
-    def __init__(self, step: str, error: FailureError) -> None:
-        super().__init__(step)
-        self.step = step
-        self.error = error
 
 
 @dataclass
@@ -203,10 +194,10 @@ class ClusterWorkflow:
     async def _settle(self, ask_id: str, work: Awaitable[EnsureAnswer | ReleaseAnswer]) -> None:
         try:
             self._asks.answered(ask_id, await work)
-        except _PieceFailed as failed:
-            self._asks.failed(
-                ask_id, ask_error(failed.error, final_types=FINAL_TYPES, step=failed.step)
-            )
+        except PieceFailed as failed:
+            self._asks.failed(ask_id, ask_error(
+                failed.error, final_types=FINAL_TYPES, step=failed.step, done=failed.done
+            ))
         except FailureError as error:
             self._asks.failed(ask_id, ask_error(error, final_types=FINAL_TYPES))
         except asyncio.CancelledError:
@@ -223,15 +214,8 @@ class ClusterWorkflow:
             raise self._crashed
 
     async def _ensure_all(self, ask: EnsureAsk) -> EnsureAnswer:
-        outcomes = []
-        for piece in ask.pieces:
-            try:
-                outcomes.append(await self._ensure_piece(piece, ask))
-            except FailureError as error:
-                # The asker's report names this piece, not the first of the ask (the LWS
-                # release's helm failure was reported at the Gateway API CRDs' step).
-                raise _PieceFailed(piece.step, error) from error
-        return EnsureAnswer(outcomes=outcomes)
+        walk = at_once if ask.at_once else in_order
+        return await walk(ask.pieces, lambda piece: self._ensure_piece(piece, ask))
 
     @ensure.validator
     def _validate_ensure(self, ask: EnsureAsk) -> None:

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from spec.types import format_duration
     from spec.workflow_io import Phase, StepStatus
     from workflows import calls
-    from workflows.failures import failed_step
+    from workflows.failures import done_steps, failed_step
     from workflows.journal import Journal, failed_status
     from workflows.plan import RolloutPlan
     from workflows.progress import RolloutProgress
@@ -69,17 +69,20 @@ async def ensure_shared(
     enter: Callable[[Phase, str], None],
     publish: Callable[[], None],
     cluster_uid: str = "",
+    *,
+    at_once: bool = False,
 ) -> EnsureAnswer:
     """Ask for `pieces`; each becomes a journal step; a change registers a `keep` undo, since
     the piece belongs to the cluster, not to this rollout. `cluster_uid`: the cluster as
-    preflight read it ("": the asking activity reads it)."""
+    preflight read it ("": the asking activity reads it); `at_once`: the pieces do not depend
+    on one another (EnsureAsk.at_once)."""
     enter(phase, pieces[0].step)
     started = workflow.now()
     entries = {piece.key: journal.start(phase, piece.step, started) for piece in pieces}
     publish()
     ask = EnsureAsk(
         ask_id=ask_id(f"ensure/{phase.value}"), target_id=spec.target_id, target=spec.target,
-        pieces=pieces, timeout=timeout, cluster_uid=cluster_uid,
+        pieces=pieces, timeout=timeout, cluster_uid=cluster_uid, at_once=at_once,
     )
     try:
         answer = await calls.execute(
@@ -106,20 +109,28 @@ async def ensure_shared(
 def _finish_failed(
     journal: Journal, pieces: list[SharedPiece], entries: dict[str, int], error: BaseException
 ) -> None:
-    """Journal a failed ask: the pieces run in order, so when the failure names its piece, the
-    ones before it were done and the ones after it never ran."""
+    """Journal a failed ask. When the failure names its piece: pieces run at once say which
+    were done (the others failed too); of pieces run in order, the ones before it were done and
+    the ones after it never ran."""
     at = None if isinstance(error, asyncio.CancelledError) else failed_step(error)
     if at is None:
         for entry in entries.values():
             journal.finish(entry, failed_status(error), workflow.now())
         return
+    done = done_steps(error)
     index = next((i for i, piece in enumerate(pieces) if piece.step == at), 0)
     for i, piece in enumerate(pieces):
-        status, detail = (
-            (StepStatus.PASSED, f"done before {at} failed") if i < index
-            else (StepStatus.FAILED, None) if i == index
-            else (StepStatus.CANCELLED, f"not run: {at} failed")
-        )
+        if done is not None:
+            status, detail = (
+                (StepStatus.PASSED, f"done ({at} failed)") if piece.step in done
+                else (StepStatus.FAILED, None if piece.step == at else f"failed too ({at} first)")
+            )
+        else:
+            status, detail = (
+                (StepStatus.PASSED, f"done before {at} failed") if i < index
+                else (StepStatus.FAILED, None) if i == index
+                else (StepStatus.CANCELLED, f"not run: {at} failed")
+            )
         journal.finish(entries[piece.key], status, workflow.now(), detail)
 
 
@@ -232,8 +243,9 @@ class ClusterAsks:
             return False
         pieces = dependency_pieces(self.spec)
         if pieces:
+            # The CRD bundles and the LWS release do not depend on one another.
             await self._ensure(Phase.DEPENDENCIES, pieces,
-                               self.spec.budgets.phase_timeouts.dependencies)
+                               self.spec.budgets.phase_timeouts.dependencies, at_once=True)
         if self.spec.dependencies.leader_worker_set.release is None:
             self.progress.skip(Phase.DEPENDENCIES, "lws-controller", "already installed (spec)")
         return True
@@ -250,8 +262,11 @@ class ClusterAsks:
         if self.holding:
             await free_capacity(self.spec, outcome)
 
-    async def _ensure(self, phase: Phase, pieces: list[SharedPiece], timeout: timedelta) -> None:
+    async def _ensure(
+        self, phase: Phase, pieces: list[SharedPiece], timeout: timedelta, *,
+        at_once: bool = False,
+    ) -> None:
         await ensure_shared(
             self.spec, phase, pieces, timeout, self.progress.journal, self.saga,
-            self.progress.enter, self.progress.publish, self.cluster_uid,
+            self.progress.enter, self.progress.publish, self.cluster_uid, at_once=at_once,
         )

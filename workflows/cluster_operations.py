@@ -1,19 +1,28 @@
-"""Making one shared piece current, for ClusterWorkflow: apply its CRDs or upgrade its release.
+"""Making shared pieces current, for ClusterWorkflow: apply a piece's CRDs or upgrade its release,
+and walk an ask's pieces in order or all at once.
 
-Where it sits: called by workflows/cluster.py under the piece's lock, once per operation however
-many targets wait on it (the decision to run it is the cluster workflow's; this only does it and
-says what happened, in the words every waiting rollout's journal shows).
+Where it sits: `make_current` is called by workflows/cluster.py under the piece's lock, once per
+operation however many targets wait on it (the decision to run it is the cluster workflow's; this
+only does it and says what happened, in the words every waiting rollout's journal shows).
+`in_order` and `at_once` run an ask's pieces through the cluster workflow's own per-piece step
+and say, when one fails, which piece failed and which were done: an ask whose pieces do not
+depend on one another (EnsureAsk.at_once: the dependencies phase's CRD bundles and LWS release)
+runs them at the same time, which took a cold install's dependencies phase from the sum of their
+operations to the longest of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from spec.activity_io import ApplyCrdsInput, HelmReleaseInput
-    from spec.cluster_io import PieceOutcome, SharedPiece
+    from spec.cluster_io import EnsureAnswer, PieceOutcome, SharedPiece
     from spec.rollout import Target
     from workflows import calls
 
@@ -58,3 +67,46 @@ async def make_current(
         else "upgraded" if helm.action == "upgraded" else "already current",
         changed=changed, detail=detail, revision=helm.revision, repaired=helm.repaired,
     )
+
+
+class PieceFailed(Exception):
+    """An ensure ask's work failed at the piece of journal step `step`; `done`: when its pieces
+    ran at once, the steps of those made current (None: they ran in order)."""
+
+    def __init__(self, step: str, error: FailureError, done: list[str] | None = None) -> None:
+        super().__init__(step)
+        self.step = step
+        self.error = error
+        self.done = done
+
+
+EnsurePiece = Callable[[SharedPiece], Awaitable[PieceOutcome]]
+
+
+async def in_order(pieces: Sequence[SharedPiece], ensure: EnsurePiece) -> EnsureAnswer:
+    """Each piece after the one before it; the first failure ends the ask."""
+    outcomes = []
+    for piece in pieces:
+        try:
+            outcomes.append(await ensure(piece))
+        except FailureError as error:
+            # The asker's report names this piece, not the first of the ask (the LWS
+            # release's helm failure was reported at the Gateway API CRDs' step).
+            raise PieceFailed(piece.step, error) from error
+    return EnsureAnswer(outcomes=outcomes)
+
+
+async def at_once(pieces: Sequence[SharedPiece], ensure: EnsurePiece) -> EnsureAnswer:
+    """Every piece at the same time. The ask ends when all have: a failure names the first
+    piece (in the ask's order) that failed, and the steps of those made current."""
+    ended = await asyncio.gather(*(ensure(piece) for piece in pieces), return_exceptions=True)
+    outcomes = [outcome for outcome in ended if isinstance(outcome, PieceOutcome)]
+    if len(outcomes) == len(pieces):
+        return EnsureAnswer(outcomes=outcomes)
+    piece, error = next(
+        (piece, outcome) for piece, outcome in zip(pieces, ended, strict=True)
+        if isinstance(outcome, BaseException)
+    )
+    if not isinstance(error, FailureError):
+        raise error  # a bug, or the ask cancelled: not an outcome
+    raise PieceFailed(piece.step, error, done=[outcome.step for outcome in outcomes]) from error

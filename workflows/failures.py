@@ -21,7 +21,7 @@ from temporalio.exceptions import (
 )
 
 from spec.activity_io import HEARTBEAT_STEP
-from spec.cluster_io import FAILED_STEP
+from spec.cluster_io import DONE_STEPS, FAILED_STEP
 from spec.reasons import FailureReason
 from spec.workflow_io import FailureReport, Phase
 
@@ -80,6 +80,7 @@ def describe_failure(
         evidence = _evidence(cause.details)
         # An ask of several pieces names the one that failed.
         named_step = evidence.pop(FAILED_STEP, None)
+        evidence.pop(DONE_STEPS, None)  # the journal's steps say which pieces were done
         step = named_step if isinstance(named_step, str) else step
         # A retryable error's evidence names what it stands for once retries run out.
         named = next(
@@ -111,6 +112,16 @@ def failed_step(error: BaseException) -> str | None:
         return None
     step = _evidence(cause.details).get(FAILED_STEP)
     return step if isinstance(step, str) else None
+
+
+def done_steps(error: BaseException) -> list[str] | None:
+    """The steps an ask whose pieces ran at once made current before it failed (see
+    DONE_STEPS); None when it does not say (its pieces ran in order)."""
+    cause = _innermost(error)
+    if not isinstance(cause, ApplicationError):
+        return None
+    done = _evidence(cause.details).get(DONE_STEPS)
+    return [str(step) for step in done] if isinstance(done, list) else None
 
 
 def last_step(heartbeat_details: Any) -> str | None:

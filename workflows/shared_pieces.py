@@ -103,7 +103,8 @@ def standing(
 
 def dependency_pieces(spec: RolloutSpec) -> list[SharedPiece]:
     """Phase 2: the CRD bundles (unless the spec says they are already installed) and the LWS
-    controller release (unless the spec names none), in the order they are installed."""
+    controller release (unless the spec names none): none depends on another, so the cluster
+    workflow makes them current at once (EnsureAsk.at_once)."""
     deps = spec.dependencies
     pieces = []
     if not deps.gateway_api_crds.already_installed:

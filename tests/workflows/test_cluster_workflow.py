@@ -318,10 +318,11 @@ async def test_an_ask_sent_again_reads_its_recorded_outcome_and_a_failure_carrie
     assert unknown.state == "unknown"
 
 
-async def test_a_failed_piece_is_reported_at_its_own_step_the_ones_before_it_done(
+async def test_a_failed_dependency_is_reported_at_its_own_step_the_others_done(
     temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
 ) -> None:
-    # The dependencies ask carries both CRD bundles and then the LWS release; the release fails.
+    # The dependencies ask carries both CRD bundles and the LWS release, run at once; the
+    # release fails, the bundles are applied.
     fake_cluster.faults.append(Fault(
         "helm_upgrade_install", FailureReason.HELM_FAILED,
         "query: failed to query with labels: (503 ServiceUnavailable)",
@@ -334,13 +335,77 @@ async def test_a_failed_piece_is_reported_at_its_own_step_the_ones_before_it_don
     # Before: the step of the ask's first piece, the Gateway API CRDs, carried helm's message.
     assert result.failure.step == "lws-controller", result.failure
     assert "failedStep" not in result.failure.evidence
+    assert "doneSteps" not in result.failure.evidence
     deps = [s for s in result.steps if s.phase == Phase.DEPENDENCIES]
     assert [(s.name, s.status) for s in deps] == [
         ("crds/gateway-api", StepStatus.PASSED),
         ("crds/inference-extension", StepStatus.PASSED),
         ("lws-controller", StepStatus.FAILED),
     ], deps
-    assert deps[0].detail == "done before lws-controller failed"
+    assert deps[0].detail == "done (lws-controller failed)"
+
+
+async def test_two_dependencies_failing_at_once_name_the_first_in_the_asks_order(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    fake_cluster.faults += [
+        Fault("apply_crds", FailureReason.MISSING_CRD, "gateway-api CRDs not Established",
+              when=lambda cluster, arg: arg.bundle_name == "gateway-api"),
+        Fault("helm_upgrade_install", FailureReason.HELM_FAILED, "lws: timed out",
+              when=lambda cluster, arg: arg.release.release_name == "lws"),
+    ]
+    result = await run_rollout(temporal_client, demo_spec("two-fail"), fake_worker)
+
+    assert result.failure is not None and result.failure.step == "crds/gateway-api"
+    deps = [s for s in result.steps if s.phase == Phase.DEPENDENCIES]
+    assert [(s.name, s.status, s.detail) for s in deps] == [
+        ("crds/gateway-api", StepStatus.FAILED, ""),
+        ("crds/inference-extension", StepStatus.PASSED, "done (crds/gateway-api failed)"),
+        ("lws-controller", StepStatus.FAILED, "failed too (crds/gateway-api first)"),
+    ], deps
+
+
+async def test_the_dependency_pieces_are_made_current_at_once(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """The CRD bundles and the LWS release do not depend on one another: the release's helm
+    runs while the bundles' applies are still held (in order, it would wait for them)."""
+    held = fake_cluster.hold("apply_crds")
+    helm = fake_cluster.entered("helm_upgrade_install")
+    handle = await start_rollout(temporal_client, demo_spec("at-once"), task_queue=fake_worker)
+    await asyncio.wait_for(helm.wait(), WAIT)
+    assert fake_cluster.names("helm_upgrade_install") == ["helm_upgrade_install:lws"]
+    assert len(fake_cluster.names("apply_crds")) == 2  # both bundles began, neither ended
+    held.set()
+    result = await asyncio.wait_for(rollout_result(handle), WAIT)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+
+
+def two_provider_releases(document: dict[str, Any]) -> None:
+    first = document["gatewayProvider"]["releases"][0]
+    document["gatewayProvider"]["releases"] = [{**first, "releaseName": "istio-base"}, first]
+
+
+async def test_a_failed_provider_release_is_reported_at_its_step_the_ones_before_it_done(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """A gateway provider's releases run in order (a later one may need an earlier one's CRDs):
+    those before the failed one were done, none after it ran."""
+    fake_cluster.faults.append(Fault(
+        "helm_upgrade_install", FailureReason.HELM_FAILED, "istiod: webhook not ready",
+        when=lambda cluster, arg: arg.release.release_name == "istiod",
+    ))
+    result = await run_rollout(
+        temporal_client, demo_spec("provider-fails", two_provider_releases), fake_worker
+    )
+
+    assert result.failure is not None and result.failure.step == "gateway-provider/istiod"
+    provider = [s for s in result.steps if s.phase == Phase.GATEWAY_PROVIDER]
+    assert [(s.name, s.status, s.detail) for s in provider] == [
+        ("gateway-provider/istio-base", StepStatus.PASSED,
+         "done before gateway-provider/istiod failed"),
+        ("gateway-provider/istiod", StepStatus.FAILED, ""),
+    ], provider
 
 
 async def update_ids(handle: WorkflowHandle[Any, Any]) -> list[str]:
