@@ -31,6 +31,15 @@ MIN_V3_MINOR = 8
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _NOT_FOUND = re.compile(r"release: not found|not found", re.IGNORECASE)
 _IN_PROGRESS = re.compile(r"another operation \(install/upgrade/rollback\) is in progress")
+# Helm's debug log (`--debug`, on stderr): v4 writes slog lines, "level=DEBUG msg=..."; v3 writes
+# "file.go:N: <time> [debug] ..." and, after its "Error:" line, the error's Go stack trace.
+_DEBUG_LINE = re.compile(r"^(?:level=DEBUG\b|\S+\.go:\d+: .*?\[debug\] )")
+# The debug line an uninstall needs: the API server's answers behind helm's own
+# "Error: failed to delete release: NAME", which names none of them (v4, then v3).
+_DELETE_CAUSE = re.compile(
+    r'msg="uninstall: Failed to delete release" error="(?P<v4>.*)"$'
+    r"|\[debug\] uninstall: Failed to delete release: (?P<v3>.*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +157,9 @@ def uninstall_args(
         namespace,
         *wait_args(version, wait, timeout),
         *target_args(target),
+        # Helm says only "failed to delete release: NAME" when deleting an object fails; the
+        # API server's answer (a 503 to retry, a Forbidden to report) is in its debug log.
+        "--debug",
     ]
 
 
@@ -314,6 +326,23 @@ def not_found(stderr: str) -> bool:
 
 def in_progress(stderr: str) -> bool:
     return bool(_IN_PROGRESS.search(stderr))
+
+
+def without_debug_log(stderr: str) -> str:
+    """Helm's error output without its debug log, but with the cause of a failed delete after
+    the error it belongs to. Without `--debug` helm writes no such lines: the text is unchanged."""
+    said: list[str] = []
+    causes: list[str] = []
+    for line in stderr.splitlines():
+        if _DEBUG_LINE.match(line):
+            if any(kept.startswith("Error: ") for kept in said):
+                break  # v3: the error again, then its stack trace.
+            cause = _DELETE_CAUSE.search(line)
+            if cause:
+                causes.append(f"because: {cause.group('v4') or cause.group('v3')}")
+            continue
+        said.append(line)
+    return "\n".join([*said, *causes])
 
 
 def last_lines(text: str, count: int = 15) -> list[str]:

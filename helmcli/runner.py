@@ -34,6 +34,7 @@ from helmcli.commands import (
     not_found,
     parse_history,
     parse_version,
+    without_debug_log,
 )
 from spec.activity_io import HelmReleaseState
 from spec.rollout import Target
@@ -180,7 +181,7 @@ class HelmRunner:
         return HelmRun(
             process.returncode or 0,
             stdout.decode(errors="replace"),
-            stderr.decode(errors="replace"),
+            without_debug_log(stderr.decode(errors="replace")),
         )
 
     async def version(self) -> HelmVersion:

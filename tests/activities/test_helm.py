@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -294,3 +295,35 @@ async def test_a_broken_chart_fails_with_helm_failed(
             HelmReleaseInput(target=where, release=missing, timeout=TIMEOUT),
         )
     assert raised.value.type == "HelmFailed" and raised.value.non_retryable
+
+
+async def test_an_uninstall_the_api_server_refused_names_its_answer_and_is_retried(
+    cluster: SimCluster, helm_binary: Path, chart: Path
+) -> None:
+    """Helm itself says only "failed to delete release: NAME" (the fault matrix's 503 cell
+    ended so, with no reason a user could act on); its debug log has the API server's answer."""
+    env = environment()
+    where = target(cluster, helm_binary)
+    name = "refused-delete"
+    await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, name), timeout=TIMEOUT),
+    )
+    cluster.api_fault(
+        "--error", "503", "--verb", "delete", "--count", "1",
+        "--path", f"/namespaces/{where.namespace}/configmaps/{name}-config$",
+    )
+    uninstall = HelmUninstallInput(
+        target=where, release_name=name, namespace=where.namespace, timeout=TIMEOUT
+    )
+    with pytest.raises(ApplicationError) as raised:
+        await env.run(helm.helm_uninstall, uninstall)
+    assert raised.value.type == "HelmTransientError" and not raised.value.non_retryable
+    assert re.fullmatch(
+        f"helm uninstall {name} failed: Error: failed to delete release: {name} \\| because: "
+        r"\[clustersim injected fault \w+ \(503 ServiceUnavailable\)\]",
+        raised.value.message,
+    ), raised.value.message
+    # The retry finishes what the refused delete left "uninstalling".
+    assert (await env.run(helm.helm_uninstall, uninstall)).action == "uninstalled"
+    assert history(helm_binary, cluster, name, where.namespace) == []

@@ -14,6 +14,7 @@ from helmcli.commands import (
     digest_of,
     in_progress,
     is_unchanged,
+    not_found,
     parse_history,
     parse_release,
     parse_version,
@@ -22,6 +23,7 @@ from helmcli.commands import (
     upgrade_args,
     user_values,
     wait_args,
+    without_debug_log,
 )
 from spec.rollout import ChartRef, HelmRelease, Target
 
@@ -178,3 +180,54 @@ def test_error_classification() -> None:
     assert in_progress(
         "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress"
     )
+
+
+# What helm v4 and v3 print for `helm uninstall --debug` when the API server answers one delete
+# with 503 (recorded against clustersim; v3's stack trace shortened), and v3 ignoring objects
+# already gone.
+V4_REFUSED_DELETE = """\
+level=DEBUG msg="uninstall: deleting release" name=xm
+level=DEBUG msg="starting delete resource" namespace=default name=xm-web kind=Service
+level=DEBUG msg="uninstall: Failed to delete release" error="[injected (503 ServiceUnavailable)]"
+Error: failed to delete release: xm
+"""
+V3_REFUSED_DELETE = """\
+uninstall.go:102: 2026-12-07 10:30:55.589 +0000 UTC m=+0.04 [debug] uninstall: Deleting x3
+client.go:506: 2026-12-07 10:30:55.596 +0000 UTC m=+0.04 [debug] Starting delete for \
+"x3-web" Service
+client.go:510: 2026-12-07 10:30:55.597 +0000 UTC m=+0.04 [debug] Ignoring delete failure for \
+"x3-web" apps/v1, Kind=Deployment: deployments.apps "x3-web" not found
+uninstall.go:124: 2026-12-07 10:30:55.599 +0000 UTC m=+0.05 [debug] uninstall: Failed to delete \
+release: [injected (503 ServiceUnavailable)]
+Error: failed to delete release: x3
+helm.go:92: 2026-12-07 10:30:55.599 +0000 UTC m=+0.05 [debug] failed to delete release: x3
+helm.sh/helm/v3/pkg/action.(*Uninstall).Run
+\thelm.sh/helm/v3/pkg/action/uninstall.go:125
+runtime.goexit
+\truntime/asm_amd64.s:1700
+"""
+
+
+@pytest.mark.parametrize(
+    ("stderr", "release"), [(V4_REFUSED_DELETE, "xm"), (V3_REFUSED_DELETE, "x3")]
+)
+def test_a_refused_delete_keeps_the_api_servers_answer_and_drops_the_debug_log(
+    stderr: str, release: str
+) -> None:
+    said = without_debug_log(stderr)
+    assert said == (
+        f"Error: failed to delete release: {release}\n"
+        "because: [injected (503 ServiceUnavailable)]"
+    )
+    # The raw log says "not found" of an object already gone: not of the release.
+    assert not not_found(said)
+
+
+def test_output_without_a_debug_log_is_left_as_helm_wrote_it() -> None:
+    plain = (
+        "Error: unable to build kubernetes objects from release manifest: resource mapping not "
+        'found for name: "gw" namespace: "" from "": no matches for kind "Gateway"\n'
+        "ensure CRDs are installed first\n"
+        "level=WARN msg=\"deprecated flag\""
+    )
+    assert without_debug_log(plain) == plain
