@@ -5,12 +5,15 @@ cli.follow.Snapshot to a display from `display_for`. On a terminal the rich live
 cli.views.snapshot_view in place and clears itself when the run ends, so the final view is
 printed once, in full (a live frame is cut to the screen); in text mode off a terminal, and on
 stderr in JSON mode, a line is written whenever something new happens, so a CI log reads as a
-story instead of a flood.
+story instead of a flood: first each step the journal recorded as finished since the last look
+(snapshots come every half second; a step of a tenth of one would otherwise never show), then
+the step running now.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 
 from rich.live import Live
@@ -18,7 +21,7 @@ from rich.live import Live
 from cli.follow import Snapshot
 from cli.output import Output
 from cli.views import outcome_of, snapshot_view
-from spec.workflow_io import Phase, RoleProgress, RunState
+from spec.workflow_io import Phase, RoleProgress, RunState, StepRecord, StepStatus
 
 REFRESH_PER_SECOND = 4
 
@@ -74,9 +77,16 @@ class LineDisplay(Display):
         # turn by turn, and their details must not alternate in the log.
         self._step: tuple[str, str] | None = None
         self._written: set[str] = set()
+        # Finished steps already told, by name and start (a retried step is told again).
+        self._told: set[tuple[str, datetime]] = set()
 
     def update(self, snapshot: Snapshot) -> None:
         progress = snapshot.progress
+        for record in progress.history if progress else []:
+            told = (record.name, record.started_at)
+            if record.status not in UNFINISHED and told not in self._told:
+                self._told.add(told)
+                self._write(step_line(record))
         step = (progress.phase.value, progress.step) if progress else ("", snapshot.run_id)
         if step != self._step:
             self._step = step
@@ -85,6 +95,17 @@ class LineDisplay(Display):
         if line not in self._written:
             self._written.add(line)
             self._write(line)
+
+
+UNFINISHED = frozenset({StepStatus.RUNNING, StepStatus.WAITING})
+
+
+def step_line(record: StepRecord) -> str:
+    """`[step] dependencies  crds/gateway-api  changed  0.13s  (2 objects applied)`: a step the
+    journal recorded as finished."""
+    seconds = f"  {record.duration_seconds:.2f}s" if record.duration_seconds is not None else ""
+    detail = f"  ({record.detail})" if record.detail else ""
+    return f"[step] {record.phase.value}  {record.name}  {record.status.value}{seconds}{detail}"
 
 
 def progress_line(snapshot: Snapshot) -> str:

@@ -27,9 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 STARTUP_SECONDS = 30
 DEMO_TIMEOUT_SECONDS = 240
 # The live view's lines of the install's phases that run helm, then of those after them that run
-# other activities. The view samples every 0.5 s and shows only the step running then; the
-# dependencies phase takes 0.3 s since its pieces run at once, and a run whose view skipped it
-# (and waited for it to the deadline) took `make test` past its 15 minutes.
+# other activities. The view samples every 0.5 s: a step as short as the dependencies phase
+# (0.3 s) may show only as finished ("[step] dependencies ..."), while later phases run; the
+# kill must come while activities run, whichever of them the view showed first.
 BUSY_PHASES = (
     "] dependencies  ", "] gateway-provider  ", "] infra  ", "] model-service  ", "] model-load  ",
 )

@@ -222,6 +222,8 @@ def test_progress_lines_are_written_only_when_something_new_happens() -> None:
         display.update(snapshot(loading_progress(**infra, diagnosis=detail)))
 
     assert lines == [
+        "[step] preflight  preflight  passed  0.20s  (16 GPUs asked, 16 available)",
+        "[step] infra  infra  unchanged  0.10s",
         "[ 56%] model-load  model-load/decode  running  decode 2/2 ready, 0/2 loaded, "
         "weights 45%",
         "[ 44%] infra  gateway-programmed  running  (waiting for the first list)",
@@ -230,6 +232,39 @@ def test_progress_lines_are_written_only_when_something_new_happens() -> None:
     assert progress_line(snapshot(result=result(Outcome.SUCCEEDED))) == (
         f"[done] {TARGET}  succeeded"
     )
+
+
+def test_every_finished_step_is_told_once_even_when_no_snapshot_saw_it_run() -> None:
+    """Snapshots come every half second; the journal tells what ran between two of them."""
+    lines: list[str] = []
+    display = LineDisplay(lines.append)
+    preflight = step("preflight", Phase.PREFLIGHT, StepStatus.PASSED, 0.2)
+    crds = step("crds/gateway-api", Phase.DEPENDENCIES, StepStatus.CHANGED, 0.13, "2 applied")
+    failed = step("infra", Phase.INFRA, StepStatus.FAILED, 0.4, "503")
+    retried = failed.model_copy(
+        update={
+            "status": StepStatus.RUNNING, "detail": "", "started_at": STARTED + timedelta(seconds=5)
+        }
+    )
+    running = {"phase": Phase.INFRA, "step": "infra", "percent": 30}
+
+    display.update(snapshot(loading_progress(**running, history=[preflight])))
+    display.update(snapshot(loading_progress(**running, history=[preflight, crds, failed])))
+    display.update(
+        snapshot(loading_progress(**running, history=[preflight, crds, failed, retried]))
+    )
+    passed = retried.model_copy(update={"status": StepStatus.PASSED})
+    display.update(
+        snapshot(loading_progress(**running, history=[preflight, crds, failed, passed]))
+    )
+
+    told = [line for line in lines if line.startswith("[step]")]
+    assert told == [
+        "[step] preflight  preflight  passed  0.20s",
+        "[step] dependencies  crds/gateway-api  changed  0.13s  (2 applied)",
+        "[step] infra  infra  failed  0.40s  (503)",
+        "[step] infra  infra  passed  0.40s",
+    ]
 
 
 @pytest.mark.parametrize(
