@@ -107,21 +107,23 @@ def describe_failure(
 
 def failed_step(error: BaseException) -> str | None:
     """The step `error` names as the one that failed, if it names one (see FAILED_STEP)."""
-    cause = _innermost(error)
-    if not isinstance(cause, ApplicationError):
-        return None
-    step = _evidence(cause.details).get(FAILED_STEP)
+    step = _ask_evidence(error, FAILED_STEP)
     return step if isinstance(step, str) else None
 
 
 def done_steps(error: BaseException) -> list[str] | None:
     """The steps an ask whose pieces ran at once made current before it failed (see
     DONE_STEPS); None when it does not say (its pieces ran in order)."""
+    done = _ask_evidence(error, DONE_STEPS)
+    return [str(step) for step in done] if isinstance(done, list) else None
+
+
+def _ask_evidence(error: BaseException, key: str) -> Any:
+    """One key of the evidence the innermost ApplicationError carries; None without it."""
     cause = _innermost(error)
     if not isinstance(cause, ApplicationError):
         return None
-    done = _evidence(cause.details).get(DONE_STEPS)
-    return [str(step) for step in done] if isinstance(done, list) else None
+    return _evidence(cause.details).get(key)
 
 
 def last_step(heartbeat_details: Any) -> str | None:
