@@ -48,7 +48,14 @@ def cluster_workflow_id(cluster: str, task_queue: str) -> str:
 
 
 class ClusterModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Base of every ask, answer and state: immutable, unknown fields ignored.
+
+    Ignored, not rejected, as in every other payload model: during a rolling worker upgrade an
+    older worker runs the ClusterWorkflow's tasks for asks a newer rollout sent (`at_once`,
+    added later, then means "in order", which is correct if slower), and a newer build's
+    continue-as-new state reaches an older one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class SharedPiece(ClusterModel):
