@@ -9,12 +9,15 @@ revision ("unchanged"). A release a killed helm left in pending-install/-upgrade
 abandoned (helmcli/repair.py: written by this same workflow, or started by an earlier
 attempt of this step, or older than PENDING_REPAIR_AGE): a pending install is uninstalled, a
 pending upgrade or rollback is rolled back to the last good revision, and the result says what
-and why. The helm child dies with its worker (helmcli/runner.py).
+and why. The helm child dies with its worker (helmcli/runner.py). A release's state is read
+from helm's own records through the API (helmcli/storage.py), not by a `helm history` process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -22,7 +25,7 @@ from datetime import timedelta
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.failures import command_failure, failure, retryable
+from activities.failures import command_failure, failure, retryable, target_client
 from activities.heartbeat import heartbeat_step, wrote_in_earlier_attempt
 from helmcli import (
     HelmCommandFailed,
@@ -32,6 +35,7 @@ from helmcli import (
     HelmUnusable,
     HelmVersion,
     digest_of,
+    history_state,
     in_progress,
     is_unchanged,
     local_chart_version,
@@ -46,6 +50,7 @@ from helmcli import (
     user_values,
 )
 from helmcli.repair import verdict, writer_suffix
+from helmcli.storage import UnreadableRecord, history_entries, record_selector, storage_kind
 from spec.activity_io import (
     HelmReleaseInput,
     HelmReleaseState,
@@ -58,6 +63,8 @@ from spec.reasons import FailureReason
 from spec.rollout import Target
 
 HELM_TRANSIENT = "HelmTransientError"
+# The helm storage driver helm (a child of the worker, with its environment) keeps releases in.
+HELM_DRIVER_ENV = "HELM_DRIVER"
 
 
 def helm_failure(error: HelmError) -> ApplicationError:
@@ -98,6 +105,27 @@ def helm_errors() -> Iterator[None]:
 def runner() -> HelmRunner:
     """A runner that heartbeats the step (and the release it writes) while helm runs."""
     return HelmRunner(beat=heartbeat_step)
+
+
+async def release_state(
+    helm: HelmRunner, target: Target, release: str, namespace: str
+) -> HelmReleaseState:
+    """The release's revisions, as `helm history` gives them: read from helm's own records in
+    one API request (helmcli/storage.py), or through `helm history` when HELM_DRIVER keeps
+    them outside the cluster's API."""
+    kind = storage_kind(os.environ.get(HELM_DRIVER_ENV, ""))
+    if kind is None:
+        return await helm.release_state(target, release, namespace)
+    async with target_client(target) as client:
+        records, _ = await asyncio.to_thread(
+            client.list_objects, "v1", kind, namespace, record_selector(release)
+        )
+    try:
+        return history_state(history_entries(records), release, namespace)
+    except UnreadableRecord as error:
+        raise failure(
+            FailureReason.HELM_FAILED, f"cannot read helm release {namespace}/{release}: {error}"
+        ) from None
 
 
 def _writer() -> str:
@@ -152,10 +180,10 @@ async def _upgrade_install(helm: HelmRunner, input: HelmReleaseInput) -> HelmRes
     name = release.release_name
     namespace = release.namespace or input.target.namespace
     timeout = input.timeout.total_seconds()
-    state = await helm.release_state(input.target, name, namespace)
+    state = await release_state(helm, input.target, name, namespace)
     repaired = await repair_stuck(helm, version, input.target, state, timeout)
     if repaired:
-        state = await helm.release_state(input.target, name, namespace)
+        state = await release_state(helm, input.target, name, namespace)
     try:
         values = user_values(release)
     except (OSError, ValueError) as error:
@@ -199,7 +227,7 @@ async def _upgrade_install(helm: HelmRunner, input: HelmReleaseInput) -> HelmRes
         done = await helm.run(args, timeout + 60, step, writing)
         if done.returncode != 0 and in_progress(done.stderr):
             # Locked by a helm killed between our check and now: repair once and retry.
-            state = await helm.release_state(input.target, name, namespace)
+            state = await release_state(helm, input.target, name, namespace)
             repaired = await repair_stuck(helm, version, input.target, state, timeout) or repaired
             done = await helm.run(args, timeout + 60, step, writing)
     if done.returncode != 0:
@@ -226,7 +254,7 @@ async def helm_rollback(input: HelmRollbackInput) -> HelmResult:
 
 async def _rollback(helm: HelmRunner, input: HelmRollbackInput) -> HelmResult:
     version = await helm.version()
-    state = await helm.release_state(input.target, input.release_name, input.namespace)
+    state = await release_state(helm, input.target, input.release_name, input.namespace)
     base = HelmResult(
         release_name=input.release_name,
         namespace=input.namespace,
@@ -253,7 +281,7 @@ async def _rollback(helm: HelmRunner, input: HelmRollbackInput) -> HelmResult:
     done = await helm.run(args, input.timeout.total_seconds() + 60, step)
     if done.returncode != 0:
         raise HelmCommandFailed(step, args, done)
-    after = await helm.release_state(input.target, input.release_name, input.namespace)
+    after = await release_state(helm, input.target, input.release_name, input.namespace)
     return base.model_copy(
         update={
             "action": "rolled-back",
@@ -270,7 +298,7 @@ async def helm_uninstall(input: HelmUninstallInput) -> HelmResult:
     with helm_errors():
         helm = runner()
         version = await helm.version()
-        state = await helm.release_state(input.target, input.release_name, input.namespace)
+        state = await release_state(helm, input.target, input.release_name, input.namespace)
         base = HelmResult(
             release_name=input.release_name,
             namespace=input.namespace,
@@ -295,4 +323,4 @@ async def helm_release_status(input: HelmStatusInput) -> HelmReleaseState:
     with helm_errors():
         helm = runner()
         await helm.version()
-        return await helm.release_state(input.target, input.release_name, input.namespace)
+        return await release_state(helm, input.target, input.release_name, input.namespace)

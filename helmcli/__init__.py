@@ -1,4 +1,5 @@
-"""The helm CLI as our code uses it: the arguments and answers (commands), and running it (runner).
+"""The helm CLI as our code uses it: the arguments and answers (commands), running it (runner),
+and its release records read without it (storage).
 
 Where it sits: below activities/helm.py and the CLI's `plan`; it knows nothing of Temporal.
 """
@@ -7,6 +8,7 @@ from helmcli.commands import (
     HelmVersion,
     chart_args,
     digest_of,
+    history_state,
     in_progress,
     is_unchanged,
     local_chart_version,
@@ -43,6 +45,7 @@ __all__ = [
     "chart_args",
     "digest_of",
     "helm_binary",
+    "history_state",
     "in_progress",
     "is_unchanged",
     "local_chart_version",

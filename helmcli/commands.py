@@ -244,7 +244,14 @@ def local_chart_version(chart: ChartRef) -> str | None:
 
 def parse_history(output: str, release: str, namespace: str) -> HelmReleaseState:
     """`helm history -o json` (same shape in v3 and v4) as a release state."""
-    entries = json.loads(output or "[]") or []
+    return history_state(json.loads(output or "[]") or [], release, namespace)
+
+
+def history_state(
+    entries: Sequence[Mapping[str, Any]], release: str, namespace: str
+) -> HelmReleaseState:
+    """Entries shaped as `helm history -o json` lists them (helmcli/storage.py reads the same
+    from helm's records) as a release state."""
     history = [
         HelmRevision(
             revision=int(e.get("revision", 0)),

@@ -327,3 +327,57 @@ async def test_an_uninstall_the_api_server_refused_names_its_answer_and_is_retri
     # The retry finishes what the refused delete left "uninstalling".
     assert (await env.run(helm.helm_uninstall, uninstall)).action == "uninstalled"
     assert history(helm_binary, cluster, name, where.namespace) == []
+
+
+@pytest.mark.parametrize("driver", ["secret", "configmap"])
+async def test_a_release_state_read_from_helms_records_equals_helm_history(
+    cluster: SimCluster,
+    helm_binary: Path,
+    chart: Path,
+    driver: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(helm.HELM_DRIVER_ENV, driver)
+    env = environment()
+    where = target(cluster, helm_binary)
+    name = f"records-{driver}"
+    for message in ("one", "two"):
+        await env.run(
+            helm.helm_upgrade_install,
+            HelmReleaseInput(
+                target=where, release=release(chart, name, message=message), timeout=TIMEOUT
+            ),
+        )
+    runner = helm.HelmRunner()
+
+    read = await helm.release_state(runner, where, name, where.namespace)
+    told = await runner.release_state(where, name, where.namespace)
+
+    assert read == told
+    assert [(r.revision, r.status) for r in read.history] == [(1, "superseded"), (2, "deployed")]
+    assert not (await helm.release_state(runner, where, "none", where.namespace)).exists
+
+
+async def test_release_steps_run_no_helm_history(
+    cluster: SimCluster, helm_binary: Path, chart: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`helm history` is a process of its own (about 60 ms of CPU); the records are one request."""
+    wrapper = tmp_path / "helm-without-history"
+    wrapper.write_text(
+        f'#!/bin/sh\n[ "$1" = history ] && {{ echo "history run" >&2; exit 3; }}\n'
+        f'exec {helm_binary} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv(HELM_ENV, str(wrapper))
+    env = environment()
+    where = target(cluster, helm_binary)
+    installed = await env.run(
+        helm.helm_upgrade_install,
+        HelmReleaseInput(target=where, release=release(chart, "no-history"), timeout=TIMEOUT),
+    )
+    state = await env.run(
+        helm.helm_release_status,
+        HelmStatusInput(target=where, release_name="no-history", namespace=where.namespace),
+    )
+    assert (installed.action, state.revision, state.status) == ("installed", 1, "deployed")
