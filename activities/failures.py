@@ -61,8 +61,15 @@ def _client_for(target: Target) -> KubeClient:
         ) from None
 
 
+# What a busy or unreachable API server means to most steps: retry, and report the cluster
+# unreachable if it stays so. A step whose work is another tool's (helm) reports as that tool.
+CLUSTER_BUSY = (API_UNAVAILABLE, FailureReason.CLUSTER_UNREACHABLE)
+
+
 @asynccontextmanager
-async def target_client(target: Target) -> AsyncIterator[KubeClient]:
+async def target_client(
+    target: Target, busy: tuple[str, FailureReason] = CLUSTER_BUSY
+) -> AsyncIterator[KubeClient]:
     """`async with target_client(spec.target) as client:` the target's client for the block
     (over the worker's shared connections to its API server); what the API (or a watched pod)
     said went wrong leaves the block as the Temporal error `api_failure` (or `PodFailure`'s
@@ -71,7 +78,7 @@ async def target_client(target: Target) -> AsyncIterator[KubeClient]:
     try:
         yield client
     except KubeError as error:
-        raise api_failure(error) from None
+        raise api_failure(error, busy) from None
     except PodFailure as error:
         raise failure(error.reason, error.message, error.evidence) from None
     finally:
@@ -87,16 +94,20 @@ def retryable(
     return ApplicationError(message, evidence.to_details(), type=type_name, non_retryable=False)
 
 
-def api_failure(error: KubeError) -> ApplicationError:
-    """The one translation of a Kubernetes API error: "retry" when the API server kept failing,
-    otherwise the reason a person can act on."""
+def api_failure(
+    error: KubeError, busy: tuple[str, FailureReason] = CLUSTER_BUSY
+) -> ApplicationError:
+    """The one translation of a Kubernetes API error: "retry" (`busy`: the error type, and the
+    reason if the last attempt ends so) when the API server kept failing, otherwise the reason
+    a person can act on."""
     kind = classify_status(error.status, error.body, error.message)
     if isinstance(error, ApiUnavailable) or kind.retryable:
         # Retryable: the activity runs again after Temporal's back-off.
+        busy_type, if_last = busy
         return retryable(
-            API_UNAVAILABLE,
+            busy_type,
             f"the Kubernetes API server is unreachable: {error.message}",
-            FailureReason.CLUSTER_UNREACHABLE,
+            if_last,
             status=error.status,
         )
     if isinstance(error, UnknownKind):

@@ -116,7 +116,8 @@ async def release_state(
     kind = storage_kind(os.environ.get(HELM_DRIVER_ENV, ""))
     if kind is None:
         return await helm.release_state(target, release, namespace)
-    async with target_client(target) as client:
+    # A busy API server fails this step as it fails helm: HelmFailed if it stays busy.
+    async with target_client(target, (HELM_TRANSIENT, FailureReason.HELM_FAILED)) as client:
         records, _ = await asyncio.to_thread(
             client.list_objects, "v1", kind, namespace, record_selector(release)
         )

@@ -23,7 +23,9 @@ from temporalio.testing import ActivityEnvironment
 from activities import helm
 from helmcli import HELM_ENV
 from helmcli import repair as helm_repair
+from k8s.client import RETRY_ATTEMPTS
 from spec.activity_io import (
+    FailureEvidence,
     HelmReleaseInput,
     HelmRollbackInput,
     HelmStatusInput,
@@ -381,3 +383,26 @@ async def test_release_steps_run_no_helm_history(
         HelmStatusInput(target=where, release_name="no-history", namespace=where.namespace),
     )
     assert (installed.action, state.revision, state.status) == ("installed", 1, "deployed")
+
+
+async def test_a_release_state_the_api_server_keeps_refusing_fails_the_step_as_helm(
+    cluster: SimCluster, chart: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading helm's records is part of the helm step: an API server that stays busy through
+    the client's retries fails it as it fails helm (retried; HelmFailed if it stays so, with
+    the API server's answer), not as an unreachable cluster."""
+    monkeypatch.setenv(HELM_ENV, str(BINARIES["helm4"]))
+    where = target(cluster, BINARIES["helm4"])
+    cluster.api_fault(
+        "--error", "503", "--verb", "list", "--count", str(RETRY_ATTEMPTS),
+        "--path", f"/namespaces/{where.namespace}/secrets$",
+    )
+    with pytest.raises(ApplicationError) as raised:
+        await environment().run(
+            helm.helm_upgrade_install,
+            HelmReleaseInput(target=where, release=release(chart, "busy-records"), timeout=TIMEOUT),
+        )
+    evidence = FailureEvidence.from_details(raised.value.details)
+    assert raised.value.type == "HelmTransientError" and not raised.value.non_retryable
+    assert evidence is not None and evidence.reason == "HelmFailed"
+    assert "(503 ServiceUnavailable)" in raised.value.message, raised.value.message
