@@ -453,6 +453,11 @@ def test_node_not_ready_evicts_pods_and_controllers_replace_them(
 
     lost = wait_condition(node_state, "Ready", 20, "the node to go NotReady", status="Unknown")
     assert condition(lost, "Ready")["reason"] == "NodeStatusUnknown"  # type: ignore[index]
+    # The taints follow by a write of their own, as on a real cluster (the node lifecycle
+    # controller taints after the status changed): reading them with NotReady would race.
+    lost = wait_for(
+        lambda: n if (n := node_state())["spec"].get("taints") else None, 10, "the taints"
+    )
     assert {(t["key"], t["effect"]) for t in lost["spec"]["taints"]} == {
         ("node.kubernetes.io/unreachable", "NoSchedule"),
         ("node.kubernetes.io/unreachable", "NoExecute"),
