@@ -8,7 +8,9 @@ One clustersim (h200-2node) and one target, in order: a fresh install, a decode 
 approval gate, and an upgrade to an image that crash-loops, which rolls back. `cluster` records
 the ClusterWorkflow instead (real-cluster-workflow.json): a fresh install's holds and shared
 pieces, then a teardown with --include-dependencies that removes them; it is still running
-when recorded, as a ClusterWorkflow always is, and replays as far as it went. The stand-in
+when recorded, as a ClusterWorkflow always is, and replays as far as it went
+(real-cluster-workflow-in-order.json is its recording by a build whose dependencies asks ran
+their pieces in order, kept for that path). The stand-in
 histories of record_histories.py carry the stand-ins' answers; these carry what the real
 activities answer (helm revisions, apply results, heartbeats' last details), so a change to a
 result type or to the order of commands the real answers lead to fails replay as well.
