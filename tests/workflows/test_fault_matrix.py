@@ -46,8 +46,7 @@ INSTALL_PROFILE = "h200-3node"
 # Every fault outlasts the rollout it breaks.
 FAULT_SECONDS = "1800"
 # While a cell's rollout runs, how often the helm killer looks for a helm to kill.
-HELM_POLL_SECONDS = 0.02
-HELM_KILL_AFTER_SECONDS = 0.2
+HELM_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -135,8 +134,8 @@ CELLS = {
         can_succeed=False,
     ),
     # The LWS chart's first object (its controller-info ConfigMap) is written 3 s late, so the
-    # first `helm upgrade --install` is surely mid-install, its release pending-install, when
-    # killed: on an idle machine every install otherwise ends before the killer's 0.2 s.
+    # first `helm upgrade --install` stays mid-install, its release pending-install, until the
+    # killer has seen the record: an install otherwise can end between two of its looks.
     "helm-killed": Cell(
         "helm-killed",
         ((
@@ -157,6 +156,13 @@ def cells() -> list[object]:
     ]
 
 
+def _arguments(pid: int) -> list[str]:
+    with contextlib.suppress(OSError):
+        line = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        return [argument.decode() for argument in line.split(b"\0")]
+    return []
+
+
 def _children_named(parent: int, name: str, argument: str) -> list[int]:
     """PIDs of `parent`'s child processes running `name` with `argument` (from /proc)."""
     found = []
@@ -173,23 +179,25 @@ def _children_named(parent: int, name: str, argument: str) -> list[int]:
 
 
 @contextlib.asynccontextmanager
-async def helm_killer() -> AsyncIterator[list[int]]:
-    """Kill (SIGKILL, by PID) the first `helm upgrade --install` this test process runs, a
-    moment after it started: the release is left mid-install, pending-install."""
+async def helm_killer(sim: SimCluster) -> AsyncIterator[list[int]]:
+    """Kill (SIGKILL, by PID) the `helm upgrade --install` this test process runs once its
+    release's record says pending-install: the release is left mid-install, as a worker killed
+    then leaves it. (Killing a moment after helm started raced with helm's own start-up on a
+    busy machine: killed before it wrote the record, it left nothing to repair.)"""
     killed: list[int] = []
+    client = sim.client()
 
     async def hunt() -> None:
-        seen: dict[int, float] = {}
         while not killed:
-            now = time.monotonic()
+            records, _ = await asyncio.to_thread(
+                client.list_objects, "v1", "Secret", None, "owner=helm,status=pending-install"
+            )
+            releases = {r["metadata"]["labels"]["name"] for r in records}
             for pid in _children_named(os.getpid(), "helm", "--install"):
-                # Killed once it has run a moment (its release record written, pending-install):
-                # the first helm that lives that long, whichever release it installs.
-                if now - seen.setdefault(pid, now) >= HELM_KILL_AFTER_SECONDS:
+                if releases & set(_arguments(pid)):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                         killed.append(pid)
-                    break
             await asyncio.sleep(HELM_POLL_SECONDS)
 
     task = asyncio.ensure_future(hunt())
@@ -233,7 +241,7 @@ async def install_under(
     spec = sim_spec(f"matrix-{cell.name}", sim, *helm_budgets(cell))
     started = time.monotonic()
     handle = await start_rollout(client, spec, task_queue=task_queue)
-    async with helm_killer() if cell.kill_helm else _no_killer() as killed:
+    async with helm_killer(sim) if cell.kill_helm else _no_killer() as killed:
         result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
     if cell.kill_helm:
         assert killed, "no helm upgrade --install ran to be killed"
