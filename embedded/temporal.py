@@ -41,6 +41,15 @@ POLL_INTERVAL_SECONDS = 0.1
 # Go servers set SO_REUSEADDR, but a port chosen free may still be taken by someone else before
 # the server binds it; a fresh set of ports is tried this many times in all.
 PORT_ATTEMPTS = 3
+# SQLite's defaults (a rollback journal, synchronous=FULL) make every commit create, fsync and
+# delete a journal file, and the server's SQLite store has one writer: every workflow task and
+# activity event of every rollout queued behind those fsyncs. A write-ahead log with
+# synchronous=NORMAL commits by appending to the log, without an fsync. A server process killed
+# at any point loses nothing it committed (the log is replayed at the next open; a test kills
+# one); a power loss or kernel crash may lose the last commits, never corrupt the file.
+# Measured with bench/concurrency.py at N=50: the server's CPU 35 -> 22-28 s cold, 26 -> 17 s
+# warm.
+SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 
 
 class DevServerError(RuntimeError):
@@ -221,6 +230,8 @@ class TemporalDevServer:
             "warn",
             "--ui-disable-news-fetch",
         ]
+        for pragma in SQLITE_PRAGMAS:
+            command += ["--sqlite-pragma", pragma]
         for name, value_type in SEARCH_ATTRIBUTES.items():
             command += ["--search-attribute", f"{name}={value_type}"]
         # A session of its own (ChildProcess): a Ctrl-C in the terminal reaches us, and we stop

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sqlite3
 import uuid
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -129,6 +132,31 @@ async def test_restart_on_the_same_database_keeps_finished_workflows(tmp_path: P
             async for execution in client.list_workflows(f"WorkflowId = '{workflow_id}'")
         ]
         assert listed == [workflow_id]
+
+
+async def test_a_server_killed_without_warning_keeps_what_it_committed(tmp_path: Path) -> None:
+    """The store is a write-ahead log committed without fsync: a SIGKILLed server loses nothing
+    it had answered for, and the next start replays the log."""
+    db_path = tmp_path / "temporal.db"
+    server = TemporalDevServer(db_path)
+    async with server:
+        workflow_id = f"greet-{uuid.uuid4()}"
+        client = await connect(server)
+        await run_greeting(client, workflow_id)
+        pid = server.pid
+        assert pid is not None
+        # The commits are in the log; with SQLite's default rollback journal there is no log.
+        assert db_path.with_name("temporal.db-wal").stat().st_size > 0
+
+        os.kill(pid, signal.SIGKILL)
+        await server.stop()
+        await server.start()
+
+        handle = client.get_workflow_handle_for(GreetTarget.run, workflow_id)
+        assert await handle.result() == Greeting(target="hello llm-d", replicas=2)
+    # The journal mode is kept in the file itself, so every later start opens it the same way.
+    with closing(sqlite3.connect(db_path)) as database:
+        assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_stop_ends_the_process_and_frees_its_ports(tmp_path: Path) -> None:
