@@ -18,6 +18,7 @@ from workflows.registry import workflow_runner
 
 # Far longer than the test: a pause that lasts it out was not woken.
 LONG = 60.0
+READS = 10
 _release = asyncio.Event()
 
 
@@ -28,11 +29,19 @@ async def held_operation() -> None:
 
 @workflow.defn(sandboxed=False)
 class OneOperation:
+    def __init__(self) -> None:
+        self._ended = False
+
     @workflow.run
     async def run(self) -> None:
         await workflow.execute_activity(
             held_operation, start_to_close_timeout=timedelta(seconds=LONG)
         )
+        self._ended = True
+
+    @workflow.query
+    def ended(self) -> bool:
+        return self._ended
 
 
 async def ticks(count: int = 20) -> None:
@@ -59,6 +68,31 @@ async def test_a_pause_ends_when_an_activity_of_its_workflow_ends(
         _release.set()
         assert await asyncio.wait_for(waiting, LONG) is True
         await handle.result()
+
+
+async def test_a_waiter_woken_by_word_reads_the_outcome_of_what_ended(
+    temporal_client: Client,
+) -> None:
+    """The worker reports an activity's completion after the activity returns; a waiter that
+    read at once asked a workflow that had not heard of it yet, and slept a whole back-off."""
+    queue = f"news-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        temporal_client, task_queue=queue, workflows=[OneOperation], activities=[held_operation],
+        interceptors=[ActivityEndNews()], workflow_runner=workflow_runner(),
+    ):
+        stale = 0
+        for attempt in range(READS):
+            _release.clear()
+            handle = await temporal_client.start_workflow(
+                OneOperation.run, id=f"cluster/{queue}/{attempt}", task_queue=queue
+            )
+            waiting = asyncio.create_task(cluster_news.pause(handle.id, LONG))
+            await ticks()
+            _release.set()
+            assert await asyncio.wait_for(waiting, LONG) is True
+            stale += not await handle.query(OneOperation.ended)
+            await handle.result()
+    assert stale == 0
 
 
 async def test_word_of_another_workflow_wakes_no_one() -> None:
