@@ -19,10 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from spec.activity_io import HelmReleaseState, HelmRevision
 from spec.rollout import ChartRef, HelmRelease, Target
+from spec.yaml_documents import load_document
 
 DIGEST_PREFIX = "llmd-rollout digest="
 PENDING_STATUSES = ("pending-install", "pending-upgrade", "pending-rollback")
@@ -197,7 +196,7 @@ def user_values(release: HelmRelease) -> dict[str, Any]:
     """What `helm get values` will show after our install: the files, then the inline values."""
     merged: dict[str, Any] = {}
     for path in release.values_files:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        document = load_document(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(document, dict):
             raise ValueError(f"values file {path} is not a YAML mapping")
         merged = coalesce(merged, document)
@@ -237,7 +236,7 @@ def local_chart_version(chart: ChartRef) -> str | None:
     chart_file = Path(chart.path) / "Chart.yaml"
     if not chart_file.is_file():
         return None
-    document = yaml.safe_load(chart_file.read_text(encoding="utf-8")) or {}
+    document = load_document(chart_file.read_text(encoding="utf-8")) or {}
     version = document.get("version")
     return str(version) if version is not None else None
 

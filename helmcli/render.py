@@ -31,6 +31,7 @@ from helmcli.commands import chart_args, last_lines, release_digest, user_values
 from helmcli.runner import HelmError, HelmRunner, helm_binary, private_values_file
 from spec.rollout import HelmRelease, RolloutSpec
 from spec.validation import Problem
+from spec.yaml_documents import load_document
 
 TEMPLATE_TIMEOUT_SECONDS = 60.0
 # Helm v4 and v3.18+: "- at '/gateway/listeners/0/port': minimum: got -1, want 1".
@@ -212,6 +213,6 @@ def _has(node: Any, keys: list[str | int]) -> bool:
 
 def _read_yaml(path: str) -> Any:
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return load_document(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
         return None

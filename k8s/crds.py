@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 import manifests
 from embedded.tools import tool_binary
 from manifests import CrdBundleName
 from spec.rollout import Target
+from spec.yaml_documents import load_documents
 
 KUBECTL_ENV = "LLMD_KUBECTL"
 _YAML_SUFFIXES = (".yaml", ".yml")
@@ -52,7 +52,7 @@ def crd_documents(source: str, bundle: CrdBundleName) -> list[dict[str, Any]]:
 def _crds_in(text: str) -> list[dict[str, Any]]:
     return [
         d
-        for d in yaml.safe_load_all(text)
+        for d in load_documents(text)
         if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition"
     ]
 

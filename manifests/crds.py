@@ -10,10 +10,9 @@ from __future__ import annotations
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from spec.crds import BUNDLE_CRDS, crd_file_name
 from spec.crds import CrdBundleName as CrdBundleName  # re-exported: manifests names bundles
+from spec.yaml_documents import load_document
 
 # The builtin bundle files carry the upstream names of the CRDs they define.
 BUNDLE_FILES: dict[CrdBundleName, tuple[str, ...]] = {
@@ -35,7 +34,7 @@ def builtin_crds(bundle: CrdBundleName) -> list[dict[str, Any]]:
         raise ValueError(f"unknown CRD bundle {bundle!r}; builtin bundles are {known}") from None
     crds: list[dict[str, Any]] = []
     for file_name in files:
-        document = yaml.safe_load(crd_text(file_name))
+        document = load_document(crd_text(file_name))
         if not isinstance(document, dict) or document.get("kind") != "CustomResourceDefinition":
             raise ValueError(f"manifests/crds/{file_name} is not a CustomResourceDefinition")
         crds.append(document)
