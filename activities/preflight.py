@@ -11,7 +11,7 @@ retryable error, never a failure reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from temporalio import activity
@@ -33,7 +33,9 @@ from k8s.capacity import (
 )
 from k8s.client import KubeClient, KubeError
 from k8s.informers import cached_objects
+from k8s.quantity import Resources
 from k8s.readiness import is_true
+from k8s.reservations import uncovered_pods
 from k8s.watching import Collection
 from spec.activity_io import (
     CapacityPlan,
@@ -123,9 +125,20 @@ def cluster_nodes_and_pods(
     return cached_objects(client, NODES), cached_objects(client, PODS)
 
 
-def capacity_sync(client: KubeClient, spec: RolloutSpec, roles: list[RoleName]) -> CapacityPlan:
+def capacity_sync(
+    client: KubeClient,
+    spec: RolloutSpec,
+    roles: list[RoleName],
+    held: Mapping[str, Resources] | None = None,
+    covers: Set[str] = frozenset(),
+) -> CapacityPlan:
+    """The capacity plan of `roles` against the nodes and pods; `held`/`covers`: what other
+    rollouts hold per node and the LWSes their holds stand for (k8s/reservations.py)."""
     nodes, pods = cluster_nodes_and_pods(client)
-    return plan_capacity(role_plans(client, spec, roles), nodes, pods, spec.target.namespace)
+    return plan_capacity(
+        role_plans(client, spec, roles), nodes, uncovered_pods(pods, covers),
+        spec.target.namespace, held,
+    )
 
 
 def fits_an_empty_cluster_sync(

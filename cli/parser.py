@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = verb("plan", "show what a rollout of the spec would change, without changing it "
                "(exit 0: nothing, 7: changes)",
-               plan.run, temporal=False)
+               plan.run)
     sub.add_argument("-f", "--file", required=True, help="rollout spec YAML")
     sub.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: the spec's "
                      "target.kubeconfig, then $KUBECONFIG, then ~/.kube/config)")

@@ -9,7 +9,7 @@ are counted instead, so a rollout whose pods are coming up is counted once, neve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +46,7 @@ def held_by_others(
 
 
 def uncovered_pods(
-    pods: Iterable[Mapping[str, Any]], covers: set[str]
+    pods: Iterable[Mapping[str, Any]], covers: Set[str]
 ) -> list[Mapping[str, Any]]:
     """The pods a reservation does not already stand for."""
     kept = []

@@ -1,7 +1,8 @@
 """`llmd-rollout plan -f SPEC`: what a rollout of the spec would change, changing nothing.
 
 It reads the cluster directly (the kubeconfig of the spec's target, or --kubeconfig) with the
-activities' own functions, not through Temporal, so nothing needs to run but the cluster:
+activities' own functions, not through Temporal, so nothing needs to run but the cluster (the
+one thing only Temporal knows, other rollouts' GPU holds, is asked of it when it answers):
 - the recorded last-known-good revision, hence install or upgrade, and the model-service steps
   and gates the workflow will walk (workflows.plan, the same pure function it uses);
 - per phase: CRD bundles, Helm releases (install, upgrade or unchanged, judged by the digest
@@ -9,9 +10,11 @@ activities' own functions, not through Temporal, so nothing needs to run but the
 - the rendered model-service objects against the cluster: create, configure, bookkeeping (only
   our spec-revision annotation changes) or unchanged, by a server-side apply dry run; `--diff`
   adds the unified diffs;
-- the capacity plan preflight will check and, when it does not fit now and the spec may wait
-  for capacity (budgets.capacityWait), whether the nodes could hold it with nothing else on
-  them: the capacity hold's own judgement of whether waiting could help.
+- the capacity plan preflight will check, counting the GPUs other targets' rollouts hold until
+  they end (read from the cluster workflow over the Temporal connection, cli/capacity_holds.py;
+  without Temporal the plan says they were not counted), and, when it does not fit now and the
+  spec may wait for capacity (budgets.capacityWait), whether the nodes could hold it with nothing
+  else on them: the capacity hold's own judgement of whether waiting could help.
 It leads with a summary of the real changes (cli.plansummary): images by role, how many objects
 change, GPUs more or fewer. Exit codes, as `kubectl diff`: 0 nothing would change, 7 something
 would (ExitCode.CHANGES), 5 the rollout would be refused at preflight (ExitCode.REFUSED): the
@@ -47,6 +50,7 @@ from activities import (
     model_service_objects,
     read_snapshot,
 )
+from cli.capacity_holds import OtherHolds, read_other_holds
 from cli.commands.common import check_charts, load_spec_file
 from cli.errors import CliError
 from cli.exit_codes import ExitCode
@@ -112,6 +116,8 @@ class ClusterView:
     # not fit now and the spec may wait for capacity, as the capacity hold judges it (else None).
     fits_empty_nodes: bool | None = None
     notes: list[str] = field(default_factory=list)
+    # What other targets' rollouts hold on the cluster, counted in `capacity`.
+    holds: OtherHolds = field(default_factory=OtherHolds)
 
     def capacity_wait(self, spec: RolloutSpec) -> timedelta | None:
         """How long the rollout would wait for GPUs before being refused, when its plan does not
@@ -134,8 +140,9 @@ async def run(args: argparse.Namespace, output: Output) -> int:
             f"no usable kubeconfig for {spec.target_id} ({error}); pass --kubeconfig, set "
             "KUBECONFIG, or set target.kubeconfig in the spec"
         ) from None
+    holds = await read_other_holds(args, spec)
     try:
-        view = await asyncio.to_thread(_read_cluster, client, spec)
+        view = await asyncio.to_thread(_read_cluster, client, spec, holds)
     except ApiUnavailable as error:
         raise CliError(
             f"the Kubernetes API server of {spec.target_id} is unreachable ({error.message}); "
@@ -225,7 +232,7 @@ def _target(target: Target, kubeconfig: str | None, context: str | None) -> Targ
     return target.model_copy(update=changes) if changes else target
 
 
-def _read_cluster(client: KubeClient, spec: RolloutSpec) -> ClusterView:
+def _read_cluster(client: KubeClient, spec: RolloutSpec, holds: OtherHolds) -> ClusterView:
     target = spec.target
     version = client.server_version()
     recorded = read_snapshot(client, target, spec.metadata.name, None)
@@ -259,7 +266,7 @@ def _read_cluster(client: KubeClient, spec: RolloutSpec) -> ClusterView:
     ]
     # Capacity for the roles the rollout (re)creates, as preflight plans it.
     roles = list(plan_rollout(spec, previous, None).changed_roles)
-    capacity = capacity_sync(client, spec, roles)
+    capacity = capacity_sync(client, spec, roles, holds.held, holds.covers)
     # The capacity hold waits only for a plan the nodes could hold empty; a spec that does not
     # wait is told whether waiting would help.
     fits_empty = None if capacity.fits else fits_an_empty_cluster_sync(client, spec, roles)
@@ -272,6 +279,7 @@ def _read_cluster(client: KubeClient, spec: RolloutSpec) -> ClusterView:
         secret_exists=namespace_exists and client.get(secret) is not None,
         server_version=str(version.get("gitVersion", "")),
         fits_empty_nodes=fits_empty,
+        holds=holds,
     )
 
 
@@ -436,6 +444,14 @@ def _document(
         # at once).
         "fitsEmptyNodes": view.fits_empty_nodes,
         "wouldWaitSeconds": None if wait is None else wait.total_seconds(),
+        # GPUs other targets' rollouts hold until they end, counted in `capacity`: `read` false
+        # (and `unread` why) when the cluster workflow could not be asked.
+        "heldByOtherRollouts": {
+            "read": view.holds.unread is None,
+            "unread": view.holds.unread,
+            "targets": view.holds.targets,
+            "gpus": view.holds.gpus,
+        },
     }
 
 
@@ -532,8 +548,9 @@ def _capacity(spec: RolloutSpec, view: ClusterView) -> list[RenderableType]:
     what the rollout would do: wait for the GPUs (a warning: not refused at preflight) or be
     refused at once (bold red)."""
     plan = view.capacity
+    lead = _holds_line(view.holds)
     if plan.fits:
-        return [Text(plan.render())]
+        return [*lead, Text(plan.render())]
     wait = view.capacity_wait(spec)
     if wait is not None:
         style = "yellow"
@@ -556,8 +573,21 @@ def _capacity(spec: RolloutSpec, view: ClusterView) -> list[RenderableType]:
             "wait for them instead"
         )
     else:
-        return [Text(plan.render(), style="bold red")]
+        return [*lead, Text(plan.render(), style="bold red")]
     return [
+        *lead,
         Text(f"{sentence}; {node_level_reason(plan)}", style=style),
         Text(plan.render(), style=style),
     ]
+
+
+def _holds_line(holds: OtherHolds) -> list[RenderableType]:
+    """Whether the plan counts what other rollouts hold: a warning when it could not."""
+    if holds.unread is not None:
+        return [Text(f"GPU holds of other rollouts not counted: {holds.unread}", style="yellow")]
+    if not holds.targets:
+        return []
+    return [Text(
+        f"counted as taken: {holds.gpus} GPUs held by running rollouts of "
+        + ", ".join(holds.targets), style="dim",
+    )]

@@ -13,15 +13,25 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.exit_codes import ExitCode
 from embedded.demo import DemoEnvironment
+from spec.cluster_io import (
+    FreeAsk,
+    Reservation,
+    ReservationsView,
+    ReserveAnswer,
+    ReserveAsk,
+    cluster_workflow_id,
+)
 from spec.workflow_io import WEEKDAYS
 from tests.cli.conftest import EXAMPLES, CliRun, spec_variant
 from tests.cli.golden import assert_golden_json, assert_golden_text
@@ -284,6 +294,50 @@ async def test_plan_shows_nothing_to_change_for_what_runs_and_the_diff_of_a_chan
     }]
     assert_golden_text("plan-back.txt", back.out)
     assert_golden_text("plan-diff.txt", diffed.out)
+
+
+async def test_plan_counts_the_gpus_another_targets_rollout_holds(
+    cli: Runner, demo: DemoEnvironment
+) -> None:
+    """Another target's rollout placed a pod on h200-node-1 at preflight and holds its 8 GPUs
+    until it ends: the plan that fitted above no longer does, as preflight would judge it."""
+    client = await Client.connect(
+        demo.temporal_address, namespace=demo.namespace, data_converter=pydantic_data_converter
+    )
+    cluster = client.get_workflow_handle(cluster_workflow_id("clustersim", demo.task_queue))
+    view = await cluster.query("reservations", "", result_type=ReservationsView)
+    other = "clustersim/other-team/other"
+    hold = Reservation(
+        owner=f"rollout/{other}", run_id="run-1", target_id=other,
+        nodes={"h200-node-1": {"nvidia.com/gpu": "8"}},
+        expires_at=datetime.now(UTC) + timedelta(minutes=10),
+    )
+    held = await cluster.execute_update(
+        "reserve", ReserveAsk(reservation=hold, based_on=view.version), result_type=ReserveAnswer
+    )
+    assert held.accepted, held
+    try:
+        text: CliRun = await cli("plan", "-f", DEMO_SPEC, "-o", "text")
+        data: CliRun = await cli("plan", "-f", DEMO_SPEC)
+        blind: CliRun = await cli("plan", "-f", DEMO_SPEC, "--address", "127.0.0.1:1")
+    finally:
+        await cluster.execute_update(
+            "free", FreeAsk(cluster="clustersim", owner=hold.owner, why="test done"),
+            result_type=ReserveAnswer,
+        )
+
+    assert (text.code, data.code) == (ExitCode.REFUSED,) * 2, str(text)
+    plan = data.json()
+    assert plan["heldByOtherRollouts"] == {
+        "read": True, "unread": None, "targets": [other], "gpus": "8",
+    }
+    assert plan["fits"] is False and plan["capacity"]["gpus_available"] == 8
+    flat = " ".join(text.out.split())
+    assert f"counted as taken: 8 GPUs held by running rollouts of {other}" in flat, text.out
+    # Without Temporal the plan still reads the cluster, and says what it could not count.
+    assert blind.code == ExitCode.CHANGES, str(blind)
+    unread = blind.json()["heldByOtherRollouts"]
+    assert unread["read"] is False and "127.0.0.1:1" in unread["unread"], unread
 
 
 async def test_an_image_that_cannot_be_pulled_is_rolled_back_with_exit_3(
