@@ -265,6 +265,9 @@ class BeatClock:
         return max(b - a for a, b in itertools.pairwise(marks))
 
 
+# ~21 s (a load slowed three times over, heartbeating throughout): with the long scenarios; the
+# fault matrix's pods-log-500 cell checks the same end through a whole rollout in `make test`.
+@pytest.mark.long
 async def test_a_log_endpoint_answering_500_degrades_to_probes_and_keeps_heartbeating(
     deployed: Deployed,
 ) -> None:

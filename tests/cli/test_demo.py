@@ -276,6 +276,9 @@ def _json_after(output: str, path: str) -> str:
     return "\n".join(document)
 
 
+# ~21 s (a whole demo up to its approval, then a SIGTERM): with the long scenarios; the Ctrl-C
+# stop above runs in `make test`.
+@pytest.mark.long
 def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
     # `kill <pid>` or a closed terminal: the demo's children run in sessions of their own and
     # would outlive a demo that just died.
