@@ -43,8 +43,8 @@ from activities.cluster import (
 )
 from activities.failures import failure, retryable, target_client
 from activities.heartbeat import heartbeat_step, heartbeating, run_blocking
-from activities.preflight import cluster_nodes_and_pods, fits_an_empty_cluster_sync, role_plans
-from k8s.capacity import plan_capacity, shortened
+from activities.preflight import fits_an_empty_cluster_sync, plan_role_plans, role_plans
+from k8s.capacity import shortened
 from k8s.client import KubeClient
 from k8s.quantity import Resources
 from k8s.reservations import (
@@ -52,7 +52,6 @@ from k8s.reservations import (
     held_by_others,
     node_level_reason,
     reserved_nodes,
-    uncovered_pods,
 )
 from spec.activity_io import CapacityPlan, FailureEvidence
 from spec.cluster_io import (
@@ -120,11 +119,7 @@ def _plan(
     kube: KubeClient, input: HoldCapacityInput, held: dict[str, Resources], covers: set[str]
 ) -> tuple[CapacityPlan, list[str]]:
     roles = role_plans(kube, input.spec, list(input.roles))
-    nodes, pods = cluster_nodes_and_pods(kube)
-    plan = shortened(plan_capacity(
-        roles, nodes, uncovered_pods(pods, covers), input.spec.target.namespace, held,
-        salt=input.owner,
-    ))
+    plan = shortened(plan_role_plans(kube, input.spec, roles, held, covers, salt=input.owner))
     return plan, covered_lws(roles)
 
 

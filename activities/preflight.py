@@ -11,7 +11,7 @@ retryable error, never a failure reason.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 from temporalio import activity
@@ -134,10 +134,22 @@ def capacity_sync(
 ) -> CapacityPlan:
     """The capacity plan of `roles` against the nodes and pods; `held`/`covers`: what other
     rollouts hold per node and the LWSes their holds stand for (k8s/reservations.py)."""
+    return plan_role_plans(client, spec, role_plans(client, spec, roles), held, covers)
+
+
+def plan_role_plans(
+    client: KubeClient,
+    spec: RolloutSpec,
+    plans: Sequence[RolePlan],
+    held: Mapping[str, Resources] | None = None,
+    covers: Set[str] = frozenset(),
+    salt: str = "",
+) -> CapacityPlan:
+    """`capacity_sync` for role plans already made (the capacity hold also records which LWSes
+    they cover); `salt` as k8s/capacity.py's `plan_capacity` takes it."""
     nodes, pods = cluster_nodes_and_pods(client)
     return plan_capacity(
-        role_plans(client, spec, roles), nodes, uncovered_pods(pods, covers),
-        spec.target.namespace, held,
+        plans, nodes, uncovered_pods(pods, covers), spec.target.namespace, held, salt=salt
     )
 
 
