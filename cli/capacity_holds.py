@@ -25,9 +25,10 @@ from cli.errors import CliError
 from cli.session import open_session
 from k8s.capacity import GPU
 from k8s.quantity import Resources, format_quantity
-from k8s.reservations import held_by_others
+from k8s.reservations import held_by_others, others_in_force
 from spec.cluster_io import ReservationsView, cluster_workflow_id
 from spec.rollout import RolloutSpec
+from workflows.ids import rollout_workflow_id
 
 # `plan` must not hang on a Temporal that does not answer; it plans without the holds then.
 READ_SECONDS = 10.0
@@ -73,10 +74,9 @@ async def _read(args: argparse.Namespace, spec: RolloutSpec) -> OtherHolds:
         if error.status == RPCStatusCode.NOT_FOUND:
             return OtherHolds()
         raise
-    now = datetime.now(UTC)
-    others = [
-        reservation for reservation in view.reservations
-        if reservation.target_id != spec.target_id and reservation.expires_at > now
-    ]
-    held, covers = held_by_others(others, "", now)
-    return OtherHolds(held, covers, sorted({reservation.target_id for reservation in others}))
+    # A target's holds are its rollout's: the owner is the one workflow ID the target's rollouts
+    # run under.
+    owner, now = rollout_workflow_id(spec.target_id), datetime.now(UTC)
+    held, covers = held_by_others(view.reservations, owner, now)
+    targets = sorted({hold.target_id for hold in others_in_force(view.reservations, owner, now)})
+    return OtherHolds(held, covers, targets)

@@ -27,18 +27,23 @@ def covered_lws(roles: Sequence[RolePlan]) -> list[str]:
     ]
 
 
+def others_in_force(
+    reservations: Iterable[Reservation], owner: str, now: datetime
+) -> list[Reservation]:
+    """The reservations of owners other than `owner` that still count. A hold whose expiry has
+    come counts for nothing, though the cluster workflow has not ended it yet: its timer is a
+    moment behind, or the hold is of a cluster put aside (expired when taken back), whose query
+    has no clock to tell."""
+    return [r for r in reservations if r.owner != owner and r.expires_at > now]
+
+
 def held_by_others(
     reservations: Iterable[Reservation], owner: str, now: datetime
 ) -> tuple[dict[str, Resources], set[str]]:
-    """Per node, what the other owners' reservations hold; and the LWSes they cover. A hold
-    whose expiry has come counts for nothing, though the cluster workflow has not ended it yet:
-    its timer is a moment behind, or the hold is of a cluster put aside (expired when taken
-    back), whose query has no clock to tell."""
+    """Per node, what the other owners' reservations in force hold; and the LWSes they cover."""
     held: dict[str, Resources] = {}
     covers: set[str] = set()
-    for reservation in reservations:
-        if reservation.owner == owner or reservation.expires_at <= now:
-            continue
+    for reservation in others_in_force(reservations, owner, now):
         covers.update(reservation.covers)
         for node, quantities in reservation.nodes.items():
             add(held.setdefault(node, {}), parse_resources(quantities))
