@@ -163,18 +163,19 @@ def _arguments(pid: int) -> list[str]:
     return []
 
 
-def _children_named(parent: int, name: str, argument: str) -> list[int]:
-    """PIDs of `parent`'s child processes running `name` with `argument` (from /proc)."""
-    found = []
+def _children_named(parent: int, name: str, argument: str) -> dict[int, list[str]]:
+    """`parent`'s child processes running `name` with `argument`, by PID, with their arguments
+    (from /proc)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             stat = (entry / "stat").read_text()
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if ppid == parent and Path(argv[0].decode()).name == name and argument.encode() in argv:
-                found.append(int(entry.name))
+            argv = _arguments(int(entry.name))
+            if ppid == parent and argv and Path(argv[0]).name == name and argument in argv:
+                found[int(entry.name)] = argv
     return found
 
 
@@ -193,8 +194,8 @@ async def helm_killer(sim: SimCluster) -> AsyncIterator[list[int]]:
                 client.list_objects, "v1", "Secret", None, "owner=helm,status=pending-install"
             )
             releases = {r["metadata"]["labels"]["name"] for r in records}
-            for pid in _children_named(os.getpid(), "helm", "--install"):
-                if releases & set(_arguments(pid)):
+            for pid, argv in _children_named(os.getpid(), "helm", "--install").items():
+                if releases & set(argv):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                         killed.append(pid)
