@@ -127,6 +127,16 @@ class EnsureAsk(ClusterModel):
             "earlier one's CRDs)."
         ),
     )
+    after: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Piece key -> keys of pieces of this ask it needs made current first. When given, "
+            "the pieces run at the same time except where it says wait (the dependencies and "
+            "gateway provider phases asked together: the provider's releases after the CRD "
+            "bundles, the LWS release beside them). An older worker ignores it and, since such "
+            "an ask is not `at_once`, runs the pieces in order."
+        ),
+    )
 
 
 class PieceOutcome(ClusterModel):

@@ -214,8 +214,12 @@ class ClusterWorkflow:
             raise self._crashed
 
     async def _ensure_all(self, ask: EnsureAsk) -> EnsureAnswer:
-        walk = at_once if ask.at_once else in_order
-        return await walk(ask.pieces, lambda piece: self._ensure_piece(piece, ask))
+        def ensure(piece: SharedPiece) -> Awaitable[PieceOutcome]:
+            return self._ensure_piece(piece, ask)
+
+        if ask.at_once or ask.after:
+            return await at_once(ask.pieces, ensure, ask.after)
+        return await in_order(ask.pieces, ensure)
 
     @ensure.validator
     def _validate_ensure(self, ask: EnsureAsk) -> None:

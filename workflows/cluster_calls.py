@@ -12,7 +12,7 @@ the ask is out, then changed or unchanged with the cluster workflow's sentence).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 from temporalio import workflow
@@ -37,10 +37,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.plan import RolloutPlan
     from workflows.progress import RolloutProgress
     from workflows.saga import Compensation, Saga
-    from workflows.shared_pieces import dependency_pieces, provider_pieces
+    from workflows.shared_pieces import dependency_pieces, provider_after, provider_pieces
     from workflows.steps import RolloutSteps
 
 CLUSTER_WORKFLOW_PATCH = "cluster-workflow"
+# Phases 2 and 3 in one ask (EnsureAsk.after); histories recorded before it replay two asks.
+ASKED_TOGETHER_PATCH = "dependencies-and-provider-asked-together"
 KEEP_SHARED = (
     "a shared piece the cluster workflow holds for every target; teardown of its last user "
     "removes it when asked"
@@ -71,18 +73,25 @@ async def ensure_shared(
     cluster_uid: str = "",
     *,
     at_once: bool = False,
+    after: dict[str, list[str]] | None = None,
+    phases: Mapping[str, Phase] | None = None,
 ) -> EnsureAnswer:
     """Ask for `pieces`; each becomes a journal step; a change registers a `keep` undo, since
     the piece belongs to the cluster, not to this rollout. `cluster_uid`: the cluster as
     preflight read it ("": the asking activity reads it); `at_once`: the pieces do not depend
-    on one another (EnsureAsk.at_once)."""
+    on one another (EnsureAsk.at_once); `after`: which wait for which (EnsureAsk.after);
+    `phases`: the phase of each piece's step, where it is not `phase` (an ask of two phases)."""
+    phase_of = {piece.key: (phases or {}).get(piece.key, phase) for piece in pieces}
     enter(phase, pieces[0].step)
     started = workflow.now()
-    entries = {piece.key: journal.start(phase, piece.step, started) for piece in pieces}
+    entries = {
+        piece.key: journal.start(phase_of[piece.key], piece.step, started) for piece in pieces
+    }
     publish()
     ask = EnsureAsk(
         ask_id=ask_id(f"ensure/{phase.value}"), target_id=spec.target_id, target=spec.target,
         pieces=pieces, timeout=timeout, cluster_uid=cluster_uid, at_once=at_once,
+        after=after or {},
     )
     try:
         answer = await calls.execute(
@@ -90,7 +99,10 @@ async def ensure_shared(
             summary="ask the cluster workflow for " + ", ".join(p.step for p in pieces),
         )
     except (asyncio.CancelledError, Exception) as error:
-        _finish_failed(journal, pieces, entries, error)
+        failed = _finish_failed(journal, pieces, entries, error, after or {})
+        if failed is not None:
+            # The rollout's failure is reported in the phase of the piece that failed.
+            enter(phase_of[failed.key], failed.step)
         raise
     by_key = {piece.key: piece for piece in pieces}
     for outcome in answer.outcomes:
@@ -107,23 +119,31 @@ async def ensure_shared(
 
 
 def _finish_failed(
-    journal: Journal, pieces: list[SharedPiece], entries: dict[str, int], error: BaseException
-) -> None:
-    """Journal a failed ask. When the failure names its piece: pieces run at once say which
-    were done (the others failed too); of pieces run in order, the ones before it were done and
-    the ones after it never ran."""
+    journal: Journal, pieces: list[SharedPiece], entries: dict[str, int], error: BaseException,
+    after: Mapping[str, list[str]],
+) -> SharedPiece | None:
+    """Journal a failed ask; the piece the failure names, if it names one. Pieces run at once
+    say which were done (the others failed too, or did not run when a piece they wait for was
+    not done); of pieces run in order, the ones before it were done and the ones after it never
+    ran."""
     at = None if isinstance(error, asyncio.CancelledError) else failed_step(error)
     if at is None:
         for entry in entries.values():
             journal.finish(entry, failed_status(error), workflow.now())
-        return
+        return None
     done = done_steps(error)
     index = next((i for i, piece in enumerate(pieces) if piece.step == at), 0)
+    done_keys = {piece.key for piece in pieces if done is not None and piece.step in done}
+    before = _waited_for(pieces[index].key, after)
     for i, piece in enumerate(pieces):
         if done is not None:
             status, detail = (
-                (StepStatus.PASSED, f"done ({at} failed)") if piece.step in done
-                else (StepStatus.FAILED, None if piece.step == at else f"failed too ({at} first)")
+                (StepStatus.PASSED, f"done before {at} failed") if piece.key in before
+                else (StepStatus.PASSED, f"done ({at} failed)") if piece.key in done_keys
+                else (StepStatus.FAILED, None) if piece.step == at
+                else (StepStatus.CANCELLED, f"not run: {at} failed")
+                if any(key not in done_keys for key in after.get(piece.key, ()))
+                else (StepStatus.FAILED, f"failed too ({at} first)")
             )
         else:
             status, detail = (
@@ -132,6 +152,19 @@ def _finish_failed(
                 else (StepStatus.CANCELLED, f"not run: {at} failed")
             )
         journal.finish(entries[piece.key], status, workflow.now(), detail)
+    return pieces[index]
+
+
+def _waited_for(key: str, after: Mapping[str, list[str]]) -> set[str]:
+    """The pieces `key` waits for, directly or through others: all done if it ran."""
+    found: set[str] = set()
+    todo = list(after.get(key, ()))
+    while todo:
+        other = todo.pop()
+        if other not in found:
+            found.add(other)
+            todo.extend(after.get(other, ()))
+    return found
 
 
 async def release_shared(
@@ -219,6 +252,8 @@ class ClusterAsks:
         # Read by preflight's hold; the ensure asks carry it, and their activities need not
         # read it again (a client and a GET each).
         self.cluster_uid = ""
+        # The gateway provider's releases went with the dependencies' ask.
+        self.provider_asked = False
 
     async def hold(self, plan: RolloutPlan, report: PreflightReport) -> PreflightReport:
         """Hold what preflight placed, so concurrent rollouts never count one GPU twice; the
@@ -238,24 +273,39 @@ class ClusterAsks:
         return report.model_copy(update={"capacity": held})
 
     async def dependencies(self) -> bool:
-        """Phase 2 through the cluster workflow; False when this run takes the old path."""
+        """Phase 2 through the cluster workflow, and with it phase 3 (ASKED_TOGETHER_PATCH);
+        False when this run takes the old path."""
         if not workflow.patched(CLUSTER_WORKFLOW_PATCH):
             return False
-        pieces = dependency_pieces(self.spec)
-        if pieces:
+        spec, timeouts = self.spec, self.spec.budgets.phase_timeouts
+        pieces = dependency_pieces(spec)
+        provider = provider_pieces(spec)
+        if provider and workflow.patched(ASKED_TOGETHER_PATCH):
+            # One ask: the provider's releases start once the CRD bundles are current, beside
+            # the LWS release, instead of after it (a cold install's longest dependency).
+            self.provider_asked = True
+            await ensure_shared(
+                spec, Phase.DEPENDENCIES, [*pieces, *provider],
+                max(timeouts.dependencies, timeouts.gateway_provider), self.progress.journal,
+                self.saga, self.progress.enter, self.progress.publish, self.cluster_uid,
+                after=provider_after(pieces, provider),
+                phases={piece.key: Phase.GATEWAY_PROVIDER for piece in provider},
+            )
+        elif pieces:
             # The CRD bundles and the LWS release do not depend on one another.
-            await self._ensure(Phase.DEPENDENCIES, pieces,
-                               self.spec.budgets.phase_timeouts.dependencies, at_once=True)
-        if self.spec.dependencies.leader_worker_set.release is None:
+            await self._ensure(Phase.DEPENDENCIES, pieces, timeouts.dependencies, at_once=True)
+        if spec.dependencies.leader_worker_set.release is None:
             self.progress.skip(Phase.DEPENDENCIES, "lws-controller", "already installed (spec)")
         return True
 
     async def gateway_provider(self) -> bool:
-        """Phase 3 through the cluster workflow; False when this run takes the old path."""
+        """Phase 3 through the cluster workflow (unless asked with phase 2); False when this
+        run takes the old path."""
         if not workflow.patched(CLUSTER_WORKFLOW_PATCH):
             return False
-        await self._ensure(Phase.GATEWAY_PROVIDER, provider_pieces(self.spec),
-                           self.spec.budgets.phase_timeouts.gateway_provider)
+        if not self.provider_asked:
+            await self._ensure(Phase.GATEWAY_PROVIDER, provider_pieces(self.spec),
+                               self.spec.budgets.phase_timeouts.gateway_provider)
         return True
 
     async def finish(self, outcome: str) -> None:

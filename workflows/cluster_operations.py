@@ -8,13 +8,15 @@ only does it and says what happened, in the words every waiting rollout's journa
 and say, when one fails, which piece failed and which were done: an ask whose pieces do not
 depend on one another (EnsureAsk.at_once: the dependencies phase's CRD bundles and LWS release)
 runs them at the same time, which took a cold install's dependencies phase from the sum of their
-operations to the longest of them.
+operations to the longest of them. An ask may also say which pieces wait for which
+(EnsureAsk.after): the dependencies and gateway provider phases asked together run the provider's
+releases once the CRD bundles are current, beside the LWS release.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 
 from temporalio import workflow
@@ -96,17 +98,40 @@ async def in_order(pieces: Sequence[SharedPiece], ensure: EnsurePiece) -> Ensure
     return EnsureAnswer(outcomes=outcomes)
 
 
-async def at_once(pieces: Sequence[SharedPiece], ensure: EnsurePiece) -> EnsureAnswer:
-    """Every piece at the same time. The ask ends when all have: a failure names the first
-    piece (in the ask's order) that failed, and the steps of those made current."""
-    ended = await asyncio.gather(*(ensure(piece) for piece in pieces), return_exceptions=True)
+async def at_once(
+    pieces: Sequence[SharedPiece], ensure: EnsurePiece,
+    after: Mapping[str, Sequence[str]] | None = None,
+) -> EnsureAnswer:
+    """Every piece at the same time, except that a piece named in `after` starts once the
+    pieces it names are current, and does not run if one of them failed. The ask ends when all
+    have: a failure names the first piece (in the ask's order) that failed, and the steps of
+    those made current."""
+    waits = after or {}
+    runs: dict[str, asyncio.Task[PieceOutcome]] = {}
+
+    async def when_ready(piece: SharedPiece) -> PieceOutcome:
+        for key in waits.get(piece.key, ()):
+            if key in runs:
+                try:
+                    await runs[key]
+                except BaseException:
+                    raise _NotRun() from None
+        return await ensure(piece)
+
+    for piece in pieces:
+        runs[piece.key] = asyncio.create_task(when_ready(piece))
+    ended = await asyncio.gather(*runs.values(), return_exceptions=True)
     outcomes = [outcome for outcome in ended if isinstance(outcome, PieceOutcome)]
     if len(outcomes) == len(pieces):
         return EnsureAnswer(outcomes=outcomes)
     piece, error = next(
         (piece, outcome) for piece, outcome in zip(pieces, ended, strict=True)
-        if isinstance(outcome, BaseException)
+        if isinstance(outcome, BaseException) and not isinstance(outcome, _NotRun)
     )
     if not isinstance(error, FailureError):
         raise error  # a bug, or the ask cancelled: not an outcome
     raise PieceFailed(piece.step, error, done=[outcome.step for outcome in outcomes]) from error
+
+
+class _NotRun(Exception):
+    """A piece left alone because a piece it waits for failed (that one is the ask's error)."""

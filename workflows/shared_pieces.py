@@ -14,7 +14,7 @@ user); a silent upgrade under another live target is exactly what this refuses.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -134,6 +134,20 @@ def provider_pieces(spec: RolloutSpec) -> list[SharedPiece]:
         )
         for release in spec.gateway_provider.releases
     ]
+
+
+def provider_after(
+    dependencies: Sequence[SharedPiece], provider: Sequence[SharedPiece]
+) -> dict[str, list[str]]:
+    """When the two phases' pieces go in one ask (EnsureAsk.after): each provider release
+    waits for the CRD bundles (the provider's gateway controller serves their kinds) and for the
+    release before it (a later one may need an earlier one's CRDs); the LWS release waits for
+    nothing and runs beside them."""
+    bundles = [piece.key for piece in dependencies if piece.kind == "crds"]
+    return {
+        piece.key: [*bundles, *([provider[i - 1].key] if i else [])]
+        for i, piece in enumerate(provider)
+    }
 
 
 def conflict(

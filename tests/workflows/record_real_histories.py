@@ -8,9 +8,11 @@ One clustersim (h200-2node) and one target, in order: a fresh install, a decode 
 approval gate, and an upgrade to an image that crash-loops, which rolls back. `cluster` records
 the ClusterWorkflow instead (real-cluster-workflow.json): a fresh install's holds and shared
 pieces, then a teardown with --include-dependencies that removes them; it is still running
-when recorded, as a ClusterWorkflow always is, and replays as far as it went
-(real-cluster-workflow-in-order.json is its recording by a build whose dependencies asks ran
-their pieces in order, kept for that path). The stand-in
+when recorded, as a ClusterWorkflow always is, and replays as far as it went. With it, that
+fresh install (real-rollout-asked-together.json: its dependencies and gateway provider in one
+ask). Kept for the paths of earlier builds: real-cluster-workflow-in-order.json (dependencies
+asks ran their pieces in order) and real-cluster-workflow-two-asks.json (the dependencies and
+the gateway provider asked for one after the other), as the three rollouts above. The stand-in
 histories of record_histories.py carry the stand-ins' answers; these carry what the real
 activities answer (helm revisions, apply results, heartbeats' last details), so a change to a
 result type or to the order of commands the real answers lead to fails replay as well.
@@ -127,21 +129,30 @@ def worker_env() -> Any:
         os.environ.update(saved)
 
 
-async def cluster_workflow(client: Client, sim: SimCluster, queue: str) -> Handle:
-    """A fresh install, then a teardown of everything; the cluster workflow that served both."""
+async def cluster_workflow(client: Client, sim: SimCluster, queue: str) -> dict[str, Handle]:
+    """A fresh install, then a teardown of everything: the cluster workflow that served both,
+    and the install (its dependencies and gateway provider asked for together)."""
     spec = target_spec(sim, image(INSTALLED))
-    await fresh_install(client, sim, queue)
+    install = await fresh_install(client, sim, queue)
     everything = TeardownInput(spec=spec, include_gateway_provider=True, include_dependencies=True)
     teardown = await start_teardown(client, everything, task_queue=queue)
     removed = await asyncio.wait_for(teardown.result(), ROLLOUT_TIMEOUT)
     if removed.outcome != Outcome.REMOVED:
         raise RuntimeError(f"teardown: {removed.outcome}: {removed.steps}")
-    return client.get_workflow_handle(cluster_workflow_id(spec.target.cluster, queue))
+    return {
+        "real-cluster-workflow": client.get_workflow_handle(
+            cluster_workflow_id(spec.target.cluster, queue)
+        ),
+        # Its own run: the teardown ran under the same workflow ID after it.
+        "real-rollout-asked-together": client.get_workflow_handle(
+            install.id, run_id=install.result_run_id
+        ),
+    }
 
 
 async def record(directory: Path = HISTORIES, only_cluster: bool = False) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    scenarios = {"real-cluster-workflow": cluster_workflow} if only_cluster else SCENARIOS
+    scenarios: dict[str, Scenario] = {} if only_cluster else SCENARIOS
     written = []
     with tempfile.TemporaryDirectory() as scratch, worker_env():
         async with TemporalDevServer(Path(scratch) / "temporal.db") as server:
@@ -157,8 +168,13 @@ async def record(directory: Path = HISTORIES, only_cluster: bool = False) -> lis
                         workflow_runner=workflow_runner(),
                         activities=activities(), activity_executor=executor,
                     ):
-                        for name, scenario in scenarios.items():
-                            handle = await scenario(client, sim, queue)
+                        recorded = {
+                            name: await scenario(client, sim, queue)
+                            for name, scenario in scenarios.items()
+                        }
+                        if only_cluster:
+                            recorded = await cluster_workflow(client, sim, queue)
+                        for name, handle in recorded.items():
                             history = await handle.fetch_history()
                             if HF_TOKEN.encode() in history_bytes(history):
                                 raise RuntimeError(f"{name}: the HF token is in the history")

@@ -31,12 +31,23 @@ from spec.cluster_io import (
     cluster_workflow_id,
 )
 from spec.reasons import FailureReason
-from spec.workflow_io import Outcome, Phase, StepStatus, TeardownInput
+from spec.workflow_io import (
+    Outcome,
+    PauseRequest,
+    Phase,
+    ResumeRequest,
+    RunState,
+    StepStatus,
+    TeardownInput,
+)
 from tests.workflows.fakes import FakeCluster, Fault
-from tests.workflows.scenarios import WAIT, run_rollout
+from tests.workflows.scenarios import WAIT, query, run_rollout, until
 from tests.workflows.specs import demo_spec
 from workflows import shared_pieces
 from workflows.cluster import ClusterWorkflow
+from workflows.plan import plan_rollout
+from workflows.progress import MILESTONES_BEFORE, milestones
+from workflows.rollout import RolloutWorkflow
 from workflows.shared_pieces import dependency_pieces
 
 CLUSTER = "clustersim"  # the demo spec's target.cluster
@@ -357,12 +368,19 @@ async def test_two_dependencies_failing_at_once_name_the_first_in_the_asks_order
     result = await run_rollout(temporal_client, demo_spec("two-fail"), fake_worker)
 
     assert result.failure is not None and result.failure.step == "crds/gateway-api"
+    assert result.failure.phase == Phase.DEPENDENCIES
     deps = [s for s in result.steps if s.phase == Phase.DEPENDENCIES]
     assert [(s.name, s.status, s.detail) for s in deps] == [
         ("crds/gateway-api", StepStatus.FAILED, ""),
         ("crds/inference-extension", StepStatus.PASSED, "done (crds/gateway-api failed)"),
         ("lws-controller", StepStatus.FAILED, "failed too (crds/gateway-api first)"),
     ], deps
+    # The gateway provider, asked with them, waits for the CRD bundles: it never ran.
+    provider = [s for s in result.steps if s.phase == Phase.GATEWAY_PROVIDER]
+    assert [(s.name, s.status, s.detail) for s in provider] == [
+        ("gateway-provider/istiod", StepStatus.CANCELLED, "not run: crds/gateway-api failed"),
+    ], provider
+    assert fake_cluster.names("helm_upgrade_install:istiod") == []
 
 
 async def test_the_dependency_pieces_are_made_current_at_once(
@@ -376,7 +394,58 @@ async def test_the_dependency_pieces_are_made_current_at_once(
     await asyncio.wait_for(helm.wait(), WAIT)
     assert fake_cluster.names("helm_upgrade_install") == ["helm_upgrade_install:lws"]
     assert len(fake_cluster.names("apply_crds")) == 2  # both bundles began, neither ended
+    # The gateway provider's release, in the same ask, waits for the bundles.
+    await asyncio.sleep(0.5)
+    assert fake_cluster.names("helm_upgrade_install") == ["helm_upgrade_install:lws"]
     held.set()
+    result = await asyncio.wait_for(rollout_result(handle), WAIT)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+    assert fake_cluster.names("helm_upgrade_install")[:2] == [
+        "helm_upgrade_install:lws", "helm_upgrade_install:istiod"
+    ]
+
+
+async def test_the_gateway_provider_is_installed_beside_the_lws_release(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """Asked with the dependencies, the provider's release starts once the CRD bundles are
+    current, while the LWS release's helm still runs (before, it waited for the whole
+    dependencies phase); each still shows as a step of its own phase."""
+    held = fake_cluster.hold("helm_upgrade_install")
+    handle = await start_rollout(temporal_client, demo_spec("beside"), task_queue=fake_worker)
+    both = {"helm_upgrade_install:lws", "helm_upgrade_install:istiod"}
+    for _ in range(int(WAIT / 0.05)):
+        if both <= set(fake_cluster.names("helm_upgrade_install")):
+            break
+        await asyncio.sleep(0.05)
+    assert set(fake_cluster.names("helm_upgrade_install")) == both
+    held.set()
+    result = await asyncio.wait_for(rollout_result(handle), WAIT)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+    phases = {s.name: s.phase for s in result.steps}
+    assert phases["lws-controller"] == Phase.DEPENDENCIES
+    assert phases["gateway-provider/istiod"] == Phase.GATEWAY_PROVIDER
+
+
+async def test_a_pause_asked_during_the_shared_pieces_ask_holds_before_the_namespace(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """The dependencies and the gateway provider go in one ask: no step boundary lies between
+    them, so a pause takes hold once both are current (three milestones reached), not between
+    them with the provider already installed."""
+    held = fake_cluster.hold("helm_upgrade_install")
+    helm = fake_cluster.entered("helm_upgrade_install")
+    spec = demo_spec("pause-after-provider")
+    handle = await start_rollout(temporal_client, spec, task_queue=fake_worker)
+    await asyncio.wait_for(helm.wait(), WAIT)
+    await handle.execute_update(RolloutWorkflow.pause, PauseRequest(by="bob"))
+    held.set()
+    holding = await until(query(handle), lambda p: p.state == RunState.PAUSED)
+    reached = MILESTONES_BEFORE.index("gateway-provider") + 1
+    every = milestones(spec, plan_rollout(spec, None, None))
+    assert holding.percent == round(100 * reached / len(every))
+    assert fake_cluster.names("ensure_namespace") == []
+    await handle.execute_update(RolloutWorkflow.resume, ResumeRequest(by="bob"))
     result = await asyncio.wait_for(rollout_result(handle), WAIT)
     assert result.outcome == Outcome.SUCCEEDED, result.failure
 
@@ -400,6 +469,7 @@ async def test_a_failed_provider_release_is_reported_at_its_step_the_ones_before
     )
 
     assert result.failure is not None and result.failure.step == "gateway-provider/istiod"
+    assert result.failure.phase == Phase.GATEWAY_PROVIDER
     provider = [s for s in result.steps if s.phase == Phase.GATEWAY_PROVIDER]
     assert [(s.name, s.status, s.detail) for s in provider] == [
         ("gateway-provider/istio-base", StepStatus.PASSED,
@@ -558,8 +628,9 @@ async def test_a_hold_put_aside_is_not_counted_after_its_expiry(
 async def test_the_asks_for_shared_pieces_carry_the_cluster_uid_preflight_read(
     temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
 ) -> None:
-    """Preflight's capacity hold reads the cluster's kube-system UID; the dependencies and
-    gateway provider asks carry it, so their activities need no client and GET of their own."""
+    """Preflight's capacity hold reads the cluster's kube-system UID; the ask for the
+    dependencies and the gateway provider carries it, so its activity needs no client and GET
+    of its own."""
     fake_cluster.cluster_uid = "uid-read-at-preflight"
     result = await run_rollout(temporal_client, demo_spec("carried-uid"), fake_worker)
     assert result.outcome == Outcome.SUCCEEDED, result.failure
@@ -572,4 +643,4 @@ async def test_the_asks_for_shared_pieces_carry_the_cluster_uid_preflight_read(
         and event.activity_task_scheduled_event_attributes.activity_type.name
         == "ensure_shared_pieces"
     ]
-    assert [ask["cluster_uid"] for ask in asked] == ["uid-read-at-preflight"] * 2
+    assert [ask["cluster_uid"] for ask in asked] == ["uid-read-at-preflight"]

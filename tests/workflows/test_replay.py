@@ -56,9 +56,11 @@ def test_histories_of_real_activity_runs_are_stored_and_hold_no_secret() -> None
     their worker had the HF token, which must appear nowhere in what was recorded."""
     real = {path.stem: path for path in STORED if path.stem.startswith("real-")}
     # real-cluster-workflow-in-order: recorded before a dependencies ask ran its pieces at once
-    # (357cfa3); kept, as runs of that build may still be replayed.
+    # (357cfa3); -two-asks: before the gateway provider was asked for with the dependencies.
+    # Kept, as runs of those builds may still be replayed.
     assert set(real) == {
-        *REAL_SCENARIOS, "real-cluster-workflow", "real-cluster-workflow-in-order"
+        *REAL_SCENARIOS, "real-cluster-workflow", "real-cluster-workflow-in-order",
+        "real-cluster-workflow-two-asks", "real-rollout-asked-together",
     }
     for path in real.values():
         assert HF_TOKEN.encode() not in history_bytes(load(path)), path.name
