@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from functools import partial
 
 from temporalio import workflow
@@ -77,6 +78,9 @@ with workflow.unsafe.imports_passed_through():
 # Exceptions that mean the workflow code itself cannot go on (replay mismatch, a query mutating
 # state): rolling back from there would issue commands from a broken state.
 _NOT_ROLLOUT_FAILURES = (workflow.NondeterminismError, workflow.ReadOnlyContextError)
+# A first install's roles created before the endpoint picker and the route are waited for;
+# histories recorded before it replay the waits first.
+ROLES_WITH_SHARED_PATCH = "first-install-roles-with-shared-objects"
 
 
 @workflow.defn(name="RolloutWorkflow")
@@ -299,6 +303,13 @@ class RolloutWorkflow:
                     "model-service", "restore-model-service", snapshot_revision=previous_revision
                 )
             )
+        surge = report.capacity.max_surge
+        # A first install creates its roles right away: nothing serves yet that a broken
+        # endpoint picker could take down, and the pods' pulls and model loads (minutes) start
+        # while the picker and the route come up. An upgrade touches no role before both are.
+        early = plan.first_install and workflow.patched(ROLES_WITH_SHARED_PATCH)
+        if early:
+            await self._create_roles(plan, surge, timeout)
         await steps.wait_until(
             Phase.MODEL_SERVICE, "epp-available", calls.WAIT_FOR_DEPLOYMENT, epp_name(spec),
             timeout, "wait until the endpoint picker is available",
@@ -308,14 +319,9 @@ class RolloutWorkflow:
             spec.model_service.full_name, timeout, "wait until the HTTPRoute is accepted",
         )
 
-        surge = report.capacity.max_surge
         if plan.first_install:
-            # Nothing serves yet: create every role at once, then wait for each. The partition
-            # is always explicit (0 here), so re-running the same spec applies the same object.
-            for step in plan.steps:
-                await steps.apply_model_service(
-                    step.role, step.name, 0, surge.get(step.role), timeout
-                )
+            if not early:
+                await self._create_roles(plan, surge, timeout)
             for step in plan.steps:
                 await steps.wait_for_role(Phase.MODEL_LOAD, step, spec)
                 self._progress.reached(step.name)
@@ -341,6 +347,17 @@ class RolloutWorkflow:
                 self._progress.reached(step.name)
                 if step.gate is not None:
                     await self._control.pass_gate(step.gate_name, step.gate)
+
+    async def _create_roles(
+        self, plan: RolloutPlan, surge: dict[str, int], timeout: timedelta
+    ) -> None:
+        """A first install's roles, every one at once (largest pods first), each waited for
+        afterwards. The partition is always explicit (0 here), so re-running the same spec
+        applies the same object."""
+        for step in plan.steps:
+            await self._steps.apply_model_service(
+                step.role, step.name, 0, surge.get(step.role), timeout
+            )
 
     async def _verify(self) -> None:
         await self._steps.verify("verify", self._spec)

@@ -10,9 +10,10 @@ the ClusterWorkflow instead (real-cluster-workflow.json): a fresh install's hold
 pieces, then a teardown with --include-dependencies that removes them; it is still running
 when recorded, as a ClusterWorkflow always is, and replays as far as it went. With it, that
 fresh install (real-rollout-asked-together.json: its dependencies and gateway provider in one
-ask). Kept for the paths of earlier builds: real-cluster-workflow-in-order.json (dependencies
-asks ran their pieces in order) and real-cluster-workflow-two-asks.json (the dependencies and
-the gateway provider asked for one after the other), as the three rollouts above. The stand-in
+ask, its roles created before the endpoint picker is waited for). Kept for the paths of earlier
+builds: real-cluster-workflow-in-order.json (dependencies asks ran their pieces in order) and
+real-cluster-workflow-two-asks.json (the dependencies and the gateway provider asked for one
+after the other), as the three rollouts above. The stand-in
 histories of record_histories.py carry the stand-ins' answers; these carry what the real
 activities answer (helm revisions, apply results, heartbeats' last details), so a change to a
 result type or to the order of commands the real answers lead to fails replay as well.

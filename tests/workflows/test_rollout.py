@@ -77,6 +77,37 @@ async def test_fresh_install_runs_every_phase_and_lists_their_durations(
     assert attributes.get(search.MODEL) == spec.model_service.model_name
 
 
+async def test_a_first_install_creates_its_roles_while_the_endpoint_picker_comes_up(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """Nothing serves before a first install, so its roles' pods (minutes of pulls and model
+    loads) need not wait for the endpoint picker; an upgrade touches no role before it is up."""
+    picker = fake_cluster.hold("wait_for_deployment")
+    entered = fake_cluster.entered("wait_for_deployment")
+    handle = await start_rollout(temporal_client, demo_spec("roles-early"), task_queue=fake_worker)
+    await asyncio.wait_for(entered.wait(), WAIT)
+    assert fake_cluster.names("apply_model_service") == [
+        "apply_model_service:shared",
+        "apply_model_service:prefill@0",
+        "apply_model_service:decode@0",
+    ]
+    picker.set()
+    result = await asyncio.wait_for(rollout_result(handle), WAIT)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+    fake_cluster.calls.clear()
+
+    picker = fake_cluster.hold("wait_for_deployment")
+    entered = fake_cluster.entered("wait_for_deployment")
+    upgrade = demo_spec("roles-early", image(NEW_IMAGE))
+    handle = await start_rollout(temporal_client, upgrade, task_queue=fake_worker)
+    await asyncio.wait_for(entered.wait(), WAIT)
+    await asyncio.sleep(0.5)
+    assert fake_cluster.names("apply_model_service") == ["apply_model_service:shared"]
+    picker.set()
+    result = await asyncio.wait_for(rollout_result(handle), WAIT)
+    assert result.outcome == Outcome.SUCCEEDED, result.failure
+
+
 async def test_upgrade_with_the_same_spec_reports_every_phase_unchanged(
     temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
 ) -> None:
