@@ -146,6 +146,10 @@ async def test_a_worker_killed_in_every_phase_is_replaced_and_the_rollout_finish
         await kill_and_replace(worker)
         killed_in.append(Phase.PREFLIGHT.value)
         for phase in ROLLOUT_PHASES[1:]:
+            if phase == Phase.GATEWAY_PROVIDER:
+                # Asked for with the dependencies, it has no step boundary (no pause) of its
+                # own: the kill after the pause before the dependencies lands in that ask.
+                continue
             if phase == Phase.MODEL_LOAD:
                 # Long enough to catch without holding the rollout.
                 now = await progress_until(
@@ -169,7 +173,7 @@ async def test_a_worker_killed_in_every_phase_is_replaced_and_the_rollout_finish
         result = await asyncio.wait_for(rollout_result(handle), ROLLOUT_TIMEOUT)
 
     assert result.outcome == Outcome.SUCCEEDED, result.failure
-    assert set(killed_in) == {p.value for p in ROLLOUT_PHASES}, killed_in
+    assert set(killed_in) == {p.value for p in ROLLOUT_PHASES} - {"gateway-provider"}, killed_in
     assert_installed_once(sim, spec.target.namespace)
 
 
