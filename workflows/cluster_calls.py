@@ -122,37 +122,49 @@ def _finish_failed(
     journal: Journal, pieces: list[SharedPiece], entries: dict[str, int], error: BaseException,
     after: Mapping[str, list[str]],
 ) -> SharedPiece | None:
-    """Journal a failed ask; the piece the failure names, if it names one. Pieces run at once
-    say which were done (the others failed too, or did not run when a piece they wait for was
-    not done); of pieces run in order, the ones before it were done and the ones after it never
-    ran."""
+    """Journal a failed ask; the piece the failure names, if it names one."""
     at = None if isinstance(error, asyncio.CancelledError) else failed_step(error)
     if at is None:
         for entry in entries.values():
             journal.finish(entry, failed_status(error), workflow.now())
         return None
+    failed = next((piece for piece in pieces if piece.step == at), pieces[0])
     done = done_steps(error)
-    index = next((i for i, piece in enumerate(pieces) if piece.step == at), 0)
-    done_keys = {piece.key for piece in pieces if done is not None and piece.step in done}
-    before = _waited_for(pieces[index].key, after)
-    for i, piece in enumerate(pieces):
-        if done is not None:
-            status, detail = (
-                (StepStatus.PASSED, f"done before {at} failed") if piece.key in before
-                else (StepStatus.PASSED, f"done ({at} failed)") if piece.key in done_keys
-                else (StepStatus.FAILED, None) if piece.step == at
-                else (StepStatus.CANCELLED, f"not run: {at} failed")
-                if any(key not in done_keys for key in after.get(piece.key, ()))
-                else (StepStatus.FAILED, f"failed too ({at} first)")
-            )
-        else:
-            status, detail = (
-                (StepStatus.PASSED, f"done before {at} failed") if i < index
-                else (StepStatus.FAILED, None) if i == index
-                else (StepStatus.CANCELLED, f"not run: {at} failed")
-            )
+    for index, piece in enumerate(pieces):
+        status, detail = (
+            _in_order_status(index, pieces.index(failed), at) if done is None
+            else _at_once_status(piece, failed, {p.key for p in pieces if p.step in done}, after)
+        )
         journal.finish(entries[piece.key], status, workflow.now(), detail)
-    return pieces[index]
+    return failed
+
+
+def _in_order_status(index: int, failed: int, at: str) -> tuple[StepStatus, str | None]:
+    """Of pieces run in order, the ones before the failed one were done and the ones after it
+    never ran."""
+    if index < failed:
+        return StepStatus.PASSED, f"done before {at} failed"
+    if index == failed:
+        return StepStatus.FAILED, None
+    return StepStatus.CANCELLED, f"not run: {at} failed"
+
+
+def _at_once_status(
+    piece: SharedPiece, failed: SharedPiece, done: set[str], after: Mapping[str, list[str]]
+) -> tuple[StepStatus, str | None]:
+    """Of pieces run at once (`done`: the keys the failure says were done): the pieces the
+    failed one waited for were done before it; a piece that waited for one not done never ran;
+    any other piece not done failed too."""
+    at = failed.step
+    if piece.key in _waited_for(failed.key, after):
+        return StepStatus.PASSED, f"done before {at} failed"
+    if piece.key in done:
+        return StepStatus.PASSED, f"done ({at} failed)"
+    if piece.key == failed.key:
+        return StepStatus.FAILED, None
+    if any(key not in done for key in after.get(piece.key, ())):
+        return StepStatus.CANCELLED, f"not run: {at} failed"
+    return StepStatus.FAILED, f"failed too ({at} first)"
 
 
 def _waited_for(key: str, after: Mapping[str, list[str]]) -> set[str]:
@@ -252,8 +264,9 @@ class ClusterAsks:
         # Read by preflight's hold; the ensure asks carry it, and their activities need not
         # read it again (a client and a GET each).
         self.cluster_uid = ""
-        # The gateway provider's releases went with the dependencies' ask.
-        self.provider_asked = False
+        # Phases whose pieces went with an earlier phase's ask: no step boundary lies before
+        # them (the rollout's pause checkpoint is skipped).
+        self.asked_early: set[Phase] = set()
 
     async def hold(self, plan: RolloutPlan, report: PreflightReport) -> PreflightReport:
         """Hold what preflight placed, so concurrent rollouts never count one GPU twice; the
@@ -283,11 +296,10 @@ class ClusterAsks:
         if provider and workflow.patched(ASKED_TOGETHER_PATCH):
             # One ask: the provider's releases start once the CRD bundles are current, beside
             # the LWS release, instead of after it (a cold install's longest dependency).
-            self.provider_asked = True
-            await ensure_shared(
-                spec, Phase.DEPENDENCIES, [*pieces, *provider],
-                max(timeouts.dependencies, timeouts.gateway_provider), self.progress.journal,
-                self.saga, self.progress.enter, self.progress.publish, self.cluster_uid,
+            self.asked_early.add(Phase.GATEWAY_PROVIDER)
+            await self._ensure(
+                Phase.DEPENDENCIES, [*pieces, *provider],
+                max(timeouts.dependencies, timeouts.gateway_provider),
                 after=provider_after(pieces, provider),
                 phases={piece.key: Phase.GATEWAY_PROVIDER for piece in provider},
             )
@@ -303,7 +315,7 @@ class ClusterAsks:
         run takes the old path."""
         if not workflow.patched(CLUSTER_WORKFLOW_PATCH):
             return False
-        if not self.provider_asked:
+        if Phase.GATEWAY_PROVIDER not in self.asked_early:
             await self._ensure(Phase.GATEWAY_PROVIDER, provider_pieces(self.spec),
                                self.spec.budgets.phase_timeouts.gateway_provider)
         return True
@@ -314,9 +326,11 @@ class ClusterAsks:
 
     async def _ensure(
         self, phase: Phase, pieces: list[SharedPiece], timeout: timedelta, *,
-        at_once: bool = False,
+        at_once: bool = False, after: dict[str, list[str]] | None = None,
+        phases: Mapping[str, Phase] | None = None,
     ) -> None:
         await ensure_shared(
             self.spec, phase, pieces, timeout, self.progress.journal, self.saga,
             self.progress.enter, self.progress.publish, self.cluster_uid, at_once=at_once,
+            after=after, phases=phases,
         )

@@ -161,9 +161,9 @@ class RolloutWorkflow:
             *zip(MILESTONES_AFTER, (self._verify, self._record), strict=True),
         ]
         for milestone, phase in phases:
-            # Asked for with the dependencies, the gateway provider is current already: no step
-            # boundary lies between the two phases.
-            if not (milestone == "gateway-provider" and self._cluster.provider_asked):
+            # A phase asked for with an earlier one is current already: no step boundary lies
+            # before it.
+            if milestone not in {asked.value for asked in self._cluster.asked_early}:
                 await self._control.checkpoint()
             await phase()
             if milestone is not None:
