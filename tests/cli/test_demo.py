@@ -294,6 +294,9 @@ def test_sigterm_stops_the_demo_and_everything_it_started() -> None:
     assert processes_mentioning(demo.workdir) == []
 
 
+# ~14 s (a demo up to its install's activities, then SIGKILL): with the long scenarios; that
+# children die with their parent runs in `make test` (tests/test_child_process.py).
+@pytest.mark.long
 def test_a_demo_killed_outright_leaves_nothing_running() -> None:
     # SIGKILL, or the OOM killer: the demo cannot stop its children; the kernel signals them
     # (embedded/child_process.py, PR_SET_PDEATHSIG). Killed while the worker runs the install's

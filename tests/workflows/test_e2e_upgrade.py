@@ -202,6 +202,9 @@ async def test_abort_during_model_load_rolls_back(
     assert set(vllm_images(target.sim, "llm-d-wide-ep").values()) == {target.image}
 
 
+# ~13 s (an install, then an upgrade paused between roles): with the long scenarios; the same
+# hold between steps runs in `make test` (tests/workflows/test_rollout.py, fake activities).
+@pytest.mark.long
 async def test_pause_holds_before_the_next_role_and_resume_finishes_the_upgrade(
     client: Client, real_worker: str, target: Target
 ) -> None:
