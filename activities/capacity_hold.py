@@ -5,8 +5,10 @@ Where it sits: the last step of a rollout's preflight (phase 1). It plans where 
 surge groups an LWS update creates) against the nodes, the pods and what other rollouts of the
 cluster hold, then asks the cluster workflow (workflows/cluster.py) to hold the plan. The hold is
 a compare-and-swap on the reservations' version: if another rollout reserved in between, the
-plan is made again from the new view, so two rollouts never count the same GPUs. A plan that does
-not fit is refused with the node-level reason (InsufficientCapacity: exit 5, nothing created).
+plan is made again from the new view, so two rollouts never count the same GPUs (around the holds
+this worker process took since its view, when those are what is in the way: HeldHere). A plan
+that does not fit is refused with the node-level reason (InsufficientCapacity: exit 5, nothing
+created).
 
 A spec with `budgets.capacityWait` waits instead, planning again every few seconds, until its
 plan fits (GPUs freed by another rollout's end, rollback or teardown) or the wait is over (then
@@ -20,6 +22,7 @@ disappears loses its hold when the reservation expires.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
@@ -81,6 +84,50 @@ RECHECK_SECONDS = 5.0
 # nodes since, plans again against a view no one in this process changes meanwhile; the
 # compare-and-swap remains for planners in other worker processes.
 _PLANNERS: dict[str, asyncio.Lock] = {}
+
+# Holds this process took, per cluster workflow, kept for the planners waiting their turn.
+HELD_HERE_KEPT = 256
+
+
+@dataclasses.dataclass
+class HeldHere:
+    """The holds this worker process took on one cluster workflow, with the version each was
+    accepted at, newest last (at most HELD_HERE_KEPT).
+
+    Why: a rollout plans before its turn, against the view it read then. The holders before it
+    in this process take nodes meanwhile, and a plan that shares one is refused by the
+    compare-and-swap (32 of 50 holds of a cold burst, bench/concurrency.py): a refused update,
+    a query and a plan again, all in the turn fifty rollouts wait for. The holds taken here
+    since that view are known here: a plan that shares a node with one is made again around
+    them before it is sent, and the swap still checks it against the view, so a hold taken by
+    another process since is still caught."""
+
+    held: collections.deque[tuple[int, Reservation]] = dataclasses.field(
+        default_factory=lambda: collections.deque(maxlen=HELD_HERE_KEPT)
+    )
+    # The newest version among holds dropped from `held`: after it, this process cannot say.
+    forgotten: int = -1
+
+    def since(self, version: int) -> list[Reservation] | None:
+        """The holds taken here after `version`; None when some may have been dropped."""
+        if self.forgotten > version:
+            return None
+        return [reservation for accepted, reservation in self.held if accepted > version]
+
+    def add(self, version: int, reservation: Reservation) -> None:
+        if len(self.held) == self.held.maxlen:
+            self.forgotten = self.held[0][0]
+        self.held.append((version, reservation))
+
+
+_HELD_HERE: dict[str, HeldHere] = {}
+
+
+def shares_a_node(plan: CapacityPlan, owner: str, holds: list[Reservation]) -> bool:
+    """Whether another owner's hold in `holds` is on a node `plan` uses: what the cluster
+    workflow's compare-and-swap refuses (workflows/gpu_holds.py)."""
+    nodes = set(reserved_nodes(plan))
+    return any(hold.owner != owner and nodes & set(hold.nodes) for hold in holds)
 
 
 @contextlib.asynccontextmanager
@@ -154,11 +201,15 @@ async def _plan_now(
         ),
         "reading the capacity holds",
     )
-    held, covers = held_by_others(view.reservations, input.owner, datetime.now(UTC))
-    plan, covered = await run_blocking(
-        functools.partial(_plan, kube, input, held, covers), "capacity plan"
-    )
+    plan, covered = await _plan_against(kube, input, view.reservations)
     return view, plan, covered
+
+
+async def _plan_against(
+    kube: KubeClient, input: HoldCapacityInput, reservations: list[Reservation]
+) -> tuple[CapacityPlan, list[str]]:
+    held, covers = held_by_others(reservations, input.owner, datetime.now(UTC))
+    return await run_blocking(functools.partial(_plan, kube, input, held, covers), "capacity plan")
 
 
 def places_anything(plan: CapacityPlan) -> bool:
@@ -220,7 +271,8 @@ async def _reserve(
     handle: WorkflowHandle[object, object], input: HoldCapacityInput, plan: CapacityPlan,
     covered: list[str], based_on: int,
 ) -> bool:
-    """Hold `plan` unless another rollout took one of its nodes since version `based_on`."""
+    """Hold `plan` unless another rollout took one of its nodes since version `based_on`; a
+    hold taken is noted in this process's HeldHere."""
     reservation = Reservation(
         owner=input.owner, run_id=input.run_id, target_id=input.spec.target_id,
         nodes=reserved_nodes(plan), covers=covered,
@@ -239,6 +291,7 @@ async def _reserve(
         "holding the capacity plan",
     )
     if answer.accepted:
+        _HELD_HERE.setdefault(handle.id, HeldHere()).add(answer.version, reservation)
         activity.logger.info("capacity held for %s: %s", input.owner, reservation.nodes)
     return answer.accepted
 
@@ -279,8 +332,19 @@ async def _hold_in_turn(
     view: ReservationsView, plan: CapacityPlan, covered: list[str],
 ) -> CapacityPlan | None:
     """In this process's turn: hold `plan`, or, while other rollouts take one of its nodes
-    first, a plan made again from a fresh view; None when a fresh plan no longer fits."""
+    first, a plan made again (around the holds taken here since its view, else from a fresh
+    view); None when a plan made again no longer fits."""
     for _ in range(MAX_PLANS):
+        taken_here = _HELD_HERE.setdefault(handle.id, HeldHere()).since(view.version)
+        if taken_here and shares_a_node(plan, input.owner, taken_here):
+            # The swap is still against `view`: a hold another process took since is caught.
+            # A later hold of an owner replaces its earlier one, as in the cluster workflow.
+            holds = {hold.owner: hold for hold in [*view.reservations, *taken_here]}
+            plan, covered = await _plan_against(kube, input, list(holds.values()))
+            if not plan.fits:
+                return None
+            if not places_anything(plan):
+                return plan
         if await _reserve(handle, input, plan, covered, view.version):
             return plan
         # Held by another on one of the plan's nodes since the view: plan again.

@@ -9,10 +9,12 @@ the turn itself, as another rollout in its turn would, for the whole call.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -21,9 +23,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.capacity_hold import hold_capacity, one_planner_at_a_time
-from spec.activity_io import CapacityPlan
-from spec.cluster_io import HoldCapacityInput, cluster_workflow_id
+from activities import capacity_hold
+from activities.capacity_hold import HeldHere, hold_capacity, one_planner_at_a_time
+from k8s.client import KubeClient
+from k8s.reservations import reserved_nodes
+from spec.activity_io import CapacityPlan, PodDemand
+from spec.cluster_io import HoldCapacityInput, Reservation, cluster_workflow_id
 from spec.reasons import FailureReason
 from spec.rollout import ROLES, RoleName, RolloutSpec
 from tests.activities.conftest import SimCluster
@@ -104,3 +109,94 @@ async def test_a_wait_for_capacity_is_not_made_when_even_an_empty_cluster_could_
 
     assert refused.value.type == FailureReason.INSUFFICIENT_CAPACITY.value
     assert "not waited for: the nodes could not hold it" in refused.value.message
+
+
+NODES = ("gpu-a", "gpu-b", "gpu-c", "gpu-d")
+
+
+def first_free_pair(
+    kube: object, ask: HoldCapacityInput, held: dict[str, object], covers: set[str]
+) -> tuple[CapacityPlan, list[str]]:
+    """A stand-in for the node-by-node planner: two 8-GPU pods on the first two nodes nobody
+    else holds."""
+    free = [node for node in NODES if node not in held][:2]
+    pods = [
+        PodDemand(
+            name=f"decode-{i}", role="decode", group=i, requests={"nvidia.com/gpu": "8"},
+            node=node,
+        )
+        for i, node in enumerate(free)
+    ]
+    plan = CapacityPlan(
+        fits=len(free) == 2, gpus_asked=16, gpus_available=8 * len(free),
+        asked={"nvidia.com/gpu": "16"}, available={}, pods=pods, nodes=[],
+    )
+    return plan, []
+
+
+async def test_a_plan_overtaken_by_a_hold_of_this_process_is_made_again_before_it_is_sent(
+    temporal_client: Client, queue: str, kube_api: SimCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two rollouts of one worker plan before their turns against the same view and choose
+    the same nodes. The first holds them; the second's plan is made again around that hold
+    before it is sent, so no reserve is refused (a refusal costs a query and a plan again,
+    in the turn every other rollout waits for), and the two hold different nodes."""
+    monkeypatch.setattr(capacity_hold, "_plan", first_free_pair)
+    answers: list[bool] = []
+    reserve = capacity_hold._reserve
+
+    async def counted(*args: Any) -> bool:
+        answers.append(await reserve(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(capacity_hold, "_reserve", counted)
+    env = ActivityEnvironment(client=temporal_client)
+    env.info = dataclasses.replace(env.info, task_queue=queue)
+    spec = demo_spec(kube_api.kubeconfig, f"overtaken-{uuid.uuid4().hex[:6]}")
+    asks = [
+        HoldCapacityInput(
+            spec=spec, roles=["decode"], owner=f"rollout/{name}-{uuid.uuid4().hex[:6]}",
+            run_id="run-1", ttl=timedelta(minutes=5),
+        )
+        for name in ("first", "second")
+    ]
+
+    async def in_turns() -> list[CapacityPlan | None]:
+        handle = await capacity_hold._cluster_handle(temporal_client, spec.target.cluster)
+        kube = cast(KubeClient, None)  # the stand-in planner reads no cluster
+        before = [await capacity_hold._plan_now(handle, kube, ask) for ask in asks]
+        held = []
+        for ask, (view, plan, covered) in zip(asks, before, strict=True):
+            assert reserved_nodes(plan).keys() == {"gpu-a", "gpu-b"}
+            async with one_planner_at_a_time(handle.id):
+                held.append(
+                    await capacity_hold._hold_in_turn(handle, kube, ask, view, plan, covered)
+                )
+        return held
+
+    first, second = await asyncio.wait_for(env.run(in_turns), WITHIN)
+
+    assert answers == [True, True]
+    assert first is not None and second is not None
+    assert reserved_nodes(first).keys() == {"gpu-a", "gpu-b"}
+    assert reserved_nodes(second).keys() == {"gpu-c", "gpu-d"}
+
+
+def test_the_holds_taken_here_are_said_only_while_none_since_a_view_was_dropped() -> None:
+    """HeldHere keeps the latest holds only; asked about a view older than one it dropped, it
+    cannot say what was taken since (the planner then reads the cluster workflow again)."""
+    here = HeldHere(held=collections.deque(maxlen=2))
+    holds = [
+        Reservation(
+            owner=f"rollout/{i}", run_id="run-1", target_id=f"t{i}",
+            nodes={f"gpu-{i}": {"nvidia.com/gpu": "8"}}, expires_at=datetime.now(UTC),
+        )
+        for i in range(3)
+    ]
+    for version, hold in enumerate(holds[:2], start=5):
+        here.add(version, hold)
+    assert here.since(4) == holds[:2] and here.since(5) == holds[1:2] and here.since(6) == []
+
+    here.add(7, holds[2])  # drops the hold of version 5
+    assert here.since(4) is None
+    assert here.since(5) == holds[1:] and here.since(7) == []
