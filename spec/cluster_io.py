@@ -147,6 +147,15 @@ class PieceOutcome(ClusterModel):
     detail: str
     revision: int | None = None
     repaired: str | None = None
+    started_at: datetime | None = Field(
+        default=None,
+        description=(
+            "When the cluster workflow began this piece for the ask (after the pieces it waits "
+            "for), and when it was current: the asker's journal shows each piece's own time, not "
+            "the whole ask's. None for an answer that took no work of its own."
+        ),
+    )
+    finished_at: datetime | None = None
 
 
 class EnsureAnswer(ClusterModel):

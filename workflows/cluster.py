@@ -214,8 +214,12 @@ class ClusterWorkflow:
             raise self._crashed
 
     async def _ensure_all(self, ask: EnsureAsk) -> EnsureAnswer:
-        def ensure(piece: SharedPiece) -> Awaitable[PieceOutcome]:
-            return self._ensure_piece(piece, ask)
+        async def ensure(piece: SharedPiece) -> PieceOutcome:
+            started = workflow.now()
+            outcome = await self._ensure_piece(piece, ask)
+            return outcome.model_copy(
+                update={"started_at": started, "finished_at": workflow.now()}
+            )
 
         if ask.at_once or ask.after:
             return await at_once(ask.pieces, ensure, ask.after)

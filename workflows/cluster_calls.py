@@ -4,7 +4,8 @@ Where it sits: workflow-side helpers over the activities of activities/cluster.p
 workflows/calls.py). A rollout's dependencies and gateway provider phases ask the cluster
 workflow to make the shared pieces current instead of installing them; a teardown tells it the
 target no longer uses them. Each piece still shows as its own step in the journal (running while
-the ask is out, then changed or unchanged with the cluster workflow's sentence).
+the ask is out, then changed or unchanged with the cluster workflow's sentence, over the time the
+cluster workflow spent on that piece: PieceOutcome.started_at/finished_at).
 
 `CLUSTER_WORKFLOW_PATCH` guards the new path: histories recorded before it replay the old one.
 """
@@ -107,7 +108,10 @@ async def ensure_shared(
     by_key = {piece.key: piece for piece in pieces}
     for outcome in answer.outcomes:
         status = StepStatus.CHANGED if outcome.changed else StepStatus.UNCHANGED
-        journal.finish(entries[outcome.key], status, workflow.now(), outcome.detail)
+        journal.finish(
+            entries[outcome.key], status, workflow.now(), outcome.detail,
+            ran=(outcome.started_at, outcome.finished_at),
+        )
         piece = by_key[outcome.key]
         if outcome.changed and piece.release is not None:
             saga.register(

@@ -85,11 +85,18 @@ class Journal:
         return len(self._entries) - 1
 
     def finish(
-        self, index: int, status: StepStatus, now: datetime, detail: str | None = None
+        self, index: int, status: StepStatus, now: datetime, detail: str | None = None,
+        *, ran: tuple[datetime | None, datetime | None] = (None, None),
     ) -> None:
+        """End step `index` at `now`; `ran`: when its work began and ended, where another
+        workflow did it and said so (the cluster workflow's pieces), kept within this step's
+        own start and `now`."""
         entry = self._entries[index]
         entry.status = status
-        entry.finished_at = now
+        began, ended = ran
+        entry.finished_at = now if ended is None else max(entry.started_at, min(ended, now))
+        if began is not None:
+            entry.started_at = min(max(entry.started_at, began), entry.finished_at)
         if detail is not None:
             entry.detail = detail
 

@@ -405,6 +405,16 @@ async def test_the_dependency_pieces_are_made_current_at_once(
     assert fake_cluster.names("helm_upgrade_install")[:2] == [
         "helm_upgrade_install:lws", "helm_upgrade_install:istiod"
     ]
+    # Each piece's step has its own time, as the cluster workflow ran it: the LWS release was
+    # current while the bundles were held, the provider began once they were current. (Each
+    # step used to span the whole ask.)
+    steps = {step.name: step for step in result.steps}
+    bundles = [steps["crds/gateway-api"], steps["crds/inference-extension"]]
+    lws, istiod = steps["lws-controller"], steps["gateway-provider/istiod"]
+    assert all(s.finished_at is not None and istiod.started_at >= s.finished_at for s in bundles)
+    assert lws.finished_at is not None and lws.finished_at < min(s.finished_at for s in bundles)
+    phases = {phase.phase: phase.duration_seconds for phase in result.phases}
+    assert phases[Phase.GATEWAY_PROVIDER] < 0.5 <= phases[Phase.DEPENDENCIES]
 
 
 async def test_the_gateway_provider_is_installed_beside_the_lws_release(

@@ -113,3 +113,19 @@ def test_covered_seconds_of_nested_touching_and_no_intervals() -> None:
     assert covered_seconds([]) == 0.0
     assert covered_seconds([(at(0), at(10)), (at(1), at(2))]) == 10.0
     assert covered_seconds([(at(5), at(6)), (at(0), at(5))]) == 6.0
+
+
+def test_a_step_done_elsewhere_keeps_the_time_it_ran_within_its_own() -> None:
+    """A shared piece's step spans the rollout's whole ask; the cluster workflow says when the
+    piece itself ran. That time is kept, never outside the step's own start and end (the two
+    workflows' clocks are the server's, but an answer must not move a step out of its ask)."""
+    s = timedelta(seconds=1)
+    journal = Journal()
+    inside, early, late, unsaid = (journal.start(Phase.DEPENDENCIES, name, T0) for name in "abcd")
+    journal.finish(inside, StepStatus.CHANGED, T0 + 10 * s, ran=(T0 + 2 * s, T0 + 5 * s))
+    journal.finish(early, StepStatus.CHANGED, T0 + 10 * s, ran=(T0 - 3 * s, T0 + 1 * s))
+    journal.finish(late, StepStatus.CHANGED, T0 + 10 * s, ran=(T0 + 12 * s, T0 + 14 * s))
+    journal.finish(unsaid, StepStatus.UNCHANGED, T0 + 10 * s)
+    spans = [(r.started_at - T0, r.finished_at - T0) for r in journal.records()
+             if r.finished_at is not None]
+    assert spans == [(2 * s, 5 * s), (0 * s, 1 * s), (10 * s, 10 * s), (0 * s, 10 * s)]
