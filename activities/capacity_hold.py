@@ -22,12 +22,9 @@ disappears loses its hold when the reservation expires.
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from temporalio import activity
@@ -41,11 +38,18 @@ from activities.cluster import (
     answer_error,
     cluster_workflow,
     read_cluster_uid,
+    update_slot,
     update_with_start,
     when_not_busy,
 )
 from activities.failures import failure, retryable, target_client
 from activities.heartbeat import heartbeat_step, heartbeating, run_blocking
+from activities.planner_turns import (
+    held_here,
+    one_planner_at_a_time,
+    reading_of_holds,
+    shares_a_node,
+)
 from activities.preflight import fits_an_empty_cluster_sync, plan_role_plans, role_plans
 from k8s.capacity import shortened
 from k8s.client import KubeClient
@@ -76,79 +80,6 @@ MAX_PLANS = 20
 # the worker's shared watches of nodes and pods and one query of the holds, so a waiting rollout
 # costs little; GPUs freed are taken within this long.
 RECHECK_SECONDS = 5.0
-
-# One holder at a time per cluster workflow in this worker process. Without it fifty rollouts
-# of one worker hold at once, all but one lose the compare-and-swap, and plan again: N²/2 plans,
-# each listing every node and pod, until the preflight budget runs out (bench/concurrency.py at
-# N=50). In turn, each holds the plan it made before its turn, or, if a rollout held one of its
-# nodes since, plans again against a view no one in this process changes meanwhile; the
-# compare-and-swap remains for planners in other worker processes.
-_PLANNERS: dict[str, asyncio.Lock] = {}
-
-# Holds this process took, per cluster workflow, kept for the planners waiting their turn.
-HELD_HERE_KEPT = 256
-
-
-@dataclasses.dataclass
-class HeldHere:
-    """The holds this worker process took on one cluster workflow, with the version each was
-    accepted at, newest last (at most HELD_HERE_KEPT).
-
-    Why: a rollout plans before its turn, against the view it read then. The holders before it
-    in this process take nodes meanwhile, and a plan that shares one is refused by the
-    compare-and-swap (32 of 50 holds of a cold burst, bench/concurrency.py): a refused update,
-    a query and a plan again, all in the turn fifty rollouts wait for. The holds taken here
-    since that view are known here: a plan that shares a node with one is made again around
-    them before it is sent, and the swap still checks it against the view, so a hold taken by
-    another process since is still caught."""
-
-    held: collections.deque[tuple[int, Reservation]] = dataclasses.field(
-        default_factory=lambda: collections.deque(maxlen=HELD_HERE_KEPT)
-    )
-    # The newest version among holds dropped from `held`: after it, this process cannot say.
-    forgotten: int = -1
-
-    def since(self, version: int) -> list[Reservation] | None:
-        """The holds taken here after `version`; None when some may have been dropped."""
-        if self.forgotten > version:
-            return None
-        return [reservation for accepted, reservation in self.held if accepted > version]
-
-    def add(self, version: int, reservation: Reservation) -> None:
-        if len(self.held) == self.held.maxlen:
-            self.forgotten = self.held[0][0]
-        self.held.append((version, reservation))
-
-
-_HELD_HERE: dict[str, HeldHere] = {}
-
-
-def shares_a_node(plan: CapacityPlan, owner: str, holds: list[Reservation]) -> bool:
-    """Whether another owner's hold in `holds` is on a node `plan` uses: what the cluster
-    workflow's compare-and-swap refuses (workflows/gpu_holds.py)."""
-    nodes = set(reserved_nodes(plan))
-    return any(hold.owner != owner and nodes & set(hold.nodes) for hold in holds)
-
-
-@contextlib.asynccontextmanager
-async def one_planner_at_a_time(key: str) -> AsyncIterator[None]:
-    """Hold this process's planning turn for `key`, heartbeating while others plan."""
-    lock = _PLANNERS.setdefault(key, asyncio.Lock())
-    acquiring = asyncio.ensure_future(lock.acquire())
-    try:
-        # Shielded: a cancelled activity must learn whether it got the turn, to give it back.
-        await heartbeating(asyncio.shield(acquiring), "waiting for other capacity plans")
-    except BaseException:
-        if acquiring.done() and not acquiring.cancelled() and acquiring.exception() is None:
-            lock.release()
-        else:
-            acquiring.cancel()
-        raise
-    try:
-        yield
-    finally:
-        lock.release()
-
 
 async def _cluster_handle(client: Client, cluster: str) -> WorkflowHandle[object, object]:
     task_queue = activity.info().task_queue
@@ -193,16 +124,20 @@ async def _plan_now(
     handle: WorkflowHandle[object, object], kube: KubeClient, input: HoldCapacityInput
 ) -> tuple[ReservationsView, CapacityPlan, list[str]]:
     """The reservations on this cluster as they stand, and this rollout's plan against them."""
-    view: ReservationsView = await heartbeating(
-        when_not_busy(
-            functools.partial(
-                handle.query, "reservations", input.cluster_uid, result_type=ReservationsView
-            )
-        ),
-        "reading the capacity holds",
+    view = await heartbeating(
+        asyncio.shield(reading_of_holds(handle, input.cluster_uid)), "reading the capacity holds"
     )
     plan, covered = await _plan_against(kube, input, view.reservations)
     return view, plan, covered
+
+
+async def _plan_around(
+    kube: KubeClient, input: HoldCapacityInput, view: ReservationsView, holds: list[Reservation]
+) -> tuple[CapacityPlan, list[str]]:
+    """A plan against `view` and `holds` taken since it (a later hold of an owner replaces its
+    earlier one, as in the cluster workflow)."""
+    by_owner = {hold.owner: hold for hold in [*view.reservations, *holds]}
+    return await _plan_against(kube, input, list(by_owner.values()))
 
 
 async def _plan_against(
@@ -267,33 +202,37 @@ async def _fitting_plan(
         await asyncio.sleep(min(RECHECK_SECONDS, (wait.deadline - now).total_seconds()))
 
 
-async def _reserve(
-    handle: WorkflowHandle[object, object], input: HoldCapacityInput, plan: CapacityPlan,
-    covered: list[str], based_on: int,
-) -> bool:
-    """Hold `plan` unless another rollout took one of its nodes since version `based_on`; a
-    hold taken is noted in this process's HeldHere."""
-    reservation = Reservation(
+def _reservation(input: HoldCapacityInput, plan: CapacityPlan, covered: list[str]) -> Reservation:
+    return Reservation(
         owner=input.owner, run_id=input.run_id, target_id=input.spec.target_id,
         nodes=reserved_nodes(plan), covers=covered,
         expires_at=datetime.now(UTC) + input.ttl,
     )
+
+
+async def _reserve(
+    handle: WorkflowHandle[object, object], input: HoldCapacityInput, reservation: Reservation,
+    based_on: int,
+) -> int | None:
+    """Hold `reservation` unless another rollout took one of its nodes since version
+    `based_on`: the version it was taken at, or None."""
     # `reserve` answers at once (no work behind it), so it holds no update open.
     ask = ReserveAsk(reservation=reservation, based_on=based_on, cluster_uid=input.cluster_uid)
-    answer: ReserveAnswer = await heartbeating(
-        when_not_busy(
-            functools.partial(
-                handle.execute_update, "reserve", ask,
-                id=f"reserve/{input.owner}/{input.run_id}/{based_on}",
-                result_type=ReserveAnswer,
-            )
-        ),
-        "holding the capacity plan",
-    )
-    if answer.accepted:
-        _HELD_HERE.setdefault(handle.id, HeldHere()).add(answer.version, reservation)
-        activity.logger.info("capacity held for %s: %s", input.owner, reservation.nodes)
-    return answer.accepted
+    async with update_slot(handle.id):
+        answer: ReserveAnswer = await heartbeating(
+            when_not_busy(
+                functools.partial(
+                    handle.execute_update, "reserve", ask,
+                    id=f"reserve/{input.owner}/{input.run_id}/{based_on}",
+                    result_type=ReserveAnswer,
+                )
+            ),
+            "holding the capacity plan",
+        )
+    if not answer.accepted:
+        return None
+    activity.logger.info("capacity held for %s: %s", input.owner, reservation.nodes)
+    return answer.version
 
 
 @activity.defn
@@ -314,8 +253,7 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
             while True:
                 view, plan, covered = await _fitting_plan(handle, kube, input, wait)
                 if places_anything(plan):
-                    async with one_planner_at_a_time(handle.id):
-                        held = await _hold_in_turn(handle, kube, input, view, plan, covered)
+                    held = await _hold(handle, kube, input, view, plan, covered)
                     if held is None:
                         continue  # another rollout took the room while this one waited its turn
                     plan = held
@@ -327,32 +265,50 @@ async def hold_capacity(input: HoldCapacityInput) -> CapacityPlan:
         raise answer_error(error, "holding capacity") from None
 
 
-async def _hold_in_turn(
+async def _hold(
     handle: WorkflowHandle[object, object], kube: KubeClient, input: HoldCapacityInput,
     view: ReservationsView, plan: CapacityPlan, covered: list[str],
 ) -> CapacityPlan | None:
-    """In this process's turn: hold `plan`, or, while other rollouts take one of its nodes
-    first, a plan made again (around the holds taken here since its view, else from a fresh
-    view); None when a plan made again no longer fits."""
+    """Hold `plan`, or, while other rollouts take one of its nodes first, a plan made again;
+    None when a plan made again no longer fits.
+
+    In this process's turn the plan is made again around the holds taken or sent here since its
+    view (HeldHere), if it shares a node with one, and sent; the answer is awaited after the
+    turn, so the next rollout plans while this one's update is on its way, and one task of the
+    cluster workflow answers several. (Awaited in the turn, fifty holds took fifty round trips
+    one after another: 17-19 s p95 at N=50 cold.) A refusal, from another process's hold, makes
+    the plan again from a fresh view."""
+    here = held_here(handle.id)
     for _ in range(MAX_PLANS):
-        taken_here = _HELD_HERE.setdefault(handle.id, HeldHere()).since(view.version)
-        if taken_here and shares_a_node(plan, input.owner, taken_here):
-            # The swap is still against `view`: a hold another process took since is caught.
-            # A later hold of an owner replaces its earlier one, as in the cluster workflow.
-            holds = {hold.owner: hold for hold in [*view.reservations, *taken_here]}
-            plan, covered = await _plan_against(kube, input, list(holds.values()))
+        async with one_planner_at_a_time(handle.id):
+            known = here.since(view.version)
+            if known is None:
+                view, plan, covered = await _plan_now(handle, kube, input)
+            elif shares_a_node(plan, input.owner, [*known[0], *known[1]]):
+                taken, sent = known
+                plan, covered = await _plan_around(kube, input, view, [*taken, *sent])
+                if not plan.fits and sent:
+                    # It fits if a hold still on its way is refused: a plan around the holds
+                    # taken is sent, and the swap decides.
+                    plan, covered = await _plan_around(kube, input, view, taken)
             if not plan.fits:
                 return None
             if not places_anything(plan):
                 return plan
-        if await _reserve(handle, input, plan, covered, view.version):
+            reservation = _reservation(input, plan, covered)
+            token = here.send(reservation)
+            answer = asyncio.ensure_future(_reserve(handle, input, reservation, view.version))
+        version = None
+        try:
+            version = await answer
+        finally:
+            if not answer.done():
+                answer.cancel()
+            here.answered(token, version)
+        if version is not None:
             return plan
-        # Held by another on one of the plan's nodes since the view: plan again.
+        # Taken by another process on one of the plan's nodes since the view: plan again.
         view, plan, covered = await _plan_now(handle, kube, input)
-        if not plan.fits:
-            return None
-        if not places_anything(plan):
-            return plan
     raise retryable(
         "CapacityContended",
         f"other rollouts kept reserving while this one planned ({MAX_PLANS} plans)",

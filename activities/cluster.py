@@ -143,13 +143,18 @@ UPDATES_IN_FLIGHT = 8
 _SLOTS: dict[str, asyncio.Semaphore] = {}
 
 
+def update_slot(workflow_id: str) -> asyncio.Semaphore:
+    """Held while an update of this process is in flight on `workflow_id`."""
+    return _SLOTS.setdefault(workflow_id, asyncio.Semaphore(UPDATES_IN_FLIGHT))
+
+
 async def update_with_start(
     client: Client, operation: WithStartWorkflowOperation[Any, Any], update: str, arg: object,
     *, workflow_id: str, id: str, result_type: type[T],
 ) -> T:
     """Send `update` with `arg` to `workflow_id`, starting it through `operation` unless it
     runs; at most UPDATES_IN_FLIGHT at once from this process."""
-    async with _SLOTS.setdefault(workflow_id, asyncio.Semaphore(UPDATES_IN_FLIGHT)):
+    async with update_slot(workflow_id):
         try:
             answer: T = await client.execute_update_with_start_workflow(
                 update, arg, start_workflow_operation=operation, id=id, result_type=result_type

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from activities.capacity_hold import one_planner_at_a_time
+from activities.planner_turns import one_planner_at_a_time
 
 
 async def test_planners_of_one_cluster_take_turns_and_of_two_clusters_do_not_wait() -> None:
