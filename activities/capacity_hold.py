@@ -285,7 +285,7 @@ async def _hold(
             if known is None:
                 view, plan, covered = await _plan_now(handle, kube, input)
             elif shares_a_node(plan, input.owner, [*known[0], *known[1]]):
-                taken, sent = known
+                taken, sent = known  # taken by this process since the view, and on their way
                 plan, covered = await _plan_around(kube, input, view, [*taken, *sent])
                 if not plan.fits and sent:
                     # It fits if a hold still on its way is refused: a plan around the holds

@@ -134,10 +134,13 @@ def _finish_failed(
         return None
     failed = next((piece for piece in pieces if piece.step == at), pieces[0])
     done = done_steps(error)
+    failed_at = pieces.index(failed)
+    done_keys = {piece.key for piece in pieces if done is not None and piece.step in done}
+    before = _waited_for(failed.key, after)
     for index, piece in enumerate(pieces):
         status, detail = (
-            _in_order_status(index, pieces.index(failed), at) if done is None
-            else _at_once_status(piece, failed, {p.key for p in pieces if p.step in done}, after)
+            _in_order_status(index, failed_at, at) if done is None
+            else _at_once_status(piece, failed, done_keys, before, after)
         )
         journal.finish(entries[piece.key], status, workflow.now(), detail)
     return failed
@@ -154,13 +157,14 @@ def _in_order_status(index: int, failed: int, at: str) -> tuple[StepStatus, str 
 
 
 def _at_once_status(
-    piece: SharedPiece, failed: SharedPiece, done: set[str], after: Mapping[str, list[str]]
+    piece: SharedPiece, failed: SharedPiece, done: set[str], before: set[str],
+    after: Mapping[str, list[str]],
 ) -> tuple[StepStatus, str | None]:
-    """Of pieces run at once (`done`: the keys the failure says were done): the pieces the
-    failed one waited for were done before it; a piece that waited for one not done never ran;
-    any other piece not done failed too."""
+    """Of pieces run at once (`done`: the keys the failure says were done; `before`: those the
+    failed one waited for, done before it): a piece that waited for one not done never ran; any
+    other piece not done failed too."""
     at = failed.step
-    if piece.key in _waited_for(failed.key, after):
+    if piece.key in before:
         return StepStatus.PASSED, f"done before {at} failed"
     if piece.key in done:
         return StepStatus.PASSED, f"done ({at} failed)"
