@@ -31,6 +31,19 @@ CLUSTERSIM_PACKAGE := clustersim/src/clustersim
 ENTRY_POINTS := worker.py starter.py
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# The suites run on this many pytest processes (pytest-xdist); 1 runs them in this one. Their
+# tests mostly wait on servers, timers and child processes (one process kept a 2-core machine
+# about 30 % busy), so two halve `make test`. `loadfile` keeps a file's tests on one process,
+# where its module fixtures (a clustersim, a worker) are built once; the one-file suites split
+# by test, each process building its own.
+TEST_PROCESSES ?= 2
+ifeq ($(TEST_PROCESSES),1)
+BY_FILE :=
+BY_TEST :=
+else
+BY_FILE := -n $(TEST_PROCESSES) --dist loadfile
+BY_TEST := -n $(TEST_PROCESSES) --dist load
+endif
 
 .PHONY: venv test test-long test-scale test-rbac chaos lint demo bench clean
 
@@ -45,10 +58,10 @@ $(INSTALL_STAMP): pyproject.toml clustersim/pyproject.toml | $(BIN)/python
 	touch $@
 
 test: venv
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(BY_FILE) $(PYTEST_ARGS)
 
 test-long: venv
-	$(BIN)/pytest -m "long and not scale" $(PYTEST_ARGS)
+	$(BIN)/pytest $(BY_FILE) -m "long and not scale" $(PYTEST_ARGS)
 
 # Fifty concurrent rollouts on exactly enough GPUs (tests/workflows/test_e2e_multi.py).
 test-scale: venv
@@ -57,12 +70,13 @@ test-scale: venv
 # The whole fault matrix; CI passes CHAOS_CELLS=chaos, the cells `make test` has not run.
 CHAOS_CELLS ?= chaos or not chaos
 chaos: venv
-	$(BIN)/pytest -m "$(CHAOS_CELLS)" tests/workflows/test_fault_matrix.py $(PYTEST_ARGS)
+	$(BIN)/pytest $(BY_TEST) -m "$(CHAOS_CELLS)" tests/workflows/test_fault_matrix.py $(PYTEST_ARGS)
 
 # The whole least-privilege table: each worker-chart RBAC rule left out in turn, a fresh
-# clustersim per rule (~5 min idle), and the scenarios with every rule.
+# clustersim per rule (~5 min idle), and the scenarios with every rule; `-raP` shows each rule's
+# RBAC-TABLE line (a passed test's output) from whichever process ran it.
 test-rbac: venv
-	$(BIN)/pytest -m rbac_table -s tests/workflows/test_e2e_rbac.py $(PYTEST_ARGS)
+	$(BIN)/pytest $(BY_TEST) -m rbac_table -raP tests/workflows/test_e2e_rbac.py $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
