@@ -284,13 +284,14 @@ async def _hold(
             known = here.since(view.version)
             if known is None:
                 view, plan, covered = await _plan_now(handle, kube, input)
-            elif shares_a_node(plan, input.owner, [*known[0], *known[1]]):
+            else:
                 taken, sent = known  # taken by this process since the view, and on their way
-                plan, covered = await _plan_around(kube, input, view, [*taken, *sent])
-                if not plan.fits and sent:
-                    # It fits if a hold still on its way is refused: a plan around the holds
-                    # taken is sent, and the swap decides.
-                    plan, covered = await _plan_around(kube, input, view, taken)
+                if shares_a_node(plan, input.owner, [*taken, *sent]):
+                    plan, covered = await _plan_around(kube, input, view, [*taken, *sent])
+                    if not plan.fits and sent:
+                        # It fits if a hold still on its way is refused: a plan around the
+                        # holds taken is sent, and the swap decides.
+                        plan, covered = await _plan_around(kube, input, view, taken)
             if not plan.fits:
                 return None
             if not places_anything(plan):
