@@ -48,6 +48,7 @@ from embedded import (
 from embedded.health import HealthServer
 from embedded.malloc_arenas import limit_malloc_arenas
 from embedded.telemetry import prometheus_runtime
+from k8s.informers import stop_shared_informers
 from workflows.metrics import HISTOGRAM_BUCKETS
 from workflows.registry import WORKFLOWS, workflow_runner
 
@@ -123,8 +124,15 @@ async def run_worker(
             log.info(SHUTTING_DOWN, task_queue=task_queue)
             await worker.shutdown()
         stop_requested.cancel()
-        # Re-raises a fatal worker error (e.g. the server rejected our namespace).
-        await running
+        try:
+            # Re-raises a fatal worker error (e.g. the server rejected our namespace).
+            await running
+        finally:
+            # The shared watches' threads, lingering after their last wait, would otherwise
+            # still be reading when the interpreter finalizes (a crash at exit).
+            left = await asyncio.to_thread(stop_shared_informers)
+            if left:
+                log.warning("watch threads still running at exit", threads=left)
 
 
 @dataclass(frozen=True)

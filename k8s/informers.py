@@ -34,6 +34,8 @@ from k8s.watching import Collection, Informer, object_key
 
 # How long an informer nobody subscribes to keeps watching, for the next wait of the same kind.
 LINGER_SECONDS = 30.0
+# How long the process's end waits for its informers' threads (a list under way ends by itself).
+STOP_SECONDS = 5.0
 
 
 class Watched(Protocol):
@@ -259,8 +261,31 @@ class SharedInformers:
         with self._lock:
             return len(self._informers)
 
+    def stop_all(self, timeout: float = STOP_SECONDS) -> list[str]:
+        """Stop every informer, subscribed or lingering, and wait up to `timeout` for their
+        threads; the names of those still running then. For the process's end: a watch thread
+        still inside a TLS read (the GIL released) while the interpreter finalizes can crash
+        it, and a lingering informer is one for 30 s after its last wait."""
+        with self._lock:
+            stopping = list(self._informers.values())
+            self._informers.clear()
+            self._retiring.clear()
+            self._retiring_changed.notify()
+        for shared in stopping:
+            shared.informer.stop()
+        deadline = time.monotonic() + timeout
+        for shared in stopping:
+            shared.informer.join(max(0.0, deadline - time.monotonic()))
+            shared.informer.client.close()
+        return [s.informer.thread_name for s in stopping if s.informer.running]
+
 
 SHARED = SharedInformers()
+
+
+def stop_shared_informers(timeout: float = STOP_SECONDS) -> list[str]:
+    """`SharedInformers.stop_all` of the process's informers (the worker's shutdown)."""
+    return SHARED.stop_all(timeout)
 
 
 class Listed:

@@ -95,6 +95,14 @@ class Informer:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def thread_name(self) -> str:
+        return self._thread.name
+
     def objects(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._objects.values())

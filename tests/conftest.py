@@ -7,7 +7,7 @@ session ends. Tests that stop or restart a server start their own instead of tou
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -15,6 +15,15 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from embedded.temporal import TemporalDevServer
+from k8s.informers import stop_shared_informers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_watches_stopped_at_the_end() -> Iterator[None]:
+    """The process's shared informers stop before the interpreter finalizes, as the worker's do
+    at shutdown: a watch thread still inside a TLS read then is a crash at exit."""
+    yield
+    stop_shared_informers()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

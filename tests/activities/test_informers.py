@@ -163,6 +163,31 @@ async def test_informers_left_by_their_last_subscriber_are_retired_by_one_thread
         assert not informer._thread.is_alive()
 
 
+async def test_stop_all_ends_every_watch_thread_subscribed_or_lingering(
+    faults: SimCluster,
+) -> None:
+    """At the process's end (the worker's shutdown): none is left reading while the interpreter
+    finalizes, neither one a wait still holds nor one lingering after its last wait."""
+    client = faults.client()
+    namespaces = [f"stop-all-{index}" for index in range(3)]
+    for namespace in namespaces:
+        await ActivityEnvironment().run(
+            kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
+        )
+    registry = SharedInformers(linger_seconds=60.0)
+    watched = [
+        registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None)
+        for namespace in namespaces
+    ]
+    informers = [registry._informers[key].informer for key in list(registry._informers)]
+    await until(lambda: all(informer.synced for informer in informers), Wakeup(), timeout=5.0)
+    watched[0].stop()  # lingering for a minute; the other two still subscribed
+
+    assert registry.stop_all(timeout=5.0) == []
+    assert registry.watching() == 0
+    assert not any(informer.running for informer in informers)
+
+
 async def test_a_wait_whose_object_is_ready_at_first_look_starts_no_watch(
     faults: SimCluster,
 ) -> None:
