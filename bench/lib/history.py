@@ -26,7 +26,7 @@ def shared_pieces_wait_seconds(history: WorkflowHistory) -> float | None:
     events = list(history.events)
     by_id = {event.event_id: event for event in events}
     total, asked = 0.0, False
-    for event in events:
+    for index, event in enumerate(events):
         if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             continue
         scheduled = by_id[event.activity_task_completed_event_attributes.scheduled_event_id]
@@ -36,7 +36,7 @@ def shared_pieces_wait_seconds(history: WorkflowHistory) -> float | None:
         sent_by = by_id[attributes.workflow_task_completed_event_id]
         began = by_id[sent_by.workflow_task_completed_event_attributes.started_event_id]
         read = next(
-            later for later in events[events.index(event):]
+            later for later in events[index:]
             if later.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
         )
         total += _seconds(read) - _seconds(began)

@@ -21,12 +21,13 @@ from k8s.client import KubeError
 from k8s.informers import (
     SHARED,
     SharedInformers,
+    Watched,
     cached_objects,
     connection_identity,
     matches,
     parse_selector,
 )
-from k8s.watching import Collection, Wakeup
+from k8s.watching import Collection, Informer, Wakeup
 from spec.activity_io import ApplyCrdsInput, EnsureNamespaceInput, WaitForObjectInput
 from tests.activities.conftest import SimCluster
 from tests.activities.specs import apply_objects, demo_spec
@@ -127,24 +128,33 @@ async def test_reads_from_the_shared_cache_list_once_and_a_refused_watch_is_an_e
     assert len(cached_objects(client, namespaces)) == len(first)
 
 
+async def config_map_informers(
+    sim: SimCluster, prefix: str, count: int, linger_seconds: float
+) -> tuple[SharedInformers, list[Watched], list[Informer]]:
+    """A registry of its own with one subscription to the ConfigMaps of each of `count` new
+    namespaces; its subscriptions and their informers."""
+    client = sim.client()
+    namespaces = [f"{prefix}-{index}" for index in range(count)]
+    for namespace in namespaces:
+        await ActivityEnvironment().run(
+            kube.ensure_namespace, EnsureNamespaceInput(target=sim.target(namespace))
+        )
+    registry = SharedInformers(linger_seconds=linger_seconds)
+    watched = [
+        registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None)
+        for namespace in namespaces
+    ]
+    return registry, watched, [shared.informer for shared in registry._informers.values()]
+
+
 async def test_informers_left_by_their_last_subscriber_are_retired_by_one_thread(
     faults: SimCluster,
 ) -> None:
     """Fifty rollouts, each in its namespace, left some 180 idle informers at once: a timer
     thread each. One thread retires them all after the linger, then ends."""
-    client = faults.client()
-    namespaces = [f"retire-{index}" for index in range(5)]
-    for namespace in namespaces:
-        await ActivityEnvironment().run(
-            kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
-        )
-    registry = SharedInformers(linger_seconds=0.5)
+    registry, watched, informers = await config_map_informers(faults, "retire", 5, 0.5)
+    # Subscribing starts watch threads only; the retirer is started by the last leaving.
     threads_before = {thread.ident for thread in threading.enumerate()}
-    watched = [
-        registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None)
-        for namespace in namespaces
-    ]
-    informers = [registry._informers[key].informer for key in list(registry._informers)]
     for subscription in watched:
         subscription.stop()
 
@@ -168,18 +178,7 @@ async def test_stop_all_ends_every_watch_thread_subscribed_or_lingering(
 ) -> None:
     """At the process's end (the worker's shutdown): none is left reading while the interpreter
     finalizes, neither one a wait still holds nor one lingering after its last wait."""
-    client = faults.client()
-    namespaces = [f"stop-all-{index}" for index in range(3)]
-    for namespace in namespaces:
-        await ActivityEnvironment().run(
-            kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
-        )
-    registry = SharedInformers(linger_seconds=60.0)
-    watched = [
-        registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None)
-        for namespace in namespaces
-    ]
-    informers = [registry._informers[key].informer for key in list(registry._informers)]
+    registry, watched, informers = await config_map_informers(faults, "stop-all", 3, 60.0)
     await until(lambda: all(informer.synced for informer in informers), Wakeup(), timeout=5.0)
     watched[0].stop()  # lingering for a minute; the other two still subscribed
 
