@@ -19,7 +19,9 @@ each batch through /proc/PID/clear_refs), API requests per rollout by client (co
 clustersim: the official Python client is the worker, Helm is helm), history events per rollout,
 clustersim and Temporal server CPU-seconds, the p95 of the dependencies phase (as the journal shows
 it: the cluster workflow's own work on the pieces) and of the rollout's wait for its shared-pieces
-ask (read from its history, bench/lib/history.py; the table's "ask p95"), and the orchestration
+ask (read from its history, bench/lib/history.py; the table's "ask p95"), the p95 of the namespace
+phase (one Namespace read, and warm nothing to change: what any step costs at this N on this
+machine, the table's "ns p95"), and the orchestration
 overhead per rollout measured directly: its wall time minus the time the cluster spent bringing
 its pods up (read from a watch of every pod, bench/lib/timeline.py). And what the machine could
 give: its busy CPU-seconds over the batch (every process: worker, helm, clustersim and its
@@ -160,6 +162,11 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))]
 
 
+def phase_seconds(result: RolloutResult, phase: Phase) -> float:
+    """How long the journal says `phase` took (0 when it did not run)."""
+    return next((p.duration_seconds for p in result.phases if p.phase == phase), 0.0)
+
+
 async def batch(
     client: Client, task_queue: str, kubeconfig: Path, pids: tuple[int, int, int],
     names: list[str], timeline: PodTimeline,
@@ -199,10 +206,8 @@ async def batch(
         (ended - began) - timeline.busy({name} | SHARED_NAMESPACES, began, ended)
         for (_, began, ended, _), name in zip(runs, names, strict=True)
     ]
-    deps = [
-        next((p.duration_seconds for p in r.phases if p.phase == Phase.DEPENDENCIES), 0.0)
-        for r, _, _, _ in runs
-    ]
+    deps = [phase_seconds(r, Phase.DEPENDENCIES) for r, _, _, _ in runs]
+    namespaces = [phase_seconds(r, Phase.NAMESPACE) for r, _, _, _ in runs]
     holds = [
         sum(s.duration_seconds or 0.0 for s in r.steps if s.name == "hold-capacity")
         for r, _, _, _ in runs
@@ -231,6 +236,7 @@ async def batch(
         "overhead_p95_seconds": round(percentile(overheads, 0.95), 3),
         "dependencies_p95_seconds": round(percentile(deps, 0.95), 3),
         "shared_pieces_wait_p95_seconds": round(percentile(asks, 0.95), 3) if asks else None,
+        "namespace_p95_seconds": round(percentile(namespaces, 0.95), 3),
         "hold_capacity_p95_seconds": round(percentile(holds, 0.95), 3),
         "worker_peak_rss_mb": round(peak_rss, 1),
         "worker_cpu_seconds_per_rollout": round(
@@ -334,7 +340,7 @@ def spread(values: list[float]) -> dict[str, float]:
 SUMMARIZED = (
     "succeeded", "refused_at_preflight", "wall_seconds", "p50_seconds", "p95_seconds",
     "overhead_p50_seconds", "overhead_p95_seconds", "dependencies_p95_seconds",
-    "shared_pieces_wait_p95_seconds", "hold_capacity_p95_seconds",
+    "shared_pieces_wait_p95_seconds", "namespace_p95_seconds", "hold_capacity_p95_seconds",
     "worker_peak_rss_mb", "worker_cpu_seconds_per_rollout", "children_cpu_seconds_per_rollout",
     "clustersim_cpu_seconds", "temporal_cpu_seconds", "machine_cpu_seconds", "cpu_utilization",
     "cpu_floor_seconds", "history_events_per_rollout",
@@ -383,6 +389,7 @@ def table(summary: list[dict[str, Any]]) -> str:
             f"{row['p95_seconds']['median']:>7} {row.get('p95_ratio_to_n1', '-')!s:>6} "
             f"{row['overhead_p50_seconds']['median']:>8} "
             f"{(row['shared_pieces_wait_p95_seconds'] or {}).get('median', '-')!s:>8} "
+            f"{(row['namespace_p95_seconds'] or {}).get('median', '-')!s:>7} "
             f"{row['worker_peak_rss_mb']['median']:>7} "
             f"{row['worker_cpu_seconds_per_rollout']['median']:>6} "
             f"{f'{worker:g}+{helm:g}':>20} {row['history_events_per_rollout']['median']:>8} "
