@@ -11,7 +11,9 @@ recorded; the back-off starts again from its shortest pause whenever one of the 
 activities ends in this worker (activities/cluster_news.py). The update ID is the ask ID (rollout
 workflow ID, run ID, phase): an activity retried after its worker died sends the same update, which
 the cluster workflow answers with where the ask stands; an ask the current run does not know (sent
-to a run that continued as new before accepting it) is sent again. An ensure ask that would change
+to a run that continued as new before accepting it) is sent again. The reads of every ask waiting
+in this process go to the cluster workflow together, one query at a time
+(activities/cluster_reads.py). An ensure ask that would change
 nothing (every piece checked moments ago, the target already its user: a warm burst) is answered by
 the `standing` query and sends no update at all. Each ask carries the UID of the target cluster's
 kube-system namespace (read by the rollout's preflight, or here when it did not: a teardown), so the
@@ -43,7 +45,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import cluster_news
+from activities import cluster_news, cluster_reads
 from activities.failures import retryable
 from activities.heartbeat import heartbeating, run_blocking
 from k8s.client import KubeClient, KubeConfigError, KubeError
@@ -57,7 +59,6 @@ from spec.cluster_io import (
     EnsureAsk,
     ReleaseAnswer,
     ReleaseAsk,
-    Standing,
     StandingAsk,
     cluster_workflow_id,
 )
@@ -236,14 +237,12 @@ async def settled(client: Client, update: str, ask: EnsureAsk | ReleaseAsk, what
     """Send the ask, then read its status until it has an outcome; send it again whenever the
     cluster workflow's current run does not know it."""
     status = await send(client, update, ask, what)
-    handle = client.get_workflow_handle(
-        cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
-    )
+    workflow_id = cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
     backoff = Backoff(POLL_FIRST, POLL_MAX)
     while not status.settled:
-        await backoff.pause_for_news(handle.id)
+        await backoff.pause_for_news(workflow_id)
         try:
-            status = await handle.query("ask_status", ask.ask_id, result_type=AskStatus)
+            status = await cluster_reads.reader(client, workflow_id).status(ask.ask_id)
         except (RPCError, WorkflowQueryFailedError) as error:
             # A run continuing as new, or its task being retried: read again on the next turn.
             activity.logger.info("ask status not readable yet: %s", error)
@@ -302,22 +301,19 @@ async def already_current(client: Client, ask: EnsureAsk) -> EnsureAnswer | None
     """The answer to `ask` read by query, when it would change nothing (see the cluster
     workflow's `standing`); while an operation on one of its pieces runs, read again after it.
     None: send the ask (also when the cluster workflow does not run yet, or cannot be read)."""
-    handle = client.get_workflow_handle(
-        cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
-    )
+    workflow_id = cluster_workflow_id(ask.target.cluster, activity.info().task_queue)
     backoff = Backoff(POLL_FIRST, POLL_MAX)
     while True:
         try:
-            now = datetime.now(UTC)
-            found: Standing = await handle.query(
-                "standing", StandingAsk(ask=ask, now=now), result_type=Standing
+            found = await cluster_reads.reader(client, workflow_id).standing(
+                StandingAsk(ask=ask, now=datetime.now(UTC))
             )
         except (RPCError, WorkflowQueryFailedError) as error:
             activity.logger.info("cluster workflow not read, asking: %s", error)
             return None
         if not found.in_flight:
             return found.answer
-        await backoff.pause_for_news(handle.id)
+        await backoff.pause_for_news(workflow_id)
 
 
 def cluster_uid_of(kube: KubeClient) -> str:

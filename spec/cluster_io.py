@@ -325,6 +325,22 @@ class AskStatus(ClusterModel):
         return self.state in ("answered", "failed")
 
 
+class ClusterReads(ClusterModel):
+    """The reads of several askers in one worker process, sent as one `reads` query: a
+    workflow answers its queries one at a time, so fifty askers each polling on their own
+    queued behind one another (activities/cluster_reads.py)."""
+
+    standing: list[StandingAsk] = Field(default_factory=list)
+    statuses: list[str] = Field(default_factory=list, description="ask IDs")
+
+
+class ClusterReadAnswers(ClusterModel):
+    """`ClusterReads` answered, each list in the order it was asked."""
+
+    standing: list[Standing] = Field(default_factory=list)
+    statuses: list[AskStatus] = Field(default_factory=list)
+
+
 class ClusterRecords(ClusterModel):
     """One cluster's records: the users of its pieces and its GPU holds."""
 

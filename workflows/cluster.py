@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from spec.cluster_io import (
         AskStatus,
         ClusterInput,
+        ClusterReadAnswers,
+        ClusterReads,
         ClusterRecords,
         ClusterState,
         EnsureAnswer,
@@ -180,6 +182,14 @@ class ClusterWorkflow:
         if ask_id in self._running:
             return AskStatus(ask_id=ask_id, state="running")
         return self._asks.get(ask_id) or AskStatus(ask_id=ask_id, state="unknown")
+
+    @workflow.query
+    def reads(self, reads: ClusterReads) -> ClusterReadAnswers:
+        """`standing` and `ask_status` for the waiting askers of one worker, in one query."""
+        return ClusterReadAnswers(
+            standing=[self.standing(query) for query in reads.standing],
+            statuses=[self.ask_status(ask_id) for ask_id in reads.statuses],
+        )
 
     def _accept(
         self, ask_id: str, work: Callable[[], Awaitable[EnsureAnswer | ReleaseAnswer]]

@@ -22,12 +22,15 @@ from temporalio.service import RPCError
 from activities.cluster import CLUSTER_TASK_TIMEOUT
 from rollouts import rollout_result, start_rollout, start_teardown
 from spec.cluster_io import (
+    AskStatus,
     ClusterInput,
+    ClusterReads,
     EnsureAsk,
     FreeAsk,
     Reservation,
     ReserveAnswer,
     ReserveAsk,
+    StandingAsk,
     cluster_workflow_id,
 )
 from spec.reasons import FailureReason
@@ -301,26 +304,32 @@ async def test_more_asks_at_once_than_the_server_lets_updates_be_in_flight_are_a
     assert config.default_workflow_task_timeout.ToTimedelta() == CLUSTER_TASK_TIMEOUT
 
 
+async def one_ask(
+    client: Client, task_queue: str, name: str
+) -> tuple[WorkflowHandle[Any, Any], EnsureAsk, AskStatus]:
+    """The cluster workflow, started, and the dependencies ask of target `name` sent to it
+    (with where it stood when accepted)."""
+    cluster = await client.start_workflow(
+        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
+        id=cluster_workflow_id(CLUSTER, task_queue), task_queue=task_queue,
+    )
+    spec = demo_spec(name)
+    ask = EnsureAsk(
+        ask_id=f"ensure/dependencies/{name}/run", target_id=spec.target_id,
+        target=spec.target, pieces=dependency_pieces(spec), timeout=timedelta(minutes=1),
+    )
+    return cluster, ask, await cluster.execute_update(ClusterWorkflow.ensure, ask)
+
+
 async def test_an_ask_sent_again_reads_its_recorded_outcome_and_a_failure_carries_its_type(
     temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
 ) -> None:
-    cluster = await temporal_client.start_workflow(
-        ClusterWorkflow.run, ClusterInput(cluster=CLUSTER),
-        id=cluster_workflow_id(CLUSTER, fake_worker), task_queue=fake_worker,
-    )
-    spec = demo_spec("asked-twice")
-    ask = EnsureAsk(
-        ask_id="ensure/dependencies/asked-twice/run", target_id=spec.target_id,
-        target=spec.target, pieces=dependency_pieces(spec), timeout=timedelta(minutes=1),
-    )
-    first = await cluster.execute_update(ClusterWorkflow.ensure, ask)
+    cluster, ask, first = await one_ask(temporal_client, fake_worker, "asked-twice")
     assert first.state == "running"
-    status = first
-    for _ in range(200):
-        status = await cluster.query(ClusterWorkflow.ask_status, ask.ask_id)
-        if status.settled:
-            break
-        await asyncio.sleep(0.05)
+    status = await until(
+        lambda: cluster.query(ClusterWorkflow.ask_status, ask.ask_id),
+        lambda status: status.settled,
+    )
     assert status.state == "answered" and status.ensured is not None
     assert [o.step for o in status.ensured.outcomes] == [p.step for p in ask.pieces]
     # Sent again under another update ID (as after continue-as-new): read, not done again.
@@ -329,6 +338,40 @@ async def test_an_ask_sent_again_reads_its_recorded_outcome_and_a_failure_carrie
     assert fake_cluster.names("helm_upgrade_install:lws") == ["helm_upgrade_install:lws"]
     unknown = await cluster.query(ClusterWorkflow.ask_status, "never-sent")
     assert unknown.state == "unknown"
+
+
+async def test_the_reads_query_answers_each_read_as_its_own_query_would(
+    temporal_client: Client, fake_cluster: FakeCluster, fake_worker: str
+) -> None:
+    """The waiting asks of one worker read together (activities/cluster_reads.py)."""
+    cluster, ask, _ = await one_ask(temporal_client, fake_worker, "read-together")
+    await until(lambda: cluster.query(ClusterWorkflow.ask_status, ask.ask_id),
+                lambda status: status.settled)
+    # The same target's next run, moments later: every piece is its own and fresh.
+    again = StandingAsk(
+        ask=ask.model_copy(update={"ask_id": "ensure/dependencies/read-together/run-2"}),
+        now=datetime.now(UTC),
+    )
+    stranger = StandingAsk(
+        ask=ask.model_copy(update={"ask_id": "ensure/x/y", "target_id": "another"}),
+        now=datetime.now(UTC),
+    )
+
+    reads = await cluster.query(
+        ClusterWorkflow.reads,
+        ClusterReads(standing=[again, stranger], statuses=[ask.ask_id, "never-sent"]),
+    )
+
+    assert reads.statuses == [
+        await cluster.query(ClusterWorkflow.ask_status, ask.ask_id),
+        await cluster.query(ClusterWorkflow.ask_status, "never-sent"),
+    ]
+    assert reads.statuses[0].state == "answered" and reads.statuses[1].state == "unknown"
+    assert reads.standing == [
+        await cluster.query(ClusterWorkflow.standing, again),
+        await cluster.query(ClusterWorkflow.standing, stranger),
+    ]
+    assert reads.standing[0].answer is not None and reads.standing[1].answer is None
 
 
 async def test_a_failed_dependency_is_reported_at_its_own_step_the_others_done(
