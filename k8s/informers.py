@@ -6,8 +6,9 @@ at thirty rollouts); now every wait *subscribes* to the process's one informer f
 it needs, and filters what it sees by its own label and field selectors. The informer is the
 list+watch loop of k8s/watching.py (resumed from its resourceVersion after a cut, relisted
 after 410 Gone); it starts with its first subscriber and stops a little after its last one leaves
-(`LINGER_SECONDS`), so waits that follow one another reuse a warm cache. One thread retires the
-informers whose linger has passed (a timer thread each held 179 threads at fifty rollouts).
+(`LINGER_SECONDS`; `NAMESPACED_LINGER_SECONDS` for one namespace's), so waits that follow one
+another reuse a warm cache. One thread retires the informers whose linger has passed (a timer
+thread each held 179 threads at fifty rollouts).
 
 A wait on a namespaced collection first takes one look by LIST (`FirstLook`) and subscribes
 only if that does not end it: a rollout with nothing to change finds its objects ready at once,
@@ -34,6 +35,12 @@ from k8s.watching import Collection, Informer, object_key
 
 # How long an informer nobody subscribes to keeps watching, for the next wait of the same kind.
 LINGER_SECONDS = 30.0
+# The same for an informer of one namespace. There is a set of them per target (LWS,
+# StatefulSet, Pod, Deployment, Gateway, HTTPRoute), and a target's next wait on the same kind
+# comes within moments or not at all. Lingering 30 s, the finished waits' informers of fifty
+# targets kept 275 watch threads and their TLS connections at the cold peak: 5 s took the
+# worker's peak RSS from 243 MB to 212 MB (bench/concurrency.py, N=50).
+NAMESPACED_LINGER_SECONDS = 5.0
 # How long the process's end waits for its informers' threads (a list under way ends by itself).
 STOP_SECONDS = 5.0
 
@@ -173,10 +180,14 @@ class Subscription:
 class SharedInformers:
     """The process's informers, by cluster connection, kind and namespace scope."""
 
-    def __init__(self, linger_seconds: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self, linger_seconds: float = LINGER_SECONDS,
+        namespaced_linger_seconds: float = NAMESPACED_LINGER_SECONDS,
+    ) -> None:
         self._lock = threading.Lock()
         self._informers: dict[tuple[str, ...], _Shared] = {}
         self._linger = linger_seconds
+        self._namespaced_linger = namespaced_linger_seconds
         # The informers nobody subscribes to, by key: when each retires (time.monotonic()).
         # `_retirer` runs while there are any, woken through `_retiring_changed`.
         self._retiring: dict[tuple[str, ...], float] = {}
@@ -224,7 +235,9 @@ class SharedInformers:
                 if self._informers.get(key) is shared:
                     del self._informers[key]
                 return
-            self._retiring[key] = time.monotonic() + self._linger
+            namespaced = bool(key[-1])  # the key ends with the namespace ("": cluster-wide)
+            linger = self._namespaced_linger if namespaced else self._linger
+            self._retiring[key] = time.monotonic() + linger
             if self._retirer is None:
                 self._retirer = threading.Thread(
                     target=self._retire, name="informer-retirer", daemon=True
@@ -265,7 +278,7 @@ class SharedInformers:
         """Stop every informer, subscribed or lingering, and wait up to `timeout` for their
         threads; the names of those still running then. For the process's end: a watch thread
         still inside a TLS read (the GIL released) while the interpreter finalizes can crash
-        it, and a lingering informer is one for 30 s after its last wait."""
+        it, and an informer lingers up to `LINGER_SECONDS` after its last wait."""
         with self._lock:
             stopping = list(self._informers.values())
             self._informers.clear()

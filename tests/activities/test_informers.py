@@ -62,7 +62,7 @@ async def test_two_waits_share_one_watch_and_each_sees_its_own_objects(
     await ActivityEnvironment().run(
         kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
     )
-    registry = SharedInformers(linger_seconds=0.2)
+    registry = SharedInformers(linger_seconds=0.2, namespaced_linger_seconds=0.2)
     red_wakeup, blue_wakeup = Wakeup(), Wakeup()
     red = registry.subscribe(client, Collection("v1", "ConfigMap", namespace, "team=red"),
                              red_wakeup.set)
@@ -139,7 +139,9 @@ async def config_map_informers(
         await ActivityEnvironment().run(
             kube.ensure_namespace, EnsureNamespaceInput(target=sim.target(namespace))
         )
-    registry = SharedInformers(linger_seconds=linger_seconds)
+    registry = SharedInformers(
+        linger_seconds=linger_seconds, namespaced_linger_seconds=linger_seconds
+    )
     watched = [
         registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None)
         for namespace in namespaces
@@ -185,6 +187,32 @@ async def test_stop_all_ends_every_watch_thread_subscribed_or_lingering(
     assert registry.stop_all(timeout=5.0) == []
     assert registry.watching() == 0
     assert not any(informer.running for informer in informers)
+
+
+async def test_a_namespaced_watch_lingers_less_than_a_cluster_wide_one(
+    faults: SimCluster,
+) -> None:
+    """Each target has its own namespace's watches, whose next wait comes at once or not at all
+    (fifty targets kept 275 lingering at once); the few cluster-wide ones, nodes or CRDs, serve
+    every target and stay for the next."""
+    namespace = "short-linger"
+    client = faults.client()
+    await ActivityEnvironment().run(
+        kube.ensure_namespace, EnsureNamespaceInput(target=faults.target(namespace))
+    )
+    registry = SharedInformers(linger_seconds=60.0, namespaced_linger_seconds=0.2)
+    left = [
+        registry.subscribe(client, Collection("v1", "ConfigMap", namespace), lambda: None),
+        registry.subscribe(client, Collection("v1", "Namespace"), lambda: None),
+    ]
+    try:
+        for subscription in left:
+            subscription.stop()
+        assert registry.watching() == 2
+        await until(lambda: registry.watching() == 1, Wakeup(), timeout=5.0)
+        assert [key[2:] for key in registry._informers] == [("Namespace", "")]
+    finally:
+        registry.stop_all(timeout=5.0)
 
 
 async def test_a_wait_whose_object_is_ready_at_first_look_starts_no_watch(
