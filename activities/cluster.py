@@ -13,9 +13,9 @@ workflow ID, run ID, phase): an activity retried after its worker died sends the
 the cluster workflow answers with where the ask stands; an ask the current run does not know (sent
 to a run that continued as new before accepting it) is sent again. The reads of every ask waiting
 in this process go to the cluster workflow together, one query at a time
-(activities/cluster_reads.py). An ensure ask that would change
-nothing (every piece checked moments ago, the target already its user: a warm burst) is answered by
-the `standing` query and sends no update at all. Each ask carries the UID of the target cluster's
+(activities/cluster_reads.py). An ensure ask that would change nothing (every piece checked
+moments ago, the target already its user: a warm burst) is answered by the `standing` query and
+sends no update at all. Each ask carries the UID of the target cluster's
 kube-system namespace (read by the rollout's preflight, or here when it did not: a teardown), so the
 cluster workflow tells apart two clusters of one name (workflows/cluster_identity.py); a worker
 keeps at most UPDATES_IN_FLIGHT updates in flight on one cluster workflow.

@@ -36,7 +36,6 @@ class ClusterReader:
         self._standing: list[tuple[StandingAsk, asyncio.Future[Standing]]] = []
         self._statuses: list[tuple[str, asyncio.Future[AskStatus]]] = []
         self._rounds: asyncio.Task[None] | None = None
-        self.queries = 0  # sent, for tests
 
     async def standing(self, ask: StandingAsk) -> Standing:
         """The cluster workflow's `standing` for `ask`."""
@@ -65,7 +64,6 @@ class ClusterReader:
             reads = ClusterReads(
                 standing=[ask for ask, _ in standing], statuses=[ask_id for ask_id, _ in statuses]
             )
-            self.queries += 1
             try:
                 answers = await self._handle.query(
                     "reads", reads, result_type=ClusterReadAnswers

@@ -37,9 +37,9 @@ from k8s.watching import Collection, Informer, object_key
 LINGER_SECONDS = 30.0
 # The same for an informer of one namespace. There is a set of them per target (LWS,
 # StatefulSet, Pod, Deployment, Gateway, HTTPRoute), and a target's next wait on the same kind
-# comes within moments or not at all. Lingering 30 s, the finished waits' informers of fifty
-# targets kept 275 watch threads and their TLS connections at the cold peak: 5 s took the
-# worker's peak RSS from 243 MB to 212 MB (bench/concurrency.py, N=50).
+# comes within moments or not at all. Fifty targets held 275 watch threads, each with its TLS
+# connection, those of ended waits lingering 30 s: 5 s took the worker's peak RSS at N=50 from
+# 254.9 MB to 231.6 MB, median of three (bench/concurrency.py).
 NAMESPACED_LINGER_SECONDS = 5.0
 # How long the process's end waits for its informers' threads (a list under way ends by itself).
 STOP_SECONDS = 5.0
